@@ -1,0 +1,1 @@
+"""Clinic outcomes pipeline: naltrexone exports in, response categories, marts and dashboards out."""

@@ -1,0 +1,33 @@
+"""The one Dagster `Definitions` of the project: every asset, check, job, schedule, sensor."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.ingest.assets import export_plan, loaded_tables
+from pipelines.ingest.staging import staged_checks, staged_tables
+from pipelines.marts.assets import aggregate_marts, data_quality, mart_checks, quarantine
+from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
+from pipelines.publish.assets import clinic_snapshot, dashboards, run_info
+from pipelines.resources import build_resources
+from pipelines.response.assets import patient_response, response_checks, response_rules, scored_fiqr
+from pipelines.settings import ClinicSettings
+
+ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr,
+          patient_response, *aggregate_marts, quarantine, data_quality, run_info,
+          clinic_snapshot, dashboards]
+CHECKS = [*staged_checks, *response_checks, *mart_checks]
+
+
+def build_definitions(settings: ClinicSettings | None = None) -> dg.Definitions:
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[clinic_job],
+        schedules=[daily_schedule],
+        sensors=[new_export_sensor],
+        resources=build_resources(settings or ClinicSettings.from_env()),
+    )
+
+
+defs = build_definitions()

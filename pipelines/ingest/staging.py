@@ -1,0 +1,42 @@
+"""Staged tables: the loaded rows whose patient is known, checked before anything uses them."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from pipelines.ingest.assets import TABLES
+from pipelines.metadata import report, table_metadata
+from pipelines.quality.checks import gx_check, reconciliation_check
+from pipelines.resources import ClinicConfig
+from pipelines.sqlfiles import run_sql
+
+
+def _staged_table_asset(table: str) -> dg.AssetsDefinition:
+    deps = [f"loaded_{table}", "loaded_patients", "response_rules"]
+
+    @dg.asset(name=f"staged_{table}", group_name="staging", deps=sorted(set(deps)),
+              description=(f"Staged `{table}`: loaded rows whose patient is accepted (orphans are "
+                           "quarantined, and adopted if the patient arrives in a later export)."
+                           if table != "patients" else
+                           "Staged patients, with the indication group from the rules file."))
+    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+               warehouse: DuckDBResource) -> dg.MaterializeResult:
+        with warehouse.get_connection() as con:
+            if table == "patients":
+                run_sql(con, "staging", "stage_patients")
+                orphans = 0
+            else:
+                run_sql(con, "staging", "stage_table", table_name=table)
+                orphans = con.execute("SELECT count(*) FROM quality.orphan_rows WHERE table_name = ?",
+                                      [table]).fetchone()[0]
+            meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans)
+        report(context, f"staged {table}: {meta['dagster/row_count']} rows"
+                        + (f", {orphans} orphan rows quarantined" if orphans else ""))
+        return dg.MaterializeResult(metadata=meta)
+
+    return _asset
+
+
+staged_tables = [_staged_table_asset(t) for t in TABLES]
+staged_checks = [reconciliation_check(t) for t in TABLES] + [
+    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}") for t in TABLES]

@@ -1,0 +1,85 @@
+"""Blocking asset checks: row reconciliation, Great Expectations suites, fatal data quality.
+
+A failing blocking check stops everything downstream and makes `clinic run` exit non-zero.
+"""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from pipelines.quality.gx_validation import suite_path, validate_frame
+from pipelines.resources import ClinicConfig
+from pipelines.sqlfiles import run_sql
+
+
+def reconciliation_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=f"staged_{table}", name="rows_reconcile", blocking=True,
+                    description="Every raw row of every file is accounted for: rows read = "
+                                "accepted + quarantined + exact duplicates.")
+    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            run_sql(con, "quality", "reconciliation")
+            rows = con.execute(
+                "SELECT source_file, rows_read, accepted, quarantined, duplicates, unaccounted "
+                "FROM quality.reconciliation WHERE table_name = ?", [table]).fetchall()
+        broken = [r for r in rows if r[5] != 0]
+        totals = [sum(r[i] for r in rows) for i in range(1, 5)]
+        return dg.AssetCheckResult(
+            passed=not broken,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("all files reconcile" if not broken else
+                         "rows unaccounted for in " + ", ".join(f"{r[0]} ({r[5]})" for r in broken)
+                         + ": the ingest lost or double-counted rows; report it with the file"),
+            metadata={"files": len(rows), "rows_read": totals[0], "accepted": totals[1],
+                      "quarantined": totals[2], "exact_duplicates": totals[3],
+                      "files_not_reconciling": [r[0] for r in broken]},
+        )
+
+    return _check
+
+
+def gx_check(asset: str, relation: str, suite: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset, name=f"gx_{suite}", blocking=True,
+                    description=f"Great Expectations suite expectations/{suite}.json on {relation}.")
+    def _check(clinic: ClinicConfig, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        s = clinic.settings
+        with warehouse.get_connection() as con:
+            total = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
+            sampled = total > s.gx_max_rows
+            query = f"SELECT * FROM {relation}" + (
+                f" USING SAMPLE reservoir({s.gx_max_rows} ROWS) REPEATABLE (42)" if sampled else "")
+            frame = con.execute(query).df()
+            outcomes = validate_frame(frame, suite_path(s.expectations_dir, suite), relation)
+            con.execute("DELETE FROM quality.gx_results WHERE table_name = ?", [relation])
+            con.executemany("INSERT INTO quality.gx_results VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                (o.table_name, o.check_name, o.description, o.rows_checked, o.rows_failed,
+                 o.threshold_pct, o.severity) for o in outcomes])
+        failed = [o for o in outcomes if not o.success and o.severity == "fatal"]
+        warned = [o for o in outcomes if not o.success and o.severity != "fatal"]
+        return dg.AssetCheckResult(
+            passed=not failed,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description=("all expectations met" if not (failed or warned) else
+                         "failed: " + ", ".join(f"{o.check_name} ({o.rows_failed} rows)"
+                                                 for o in failed + warned)),
+            metadata={"expectations": len(outcomes), "failed_fatal": [o.check_name for o in failed],
+                      "failed_warning": [o.check_name for o in warned], "rows_validated": len(frame),
+                      "rows_in_table": total, "sampled": sampled},
+        )
+
+    return _check
+
+
+@dg.asset_check(asset="data_quality", name="no_fatal_check_failed", blocking=True,
+                description="No check declared fatal (rules/quality_checks.yaml, GX critical) failed.")
+def no_fatal_check_failed(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    with warehouse.get_connection() as con:
+        failing = con.execute(
+            "SELECT export_id, table_name, check_name, rows_failed FROM marts.data_quality "
+            "WHERE severity = 'fatal' AND status = 'fail'").fetchall()
+    return dg.AssetCheckResult(
+        passed=not failing,
+        description="no fatal check failed" if not failing else "fatal checks failed: " + ", ".join(
+            f"{t}.{c} in {e} ({n} rows)" for e, t, c, n in failing),
+        metadata={"fatal_failures": [f"{e}/{t}/{c}" for e, t, c, _ in failing]},
+    )

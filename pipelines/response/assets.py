@@ -1,0 +1,83 @@
+"""Response assets: the rules as a table, scored FIQR questionnaires, each patient's category."""
+
+
+import dagster as dg
+import pandas as pd
+from dagster_duckdb import DuckDBResource
+
+from pipelines.ingest.contract import load_contract
+from pipelines.ingest.load import ensure_warehouse
+from pipelines.metadata import report, table_metadata
+from pipelines.quality.checks import gx_check
+from pipelines.resources import ClinicConfig
+from pipelines.response.rules import load_rules, write_rules_table
+from pipelines.sqlfiles import run_sql
+
+
+def write_reporting_tables(con, rules: dict) -> None:
+    """Visit weeks, LDN dose bands and early sleep events from the rules file, as tables."""
+    t = rules["trajectory"]
+    weeks = pd.DataFrame({"visit_week": t["visit_weeks"], "window_days": t["window_days"]})
+    bands = pd.DataFrame(rules["ldn_dose_bands"]).assign(
+        sort_order=lambda f: range(1, len(f) + 1))
+    sleep = pd.DataFrame({"event": rules["early_sleep_events"]["events"],
+                          "within_days": rules["early_sleep_events"]["within_days"]})
+    for name, frame in (("visit_weeks", weeks), ("dose_bands", bands), ("early_sleep_events", sleep)):
+        con.register("frame_view", frame)
+        con.execute(f"CREATE OR REPLACE TABLE response.{name} AS SELECT * FROM frame_view")
+        con.unregister("frame_view")
+
+
+@dg.asset(group_name="response", description=(
+    "The response rules file (windows, primary measure and threshold per indication, "
+    "reporting bands) as warehouse tables; rules_version is stamped on every mart row."))
+def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                   warehouse: DuckDBResource) -> dg.MaterializeResult:
+    s = clinic.settings
+    rules = load_rules(s.rules_file)
+    with warehouse.get_connection() as con:
+        ensure_warehouse(con, load_contract(s.contract_file))
+        write_rules_table(con, rules)
+        write_reporting_tables(con, rules)
+        meta = table_metadata(con, "response.rules", rules_version=str(rules["version"]),
+                              rules_file=dg.MetadataValue.path(str(s.rules_file)))
+    report(context, f"response rules version {rules['version']} from {s.rules_file}")
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(group_name="response", deps=["staged_fiqr_items", "staged_measurements"],
+          description=("FIQR questionnaires scored from item answers (Bennett 2009, one missing "
+                       "function item prorated); a scored questionnaire replaces a delivered "
+                       "fiqr_total on the same day. Also the view of every measure value with "
+                       "its source row."))
+def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        run_sql(con, "response", "fiqr_scores")
+        run_sql(con, "response", "measure_values")
+        unscorable, disagree = con.execute(
+            "SELECT (SELECT count(*) FROM response.fiqr_questionnaires WHERE NOT scorable), "
+            "(SELECT count(*) FROM response.fiqr_disagreements)").fetchone()
+        meta = table_metadata(con, "response.fiqr_questionnaires", unscorable=unscorable,
+                              disagreements_over_1_point=disagree)
+    report(context, f"scored {meta['dagster/row_count']} FIQR questionnaires "
+                    f"({unscorable} unscorable, {disagree} disagree with fiqr_total)")
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "staged_discontinuations",
+                                       "staged_adverse_events", "response_rules"],
+          description=("One row per patient: baseline and assessment of the primary measure, "
+                       "change, category (meaningful, minimal, intolerant, not_assessable), reason "
+                       "and the source rows of both values (sql/response/patient_response.sql)."))
+def patient_response(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        run_sql(con, "response", "patient_response")
+        counts = dict(con.execute("SELECT category, count(*) FROM marts.patient_response "
+                                  "GROUP BY category ORDER BY category").fetchall())
+        meta = table_metadata(con, "marts.patient_response", categories=counts)
+    report(context, f"categorised {meta['dagster/row_count']} patients: "
+                    + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return dg.MaterializeResult(metadata=meta)
+
+
+response_checks = [gx_check("patient_response", "marts.patient_response", "patient_response")]

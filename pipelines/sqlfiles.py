@@ -1,0 +1,34 @@
+"""SQL lives in sql/<stage>/<name>.sql; this reads it and fills its ${placeholders}.
+
+Placeholders carry only what the contract or rules files generate (column lists,
+file paths); every statement's shape stays in the .sql file.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from string import Template
+
+from pipelines.settings import SQL_DIR
+
+
+@cache
+def _template(stage: str, name: str) -> Template:
+    return Template((SQL_DIR / stage / f"{name}.sql").read_text(encoding="utf-8"))
+
+
+def sql(stage: str, name: str, **params: object) -> str:
+    return _template(stage, name).substitute({k: str(v) for k, v in params.items()})
+
+
+def run_sql(con, stage: str, name: str, **params: object):
+    """Run a .sql file (one or more statements) on a DuckDB connection."""
+    return con.execute(sql(stage, name, **params))
+
+
+def quote_literal(text: str) -> str:
+    return "'" + str(text).replace("'", "''") + "'"
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

@@ -1,0 +1,41 @@
+-- Bookkeeping the ingest stage keeps across runs in the warehouse.
+CREATE SCHEMA IF NOT EXISTS ingest;
+CREATE SCHEMA IF NOT EXISTS core;
+CREATE SCHEMA IF NOT EXISTS staging;
+CREATE SCHEMA IF NOT EXISTS response;
+CREATE SCHEMA IF NOT EXISTS marts;
+CREATE SCHEMA IF NOT EXISTS quality;
+
+-- One row per source file applied: the reconciliation's left-hand side and its parts.
+CREATE TABLE IF NOT EXISTS ingest.applied_files (
+    export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, fingerprint VARCHAR,
+    rows_read BIGINT, accepted BIGINT, quarantined BIGINT, duplicates BIGINT,
+    rejected_file BOOLEAN, applied_at TIMESTAMP
+);
+-- Row- and file-level quarantine found at ingest (orphans are judged later, on the final state).
+CREATE TABLE IF NOT EXISTS ingest.quarantine (
+    export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, line_number BIGINT,
+    rule VARCHAR, column_name VARCHAR, detail VARCHAR, rows_affected BIGINT
+);
+-- Columns a file carried that the contract does not know (ignored, listed in data quality).
+CREATE TABLE IF NOT EXISTS ingest.extra_columns (
+    export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, column_name VARCHAR
+);
+-- What the warehouse was built with; a change of contract means a rebuild from the raw exports.
+CREATE TABLE IF NOT EXISTS ingest.state (contract_hash VARCHAR);
+
+-- Quality bookkeeping: orphans judged on the final state, GX results of this run,
+-- the check catalogue (rules/quality_checks.yaml) and the run log behind marts.run_info.
+CREATE TABLE IF NOT EXISTS quality.orphan_rows (
+    export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, line_number BIGINT,
+    rule VARCHAR, column_name VARCHAR, detail VARCHAR, rows_affected BIGINT
+);
+CREATE TABLE IF NOT EXISTS quality.gx_results (
+    table_name VARCHAR, check_name VARCHAR, description VARCHAR, rows_checked BIGINT,
+    rows_failed BIGINT, threshold_pct DOUBLE, severity VARCHAR
+);
+CREATE TABLE IF NOT EXISTS quality.run_log (
+    run_id VARCHAR, run_time TIMESTAMP, ingest_mode VARCHAR, exports_applied VARCHAR,
+    exports_new VARCHAR, rules_version VARCHAR, code_version VARCHAR, rows_in BIGINT,
+    rows_accepted BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT, patients_out BIGINT
+);

@@ -1,0 +1,24 @@
+-- From enrolment to a category, per indication (and all patients).
+CREATE OR REPLACE TABLE marts.cohort_flow AS
+WITH r AS (SELECT DISTINCT assessment_from FROM response.rules),
+early_stop AS (
+    SELECT d.patient_id FROM staging.discontinuations d, r WHERE d.study_day < r.assessment_from
+),
+flow AS (
+    SELECT coalesce(p.indication, 'all') AS indication,
+           count(*) AS enrolled,
+           count(p.baseline_value) AS with_baseline,
+           count(*) - count(e.patient_id) AS reached_day_56,
+           count(p.assessment_value) AS assessed,
+           count(CASE WHEN p.category = 'meaningful' THEN 1 END) AS n_meaningful,
+           count(CASE WHEN p.category = 'minimal' THEN 1 END) AS n_minimal,
+           count(CASE WHEN p.category = 'intolerant' THEN 1 END) AS n_intolerant,
+           count(CASE WHEN p.category = 'not_assessable' THEN 1 END) AS n_not_assessable,
+           max(p.rules_version) AS rules_version
+    FROM marts.patient_response p LEFT JOIN early_stop e USING (patient_id)
+    GROUP BY GROUPING SETS ((p.indication), ())
+)
+SELECT indication, enrolled, with_baseline, reached_day_56, assessed,
+       n_meaningful, n_minimal, n_intolerant, n_not_assessable, false AS suppressed, rules_version
+FROM flow
+ORDER BY indication = 'all', indication;

@@ -1,0 +1,52 @@
+-- One row per export x table x check (the OHDSI DQD results table): every declared check
+-- appears, failing or not. Staged-table and mart checks (Great Expectations) use export '(all)'.
+CREATE OR REPLACE TABLE marts.data_quality AS
+WITH rows_checked AS (
+    SELECT export_id, table_name, sum(rows_read) AS rows_checked
+    FROM ingest.applied_files GROUP BY export_id, table_name
+),
+failed AS (
+    SELECT export_id, table_name, rule AS check_name, sum(rows_affected) AS rows_failed
+    FROM marts.quarantine GROUP BY export_id, table_name, rule
+    UNION ALL
+    SELECT export_id, table_name, 'exact_duplicate', sum(duplicates)
+    FROM ingest.applied_files GROUP BY export_id, table_name
+    UNION ALL
+    SELECT export_id, table_name, 'reconciliation', sum(abs(unaccounted))
+    FROM quality.reconciliation GROUP BY export_id, table_name
+    UNION ALL
+    SELECT export_id, table_name, 'extra_column', count(*)
+    FROM ingest.extra_columns GROUP BY export_id, table_name
+),
+contract AS (
+    SELECT r.export_id, r.table_name, c.check_name, c.kind, c.description, r.rows_checked,
+           coalesce(f.rows_failed, 0) AS rows_failed, c.threshold_pct, c.severity
+    FROM rows_checked r
+    CROSS JOIN quality.check_catalogue c
+    LEFT JOIN failed f ON f.export_id = r.export_id AND f.table_name = r.table_name
+                      AND f.check_name = c.check_name
+    WHERE c.kind IN ('contract', 'file', 'reconciliation')
+),
+fiqr AS (
+    SELECT '(all)' AS export_id, 'fiqr_items' AS table_name, c.check_name, c.kind, c.description,
+           (SELECT count(*) FROM response.fiqr_questionnaires) AS rows_checked,
+           CASE c.check_name
+               WHEN 'fiqr_unscorable' THEN (SELECT count(*) FROM response.fiqr_questionnaires WHERE NOT scorable)
+               ELSE (SELECT count(*) FROM response.fiqr_disagreements) END AS rows_failed,
+           c.threshold_pct, c.severity
+    FROM quality.check_catalogue c WHERE c.kind = 'derived'
+),
+gx AS (
+    SELECT '(all)', table_name, check_name, 'great_expectations', description, rows_checked,
+           rows_failed, threshold_pct, severity
+    FROM quality.gx_results
+),
+all_checks AS (SELECT * FROM contract UNION ALL SELECT * FROM fiqr UNION ALL SELECT * FROM gx)
+SELECT export_id, table_name, check_name, kind, description, rows_checked, rows_failed,
+       round(100.0 * rows_failed / NULLIF(rows_checked, 0), 4) AS pct_failed,
+       threshold_pct, severity,
+       CASE WHEN coalesce(100.0 * rows_failed / NULLIF(rows_checked, 0), 0) <= threshold_pct
+                 AND NOT (threshold_pct = 0 AND rows_failed > 0)
+            THEN 'pass' ELSE 'fail' END AS status
+FROM all_checks
+ORDER BY export_id, table_name, check_name;

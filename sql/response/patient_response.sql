@@ -1,0 +1,98 @@
+-- Each patient's response category under the rules in response.rules (from the rules file).
+-- First match wins: intolerant, minimal (stopped for lack of effect), not_assessable,
+-- meaningful, minimal. Plain SQL (row_number windows, NULLIF division) so it transpiles.
+CREATE OR REPLACE TABLE marts.patient_response AS
+WITH patients AS (
+    SELECT p.*, r.*  EXCLUDE (indication)
+    FROM staging.patients p JOIN response.rules r USING (indication)
+),
+primary_values AS (
+    SELECT v.*, p.baseline_from, p.baseline_to, p.assessment_from, p.assessment_to, p.target_day
+    FROM response.measure_values v
+    JOIN patients p ON p.patient_id = v.patient_id AND p.primary_measure = v.instrument
+),
+baseline AS (
+    SELECT patient_id, study_day AS baseline_day, value AS baseline_value, source AS baseline_source
+    FROM (
+        SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY study_day DESC) AS rn
+        FROM primary_values WHERE study_day BETWEEN baseline_from AND baseline_to
+    ) WHERE rn = 1
+),
+assessment AS (
+    SELECT patient_id, study_day AS assessment_day, value AS assessment_value,
+           source AS assessment_source
+    FROM (
+        SELECT *, row_number() OVER (PARTITION BY patient_id
+                                     ORDER BY abs(study_day - target_day), study_day DESC) AS rn
+        FROM primary_values WHERE study_day BETWEEN assessment_from AND assessment_to
+    ) WHERE rn = 1
+),
+stops AS (
+    SELECT d.patient_id,
+           max(CASE WHEN d.reason = 'adverse_event' THEN 1 ELSE 0 END) AS stopped_for_ae,
+           max(CASE WHEN d.reason = 'lack_of_effect' THEN 1 ELSE 0 END) AS stopped_for_lack
+    FROM staging.discontinuations d JOIN patients p USING (patient_id)
+    WHERE d.study_day <= p.stop_counts_until_day
+    GROUP BY d.patient_id
+),
+ae_stops AS (
+    SELECT DISTINCT a.patient_id
+    FROM staging.adverse_events a JOIN patients p USING (patient_id)
+    WHERE a.action = 'discontinued' AND a.study_day <= p.stop_counts_until_day
+),
+joined AS (
+    SELECT p.*, b.baseline_day, b.baseline_value, b.baseline_source,
+           a.assessment_day, a.assessment_value, a.assessment_source,
+           a.assessment_value - b.baseline_value AS change_abs,
+           100.0 * (a.assessment_value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS change_pct,
+           coalesce(s.stopped_for_ae, 0) = 1 OR e.patient_id IS NOT NULL AS stopped_for_ae,
+           coalesce(s.stopped_for_lack, 0) = 1 AS stopped_for_lack
+    FROM patients p
+    LEFT JOIN baseline b USING (patient_id)
+    LEFT JOIN assessment a USING (patient_id)
+    LEFT JOIN stops s USING (patient_id)
+    LEFT JOIN ae_stops e USING (patient_id)
+),
+judged AS (
+    SELECT *,
+        coalesce(
+            (relative_reduction_pct IS NOT NULL AND baseline_value > 0
+             AND baseline_value - assessment_value
+                 >= relative_reduction_pct / 100.0 * baseline_value - tolerance)
+         OR (absolute_reduction IS NOT NULL
+             AND baseline_value - assessment_value >= absolute_reduction - tolerance)
+         OR (remission_below IS NOT NULL
+             AND baseline_value >= remission_below - tolerance AND assessment_value < remission_below)
+         OR (assessment_zero AND abs(assessment_value) <= tolerance),
+        false) AS threshold_met
+    FROM joined
+),
+categorised AS (
+    SELECT *,
+        CASE
+            WHEN stopped_for_ae THEN 'intolerant'
+            WHEN stopped_for_lack AND NOT threshold_met THEN 'minimal'
+            WHEN baseline_value IS NULL OR assessment_value IS NULL
+              OR (baseline_zero_not_assessable AND abs(baseline_value) <= tolerance) THEN 'not_assessable'
+            WHEN threshold_met THEN 'meaningful'
+            ELSE 'minimal'
+        END AS category,
+        CASE
+            WHEN stopped_for_ae THEN 'stopped_for_adverse_event'
+            WHEN stopped_for_lack AND NOT threshold_met THEN 'stopped_for_lack_of_effect'
+            WHEN baseline_value IS NULL THEN 'no_baseline'
+            WHEN assessment_value IS NULL THEN 'no_assessment'
+            WHEN baseline_zero_not_assessable AND abs(baseline_value) <= tolerance THEN 'baseline_zero'
+            WHEN threshold_met THEN 'threshold_met'
+            ELSE 'threshold_not_met'
+        END AS reason
+    FROM judged
+)
+SELECT patient_id, site_id, indication, indication_group, regimen, sex,
+       CASE WHEN age_years >= 90 THEN '90+' WHEN age_years < 30 THEN '18-29'
+            ELSE CAST(CAST(floor(age_years / 10) * 10 AS INTEGER) AS VARCHAR) || '-'
+                 || CAST(CAST(floor(age_years / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END AS age_band,
+       start_year, primary_measure, baseline_day, baseline_value, assessment_day, assessment_value,
+       change_abs, change_pct, category, reason, rules_version, baseline_source, assessment_source
+FROM categorised
+ORDER BY patient_id;
