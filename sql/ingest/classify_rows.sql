@@ -1,7 +1,7 @@
--- Give every raw row of one file its typed values and the number of the first check it
--- fails (NULL when it passes). The checks come from rules/contract.yaml.
+-- Give every raw row of one file its typed values, the number of the first check it
+-- fails (NULL when it passes) and that check's detail. The checks come from
+-- rules/contract.yaml; a detail never quotes text, only values that parsed as numbers.
 CREATE OR REPLACE TEMP TABLE classified_file AS
-SELECT line_number, ${typed_columns},
-       CASE ${failure_cases} END AS failed_check,
-       CASE ${detail_cases} END AS failure_detail
-FROM raw_file;
+SELECT line_number, ${typed_columns}, failed_check,
+       CASE failed_check ${detail_cases} END AS failure_detail
+FROM (SELECT *, CASE ${failure_cases} END AS failed_check FROM raw_file);
