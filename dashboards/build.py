@@ -113,27 +113,24 @@ def trajectory_figures(con, run: RunLabel) -> list[go.Figure]:
 
 def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
     tol = con.execute("""
-        SELECT event, dose_band, band_order, sum(n_patients) AS n_patients,
-               100.0 * sum(n_patients) / sum(n_exposed) AS pct_exposed
+        SELECT event, dose_band, band_order, n_patients, pct_exposed
         FROM marts.tolerability
-        WHERE regimen = 'ldn' AND n_patients IS NOT NULL AND n_exposed IS NOT NULL
-        GROUP BY event, dose_band, band_order ORDER BY band_order, event""").df()
+        WHERE regimen = 'ldn' AND indication = 'all' AND n_patients IS NOT NULL
+          AND n_exposed IS NOT NULL
+        ORDER BY band_order, event""").df()
     fig = go.Figure()
     for _, part in tol.groupby("band_order"):
         fig.add_bar(name=f"dose {part.dose_band.iloc[0]}", x=part.event, y=part.pct_exposed,
                     hovertemplate="%{x}: %{y:.1f}% of exposed<extra></extra>")
     fig.update_layout(barmode="group")
-    fig.update_xaxes(title_text="Adverse event (LDN patients, unsuppressed cells)")
+    fig.update_xaxes(title_text="Adverse event (all LDN patients; suppressed cells not drawn)")
     fig.update_yaxes(title_text="Patients with the event, % of those exposed to the dose band")
     figs = [_titled(fig, "Adverse events by LDN dose band", run)]
 
     tit = con.execute("""
-        SELECT starting_dose_band, band_order, sum(n_patients) AS n_patients,
-               100.0 * sum(n_sleep_event) / sum(n_patients) AS pct_sleep_event,
-               100.0 * sum(n_intolerant) / sum(n_patients) AS pct_intolerant
-        FROM marts.titration
-        WHERE n_patients IS NOT NULL AND n_sleep_event IS NOT NULL AND n_intolerant IS NOT NULL
-        GROUP BY starting_dose_band, band_order ORDER BY band_order""").df()
+        SELECT starting_dose_band, band_order, n_patients, pct_sleep_event, pct_intolerant
+        FROM marts.titration WHERE indication = 'all' AND n_patients IS NOT NULL
+        ORDER BY band_order""").df()
     labels = [f"{r.starting_dose_band}<br>n {r.n_patients}" for r in tit.itertuples()]
     fig = go.Figure()
     fig.add_bar(name="sleep event (insomnia, vivid dreams) in first 28 days", x=labels,

@@ -11,7 +11,7 @@ sleep AS (
     JOIN response.early_sleep_events e ON e.event = a.event
     WHERE a.study_day >= 0 AND a.study_day < e.within_days
 )
-SELECT s.indication, s.starting_dose_band, s.band_order,
+SELECT coalesce(s.indication, 'all') AS indication, s.starting_dose_band, s.band_order,
        count(*) AS n_patients,
        count(sl.patient_id) AS n_sleep_event,
        100.0 * count(sl.patient_id) / count(*) AS pct_sleep_event,
@@ -21,5 +21,5 @@ SELECT s.indication, s.starting_dose_band, s.band_order,
 FROM starts s
 JOIN marts.patient_response r USING (patient_id)
 LEFT JOIN sleep sl USING (patient_id)
-GROUP BY s.indication, s.starting_dose_band, s.band_order
-ORDER BY s.indication, s.band_order;
+GROUP BY GROUPING SETS ((s.indication, s.starting_dose_band, s.band_order), (s.starting_dose_band, s.band_order))
+ORDER BY coalesce(s.indication, 'all') = 'all', coalesce(s.indication, 'all'), s.band_order;
