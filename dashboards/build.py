@@ -57,8 +57,9 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
     ):
         rows = pd.concat([rbi[rbi.level == level], rbi[rbi.level == "all"]])
         labels = [
-            (" · ".join(str(getattr(r, c)) for c in label_cols) if r.level != "all" else "all patients")
-            + f"<br>n evaluable {_n(r.n_evaluable)}, not assessable {_n(r.n_not_assessable)}"
+            ("<br>".join(str(getattr(r, c)).replace("_", " ") for c in label_cols)
+             if r.level != "all" else "all patients")
+            + f"<br>n={_n(r.n_evaluable)} (n/a {_n(r.n_not_assessable)})"
             for r in rows.itertuples()
         ]
         fig = go.Figure()
@@ -75,7 +76,8 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
                           annotation_text=f"clinic belief: {belief[cat]:.0f}% {cat}",
                           annotation_position="top right")
         fig.update_layout(barmode="group")
-        fig.update_xaxes(title_text="Indication (evaluable and not-assessable patients)")
+        fig.update_xaxes(title_text="Indication: n evaluable (n/a = not assessable; * = suppressed, 1-10)",
+                         tickangle=0, tickfont=dict(size=11))
         fig.update_yaxes(title_text="Patients, % of evaluable (Wilson 95% interval)", range=[0, 100])
         figures.append(_titled(fig, title, run, height=620))
     return figures
@@ -200,7 +202,7 @@ def _empty(title: str, run: RunLabel) -> go.Figure:
 
 
 def _n(value) -> str:
-    return "suppressed" if pd.isna(value) else str(int(value))
+    return "*" if pd.isna(value) else str(int(value))
 
 
 # --- writing ---------------------------------------------------------------------------

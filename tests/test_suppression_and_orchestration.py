@@ -11,7 +11,7 @@ from pipelines.marts.suppression import SumGroup, suppress
 from pipelines.orchestration.schedules import daily_schedule, new_export_sensor
 
 GROUPS = (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
-          SumGroup("n_patients", ("n_evaluable", "n_not_assessable")))
+          SumGroup("n_patients", ("n_evaluable", "n_not_assessable"), hide_total_first=True))
 COUNTS = ("n_patients", "n_evaluable", "n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable")
 
 
@@ -61,3 +61,10 @@ def test_sensor_requests_one_run_per_new_complete_export(tmp_path, monkeypatch):
         third = new_export_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
         assert [r.run_key for r in third.run_requests] == ["export:2026-11-02_b"]
         assert json.loads(third.cursor) == ["2026-11-01_a", "2026-11-02_b"]
+
+
+def test_small_not_assessable_hides_the_total_not_the_rate_denominator():
+    row = _row(n_patients=60, n_evaluable=57, n_meaningful=35, n_minimal=11, n_intolerant=11,
+               n_not_assessable=3)
+    assert pd.isna(row.n_not_assessable) and pd.isna(row.n_patients)
+    assert row.n_evaluable == 57 and row.pct_minimal == 100.0 * 11 / 57

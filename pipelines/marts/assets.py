@@ -38,7 +38,7 @@ AGGREGATE_MARTS = [
         {"n_meaningful": _PCTS["meaningful"], "n_minimal": _PCTS["minimal"],
          "n_intolerant": _PCTS["intolerant"], "n_evaluable": sum(_PCTS.values(), ())},
         (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
-         SumGroup("n_patients", ("n_evaluable", "n_not_assessable"))),
+         SumGroup("n_patients", ("n_evaluable", "n_not_assessable"), hide_total_first=True)),
     ),
     AggregateMart(
         "measure_trajectory",

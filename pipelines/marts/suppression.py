@@ -21,6 +21,7 @@ class SumGroup:
 
     total: str
     parts: tuple[str, ...]
+    hide_total_first: bool = False  # complement by hiding the total (keeps rate denominators)
 
 
 def suppressed_cells(row: dict, counts: Sequence[str], groups: Sequence[SumGroup],
@@ -34,7 +35,7 @@ def suppressed_cells(row: dict, counts: Sequence[str], groups: Sequence[SumGroup
             if g.total not in hidden and len(hidden_parts) == 1:
                 candidates = sorted((row[p], i, p) for i, p in enumerate(g.parts)
                                     if p not in hidden and row[p])
-                pick = candidates[0][2] if candidates else g.total
+                pick = candidates[0][2] if candidates and not g.hide_total_first else g.total
                 hidden.add(pick)
                 changed = True
     return hidden
