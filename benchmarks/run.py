@@ -1,0 +1,171 @@
+"""Benchmark (shared spec performance.md): floor, clinic cold, clinic warm, pandas+GX peer.
+
+    python -m benchmarks.run --scale S [--repeats 3] [--out benchmarks/results/S.json]
+
+Generates the export once, then times each contender as a separate process (median of
+the repeats), with peak resident memory of the whole process tree, and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SCALES = {"demo": 200, "S": 10_000, "M": 100_000}
+ROOT = Path(__file__).resolve().parent.parent
+
+FLOOR = """
+import duckdb, sys
+raw = sys.argv[1]
+con = duckdb.connect()
+con.execute(open(sys.argv[2]).read().replace('${raw}', raw))
+"""
+
+PEER = """
+import sys, pandas as pd, great_expectations as gx, numpy as np
+raw = sys.argv[1]
+p = pd.read_csv(f"{raw}/patients.csv"); m = pd.read_csv(f"{raw}/measurements.csv")
+d = pd.read_csv(f"{raw}/discontinuations.csv"); a = pd.read_csv(f"{raw}/adverse_events.csv")
+ctx = gx.get_context(mode="ephemeral")
+for name, df, exps in [
+    ("patients", p, [gx.expectations.ExpectColumnValuesToBeUnique(column="patient_id"),
+                     gx.expectations.ExpectColumnValuesToBeBetween(column="age_years", min_value=18, max_value=120)]),
+    ("measurements", m, [gx.expectations.ExpectColumnValuesToNotBeNull(column="value"),
+                         gx.expectations.ExpectColumnValuesToBeBetween(column="study_day", min_value=-365, max_value=3650)]),
+]:
+    batch = ctx.data_sources.add_pandas(name).add_dataframe_asset(name).add_batch_definition_whole_dataframe("b").get_batch(batch_parameters={"dataframe": df})
+    for e in exps:
+        batch.validate(e)
+primary = {"fibromyalgia": "fiqr_total", "crps": "pain_nrs", "mechanical_pain": "pain_nrs",
+           "multiple_sclerosis": "msis29_physical", "crohns_disease": "calprotectin_ug_g",
+           "alcohol_use_disorder": "heavy_drinking_days_30d", "opioid_use_disorder": "opioid_use_days_30d"}
+p["instrument"] = p.indication.map(primary)
+v = m.merge(p[["patient_id", "instrument", "indication"]], on=["patient_id", "instrument"])
+base = v[v.study_day.between(-30, 0)].sort_values("study_day").groupby("patient_id").tail(1)
+ass = v[v.study_day.between(56, 252)].assign(dist=lambda f: (f.study_day - 168).abs())
+ass = ass.sort_values(["dist", "study_day"], ascending=[True, False]).groupby("patient_id").head(1)
+r = base.merge(ass, on="patient_id", suffixes=("_b", "_a"))
+r["pct"] = 100 * (r.value_a - r.value_b) / r.value_b.replace(0, np.nan)
+stop = set(d[(d.reason == "adverse_event") & (d.study_day <= 252)].patient_id) | set(a[(a.action == "discontinued") & (a.study_day <= 252)].patient_id)
+r["category"] = np.where(r.patient_id.isin(stop), "intolerant", np.where(r.pct <= -30, "meaningful", "minimal"))
+print(r.category.value_counts().to_dict())
+"""
+
+
+def _tree_rss_kb(pid: int) -> int:
+    total = 0
+    try:
+        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
+                                  text=True).stdout.split()
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        total += sum(_tree_rss_kb(int(c)) for c in children)
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return total
+
+
+def measure(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of the whole process tree, sampled every 50 ms."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _tree_rss_kb(proc.pid))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    _, err = proc.communicate()
+    stop.set()
+    t.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{err[-3000:]}")
+    return time.perf_counter() - start, peak / 1024
+
+
+def median_of(runs: list[tuple[float, float]]) -> dict:
+    return {"seconds": round(statistics.median(r[0] for r in runs), 3),
+            "peak_mib": round(max(r[1] for r in runs), 1), "runs": [round(r[0], 3) for r in runs]}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", choices=SCALES, default="S")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    work = Path(args.work) / args.scale
+    raw = work / "raw"
+    export = raw / "2026-11-01T0600_bench"
+    py = sys.executable
+    if not (export / "_READY").exists():
+        print(f"generating scale {args.scale} ...", file=sys.stderr)
+        subprocess.run([py, "-m", "pipelines.cli", "demo-data", "--patients", str(SCALES[args.scale]),
+                        "--seed", "7", "--out", str(export)], check=True, cwd=ROOT)
+    floor_sql = ROOT / "benchmarks" / "floor.sql"
+    results = {}
+    runs = [measure([py, "-c", FLOOR, str(export), str(floor_sql)]) for _ in range(args.repeats)]
+    results["floor"] = median_of(runs)
+    print(f"floor: {results['floor']}", file=sys.stderr)
+
+    def clinic(raw_dir: Path, tag: str, fresh: bool):
+        wh, marts = work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
+        if fresh:
+            wh.unlink(missing_ok=True)
+            shutil.rmtree(marts, ignore_errors=True)
+        return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
+                        "--marts", str(marts)])
+
+    results["clinic_cold"] = median_of([clinic(raw, "cold", True) for _ in range(args.repeats)])
+    print(f"clinic cold: {results['clinic_cold']}", file=sys.stderr)
+
+    warm_runs = []
+    for i in range(args.repeats):
+        warm_raw = work / "raw_warm"
+        shutil.rmtree(warm_raw, ignore_errors=True)
+        warm_raw.mkdir(parents=True)
+        (warm_raw / export.name).symlink_to(export)
+        clinic(warm_raw, "warm", True)
+        delta = warm_raw / f"2026-11-02T0600_delta{i}"
+        subprocess.run([py, "-m", "pipelines.cli", "demo-data", "--patients", "50", "--seed", str(100 + i),
+                        "--out", str(delta)], check=True, cwd=ROOT, capture_output=True)
+        for f in delta.glob("*.csv"):  # new patients, distinct ids
+            f.write_text(f.read_text().replace("P00", f"D{i}0"))
+        warm_runs.append(clinic(warm_raw, "warm", False))
+    results["clinic_warm"] = median_of(warm_runs)
+    print(f"clinic warm: {results['clinic_warm']}", file=sys.stderr)
+
+    results["peer"] = median_of([measure([py, "-c", PEER, str(export)]) for _ in range(args.repeats)])
+    print(f"peer: {results['peer']}", file=sys.stderr)
+
+    f, c, w, p = (results[k]["seconds"] for k in ("floor", "clinic_cold", "clinic_warm", "peer"))
+    results["ratios"] = {"clinic_cold/floor": round(c / f, 2), "clinic_warm/floor": round(w / f, 2),
+                         "peer/clinic_cold": round(p / c, 2)}
+    results["scale"] = args.scale
+    results["machine"] = {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version()}
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"{args.scale}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["ratios"]), f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

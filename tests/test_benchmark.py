@@ -1,0 +1,17 @@
+"""The benchmark works end to end at scale demo (it times nothing the suite asserts on)."""
+
+from __future__ import annotations
+
+import json
+
+from benchmarks.run import main
+
+
+def test_benchmark_runs_at_demo_scale(tmp_path):
+    out = tmp_path / "demo.json"
+    assert main(["--scale", "demo", "--repeats", "1", "--work", str(tmp_path / "work"),
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["ratios"]) == {"clinic_cold/floor", "clinic_warm/floor", "peer/clinic_cold"}
+    assert all(result[k]["seconds"] > 0 and result[k]["peak_mib"] > 0
+               for k in ("floor", "clinic_cold", "clinic_warm", "peer"))
