@@ -144,9 +144,8 @@ def main(argv=None) -> int:
         clinic(warm_raw, "warm", True)
         delta = warm_raw / f"2026-11-02T0600_delta{i}"
         subprocess.run([py, "-m", "pipelines.cli", "demo-data", "--patients", "50", "--seed", str(100 + i),
-                        "--out", str(delta)], check=True, cwd=ROOT, capture_output=True)
-        for f in delta.glob("*.csv"):  # new patients, distinct ids
-            f.write_text(f.read_text().replace("P00", f"D{i}0"))
+                        "--id-prefix", f"D{i}", "--out", str(delta)], check=True, cwd=ROOT,
+                       capture_output=True)
         warm_runs.append(clinic(warm_raw, "warm", False))
     results["clinic_warm"] = median_of(warm_runs)
     print(f"clinic warm: {results['clinic_warm']}", file=sys.stderr)

@@ -145,7 +145,8 @@ def cmd_demo_data(args) -> int:
     started = time.perf_counter()
     out = Path(args.out)
     print(f"generating {args.patients:,} patients (seed {args.seed}) into {out} ...", file=sys.stderr)
-    counts = generate(args.patients, seed=args.seed, defects=args.defects).write(out)
+    counts = generate(args.patients, seed=args.seed, defects=args.defects,
+                      id_prefix=args.id_prefix).write(out)
     for table, n in counts.items():
         print(f"  {table}: {n:,} rows", file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.1f} s; apply it with "
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", required=True, help="export folder to write (with _READY)")
     demo.add_argument("--defects", type=float, default=0.0,
                       help="share of rows given a realistic defect (e.g. 0.01)")
+    demo.add_argument("--id-prefix", default="P",
+                      help="pseudonym prefix, so exports of different patients do not collide")
     demo.set_defaults(func=cmd_demo_data)
     ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions")
     paths(ui)

@@ -48,9 +48,10 @@ def _write(path, header, rows):
 
 
 @pytest.fixture(scope="module")
-def categories(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("rules")
-    export = tmp / "raw" / "2026-01-01_cases"
+def case_raw_dir(tmp_path_factory):
+    """A raw folder holding one export with a patient per worked example."""
+    raw = tmp_path_factory.mktemp("rules") / "raw"
+    export = raw / "2026-01-01_cases"
     export.mkdir(parents=True)
     patients, meas, disc, aes, doses = [], [], [], [], []
     for pid, (ind, inst, values, stop, events, dose_rows, _) in CASES.items():
@@ -68,7 +69,12 @@ def categories(tmp_path_factory):
     _write(export / "adverse_events.csv", ["patient_id", "study_day", "event", "severity", "action"], aes)
     _write(export / "doses.csv", ["patient_id", "study_day", "dose_mg"], doses)
     (export / "_READY").touch()
-    settings = settings_for(tmp, tmp / "raw")
+    return raw
+
+
+@pytest.fixture(scope="module")
+def categories(case_raw_dir):
+    settings = settings_for(case_raw_dir.parent, case_raw_dir)
     run_pipeline(settings)
     con = duckdb.connect(str(settings.warehouse), read_only=True)
     rows = con.execute("SELECT patient_id, category, reason, rules_version FROM marts.patient_response").fetchall()
@@ -83,7 +89,7 @@ def test_worked_example(categories, case):
     assert version == "1"
 
 
-def test_changing_the_rules_file_changes_results_without_code(tmp_path, categories):
+def test_changing_the_rules_file_changes_results_without_code(tmp_path, case_raw_dir):
     import shutil
 
     import yaml
@@ -94,8 +100,7 @@ def test_changing_the_rules_file_changes_results_without_code(tmp_path, categori
     rules["version"] = "1-strict"
     rules["indications"]["fibromyalgia"]["relative_reduction_pct"] = 45
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
-    src = next(p for p in (tmp_path.parent).glob("rules*/raw"))
-    shutil.copytree(src, tmp_path / "raw")
+    shutil.copytree(case_raw_dir, tmp_path / "raw")
     settings = settings_for(tmp_path, tmp_path / "raw")
     from dataclasses import replace
 
