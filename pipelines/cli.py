@@ -24,7 +24,7 @@ def materialize_all(settings: ClinicSettings, quiet_dagster: bool = True):
     from pipelines.definitions import ASSETS, CHECKS
     from pipelines.resources import build_resources
 
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}} if quiet_dagster else None
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}} if quiet_dagster else None
     return dg.materialize([*ASSETS, *CHECKS], resources=build_resources(settings),
                           raise_on_error=False, run_config=run_config)
 

@@ -1,0 +1,64 @@
+"""Smoke test: the Dagster web UI serves the project's assets, checks, schedule and sensor."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from pipelines.orchestration.instance import ensure_dagster_home
+
+QUERY = """{
+  assetNodes { assetKey { path } groupName
+    assetChecksOrError { ... on AssetChecks { checks { name blocking } } } }
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+    schedules { name cronSchedule } sensors { name } } } }
+}"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_webserver_serves_the_asset_graph(tmp_path):
+    port = _free_port()
+    home = tmp_path / "dagster_home"
+    ensure_dagster_home(home)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": str(tmp_path / "raw")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions",
+         "-h", "127.0.0.1", "-p", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/server_info", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-3000:]
+                assert time.monotonic() < deadline, "webserver did not start within 120 s"
+                time.sleep(0.5)
+        request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": QUERY}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        data = json.loads(urllib.request.urlopen(request, timeout=60).read())["data"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
+    assert {"export_plan", "loaded_measurements", "staged_measurements", "patient_response",
+            "response_by_indication", "data_quality", "clinic_snapshot", "dashboards"} <= set(nodes)
+    assert nodes["loaded_patients"]["groupName"] == "ingest"
+    checks = {c["name"]: c["blocking"]
+              for c in nodes["staged_measurements"]["assetChecksOrError"]["checks"]}
+    assert checks == {"rows_reconcile": True, "gx_staged_measurements": True}
+    repo = data["repositoriesOrError"]["nodes"][0]
+    assert [s["name"] for s in repo["schedules"]] == ["clinic_daily"]
+    assert [s["name"] for s in repo["sensors"]] == ["new_export_sensor"]
