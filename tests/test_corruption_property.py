@@ -23,7 +23,7 @@ identifiers = st.one_of(
     st.builds(lambda y, m, d: f"{y}-{m:02d}-{d:02d}", st.integers(1930, 2025), st.integers(1, 12),
               st.integers(1, 28)),
 )
-junk = st.one_of(st.just(""), st.just("NaN"), st.just("-1e9"), st.text("abc ,\"xyz", max_size=6),
+junk = st.one_of(st.just(""), st.just("NaN"), st.just("-1e9"), st.just("1e30"), st.text("abc ,\"xyz", max_size=6),
                  st.integers(-10**6, 10**6).map(str))
 corruption = st.tuples(st.sampled_from(TABLES), st.integers(0, 10**6), st.integers(0, 10),
                        st.one_of(identifiers.map(lambda v: ("id", v)), junk.map(lambda v: ("junk", v))))

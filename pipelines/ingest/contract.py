@@ -136,25 +136,54 @@ class RowCheck:
     detail: str  # SQL expression; may quote a value only when it parsed as a number
 
 
-def typed_expr(col: Column) -> str:
-    """The typed value of a raw (trimmed, empty-as-NULL) text cell."""
+def _ref(name: str, suffix: str) -> str:
+    return quote_ident(f"{name}__{suffix}")
+
+
+def typed_ref(col: Column) -> str:
+    """The derived column holding a cell's typed value (see derived_columns)."""
+    return _ref(col.name, "typed")
+
+
+def _typed_expr(col: Column) -> str:
     v = quote_ident(col.name)
     if col.type == "integer":
-        return f"CAST(TRY_CAST({v} AS DOUBLE) AS BIGINT)"
+        num = _ref(col.name, "num")
+        return f"CASE WHEN {num} = round({num}) THEN TRY_CAST({num} AS BIGINT) END"
     if col.type == "decimal":
-        return f"TRY_CAST({v} AS DOUBLE)"
+        return _ref(col.name, "num")
     if col.type == "enum":
         cases = " ".join(f"WHEN {quote_literal(x.lower())} THEN {quote_literal(x)}" for x in col.values)
         return f"CASE lower({v}) {cases} END"
     return v
 
 
-def _identifier_condition(contract: Contract, v: str) -> str:
-    patterns = " OR ".join(
-        f"regexp_matches({v}, {quote_literal(p)}, 'i')" for _, p in contract.identifier_values
-    )
-    # Cheap guard first: every identifier pattern needs six or more characters.
-    return f"(length({v}) >= 6 AND ({patterns}))"
+def _identifier_pattern(contract: Contract) -> str:
+    return "|".join(f"(?:{p})" for _, p in contract.identifier_values)
+
+
+def derived_columns(contract: Contract, table: Table, extra_columns: list[str]) -> tuple[list[str], list[str]]:
+    """Select items computed once per row before the checks: numbers, typed values and
+    whether a cell looks like an identifier. Two layers, as the typed values use the numbers."""
+    numbers, derived = [], []
+    cols = {c.name: c for c in table.columns}
+    pattern = quote_literal(_identifier_pattern(contract))
+    for name in table.column_names + extra_columns:
+        col, v = cols.get(name), quote_ident(name)
+        if col is not None and col.type in ("integer", "decimal"):
+            numbers.append(f"TRY_CAST({v} AS DOUBLE) AS {_ref(name, 'num')}")
+        if col is not None:
+            derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
+        # A valid number or code cannot be an identifier, except a long digit string (a phone).
+        if col is not None and col.type in ("integer", "decimal"):
+            guard = f"({_ref(name, 'num')} IS NULL OR length({v}) >= 10)"
+        elif col is not None and col.type == "enum":
+            guard = f"{typed_ref(col)} IS NULL"
+        else:
+            guard = "true"
+        derived.append(f"coalesce(length({v}) >= 6 AND {guard} AND regexp_matches({v}, {pattern}, 'i'), false)"
+                       f" AS {_ref(name, 'identifier')}")
+    return numbers, derived
 
 
 def _identifier_label(contract: Contract, v: str) -> str:
@@ -166,16 +195,15 @@ def _identifier_label(contract: Contract, v: str) -> str:
 
 
 def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> list[RowCheck]:
-    """Every row check for one file, in the order they are tried."""
+    """Every row check for one file, in the order they are tried (over derived_columns)."""
     checks: list[RowCheck] = []
     for name in table.column_names + extra_columns:
-        v = quote_ident(name)
         checks.append(
             RowCheck(
                 "identifier_value",
                 name,
-                _identifier_condition(contract, v),
-                f"'value redacted: looks like ' || {_identifier_label(contract, v)}",
+                _ref(name, "identifier"),
+                f"'value redacted: looks like ' || {_identifier_label(contract, quote_ident(name))}",
             )
         )
     checks.append(
@@ -190,11 +218,11 @@ def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> li
         v = quote_ident(col.name)
         if col.required:
             checks.append(RowCheck("missing_value", col.name, f"{v} IS NULL", f"'{col.name} is missing'"))
-        typed = typed_expr(col)
+        typed = typed_ref(col)
         if col.type in ("integer", "decimal"):
-            as_double = f"TRY_CAST({v} AS DOUBLE)"
-            bad = f"{v} IS NOT NULL AND ({as_double} IS NULL OR NOT isfinite({as_double})"
-            bad += f" OR {as_double} <> round({as_double}))" if col.type == "integer" else ")"
+            num = _ref(col.name, "num")
+            bad = f"{v} IS NOT NULL AND ({num} IS NULL OR NOT isfinite({num})"
+            bad += f" OR {typed} IS NULL)" if col.type == "integer" else ")"
             what = "a whole number" if col.type == "integer" else "a number"
             checks.append(RowCheck("invalid_type", col.name, bad, f"'{col.name} is not {what}'"))
         elif col.type == "text" and col.pattern:
@@ -228,7 +256,7 @@ def _number_text(typed: str) -> str:
 def _range_checks(table: Table, col: Column, typed: str) -> list[RowCheck]:
     """Range rule; the detail quotes the value, which parsed as a number (never text)."""
     if col.ranges_by:
-        by = typed_expr(next(c for c in table.columns if c.name == col.ranges_by))
+        by = typed_ref(next(c for c in table.columns if c.name == col.ranges_by))
 
         def per_instrument(pick) -> str:
             whens = " ".join(f"WHEN {quote_literal(k)} THEN {pick(k, r)}" for k, r in table.ranges.items())

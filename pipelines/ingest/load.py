@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.ingest.contract import OVERFLOW_COLUMN, Contract, Table, row_checks, typed_expr
+from pipelines.ingest.contract import (
+    OVERFLOW_COLUMN,
+    Contract,
+    Table,
+    derived_columns,
+    row_checks,
+    typed_ref,
+)
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
 from pipelines.sqlfiles import quote_ident, quote_literal, run_sql
 
@@ -223,8 +230,10 @@ def classify_file(con, contract: Contract, table: Table, extras: list[str]) -> N
                     [(i, c.rule, c.column) for i, c in enumerate(checks, 1)])
     failure_cases = " ".join(f"WHEN {c.condition} THEN {i}" for i, c in enumerate(checks, 1))
     detail_cases = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(checks, 1))
-    typed = ", ".join(f"{typed_expr(c)} AS {quote_ident(c.name)}" for c in table.columns)
-    run_sql(con, "ingest", "classify_rows", typed_columns=typed,
+    numbers, derived = derived_columns(contract, table, extras)
+    typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
+    run_sql(con, "ingest", "classify_rows", number_columns=", ".join(numbers) or "1 AS __no_numbers",
+            derived_columns=", ".join(derived), typed_columns=typed,
             failure_cases=failure_cases, detail_cases=detail_cases)
 
 
