@@ -17,6 +17,9 @@ def _settings(args) -> ClinicSettings:
                                    rules_file=getattr(args, "rules", None))
 
 
+QUIET_DAGSTER = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 def materialize_all(settings: ClinicSettings, quiet_dagster: bool = True):
     """Materialise every asset and check in this process (no subprocess per step)."""
     import dagster as dg
@@ -24,9 +27,8 @@ def materialize_all(settings: ClinicSettings, quiet_dagster: bool = True):
     from pipelines.definitions import ASSETS, CHECKS
     from pipelines.resources import build_resources
 
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}} if quiet_dagster else None
     return dg.materialize([*ASSETS, *CHECKS], resources=build_resources(settings),
-                          raise_on_error=False, run_config=run_config)
+                          raise_on_error=False, run_config=QUIET_DAGSTER if quiet_dagster else None)
 
 
 def failed_checks(result) -> list[str]:

@@ -60,6 +60,7 @@ def test_each_contract_rule_quarantines_the_right_line(messy):
         ("adverse_events", None, "missing_required_column", "action"),
         ("adverse_events", None, "unreadable_file", ""),
         ("discontinuations", None, "unreadable_file", ""),
+        ("discontinuations", 2, "invalid_type", "study_day"),  # a quoted newline: serial reader
     }
     assert expected <= got
     # PAT0011's measurement was an orphan until export 2 delivered the patient: adopted.

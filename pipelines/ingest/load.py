@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import duckdb
+
 from pipelines.ingest.contract import (
     OVERFLOW_COLUMN,
     Contract,
@@ -188,8 +190,10 @@ def _safe_reason(error: Exception) -> str:
     return f"the file is {kind}{where}"
 
 
-def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile) -> list[str]:
-    """Load one file into temp table raw_file (text columns + line_number); return extras."""
+def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile, parallel: bool = True) -> list[str]:
+    """Define temp view raw_file over one file (text columns + line_number); return extras.
+
+    A view, so the file is scanned once, by the classification that reads it."""
     path = str(ef.path)
     if ef.path.suffix.lower() == ".csv":
         names = _csv_header(ef.path)
@@ -198,26 +202,33 @@ def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile) -> list
         columns = "{" + ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in normalised) + "}"
         select = _trimmed_columns(table, {n: n for n in normalised}, extras)
         select += f", {quote_ident(OVERFLOW_COLUMN)}"
-        try:
-            run_sql(con, "ingest", "read_csv_file", path=quote_literal(path), columns=columns,
-                    trimmed_columns=select, parallel="true")
-        except Exception as error:  # quoted newlines need the serial reader
-            if "parallel" not in str(error):
-                raise FileRejected("unreadable_file", _safe_reason(error)) from None
-            try:
-                run_sql(con, "ingest", "read_csv_file", path=quote_literal(path), columns=columns,
-                        trimmed_columns=select, parallel="false")
-            except Exception as error2:
-                raise FileRejected("unreadable_file", _safe_reason(error2)) from None
+        run_sql(con, "ingest", "read_csv_file", path=quote_literal(path), columns=columns,
+                trimmed_columns=select, parallel=str(parallel).lower())
         return extras
     try:
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({quote_literal(path)})").fetchall()]
-    except Exception as error:
+    except duckdb.Error as error:
         raise FileRejected("unreadable_file", _safe_reason(error)) from None
     extras = _check_header(contract, table, names)
     select = _trimmed_columns(table, {_normalise(n): n for n in names}, extras)
     run_sql(con, "ingest", "read_parquet_file", path=quote_literal(path), trimmed_columns=select)
+    return extras
+
+
+def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[str]:
+    """Read and check one file into classified_file; a file DuckDB cannot read is rejected."""
+    try:
+        extras = read_raw_file(con, contract, table, ef)
+        classify_file(con, contract, table, extras)
+    except duckdb.Error as error:
+        if "parallel" not in str(error):  # quoted newlines need the serial CSV reader
+            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+        try:
+            extras = read_raw_file(con, contract, table, ef, parallel=False)
+            classify_file(con, contract, table, extras)
+        except duckdb.Error as error2:
+            raise FileRejected("unreadable_file", _safe_reason(error2)) from None
     return extras
 
 
@@ -246,7 +257,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     literal = {k: quote_literal(v) for k, v in
                (("export_id", ef.export_id), ("table_name", table.name), ("source_file", ef.source_file))}
     try:
-        extras = read_raw_file(con, contract, table, ef)
+        extras = read_and_classify(con, contract, table, ef)
     except FileRejected as rejected:
         rows = _count_lines(ef.path)
         con.execute("INSERT INTO ingest.quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
@@ -256,8 +267,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     for extra in extras:
         con.execute("INSERT INTO ingest.extra_columns VALUES (?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, extra])
-    classify_file(con, contract, table, extras)
-    rows_read = _count(con, "SELECT count(*) FROM raw_file")
+    rows_read = _count(con, "SELECT count(*) FROM classified_file")
     run_sql(con, "ingest", "quarantine_failed_rows", **literal)
     failed = _count(con, "SELECT count(*) FROM classified_file WHERE failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
@@ -272,7 +282,6 @@ def _key_sql(table: Table) -> dict[str, str]:
     return {
         "key": key,
         "key_names": quote_literal(", ".join(table.key)),
-        "value_tuple": ", ".join(quote_ident(c) for c in table.value_columns) or key,
         "key_match": " AND ".join(f"c.{quote_ident(k)} = n.{quote_ident(k)}" for k in table.key),
         "same_values": " AND ".join(
             f"c.{quote_ident(c)} IS NOT DISTINCT FROM n.{quote_ident(c)}" for c in table.value_columns
@@ -290,10 +299,16 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
                 "file_order INTEGER)")
     results = [load_file(con, contract, table, ef, i) for i, ef in enumerate(files)]
     keys = _key_sql(table)
-    run_sql(con, "ingest", "quarantine_conflicting_keys", table_name=quote_literal(table.name), **keys)
+    # Rows are distinct within a file, so with one file a repeated key already means a conflict.
+    rows_per_key = keys["key"] if len(files) == 1 else "DISTINCT " + ", ".join(
+        quote_ident(c) for c in table.column_names)
+    run_sql(con, "ingest", "quarantine_conflicting_keys", table_name=quote_literal(table.name),
+            rows_per_key=rows_per_key, **keys)
     conflicts = dict(con.execute(
         "SELECT source_file, count(*) FROM conflicting GROUP BY source_file").fetchall())
-    run_sql(con, "ingest", "merge_export", table_name=table.name, **keys)
+    first_file_wins = "" if len(files) == 1 else (
+        f"QUALIFY row_number() OVER (PARTITION BY {keys['key']} ORDER BY file_order, line_number) = 1")
+    run_sql(con, "ingest", "merge_export", table_name=table.name, first_file_wins=first_file_wins, **keys)
     for r in results:
         n_conflict = conflicts.get(r.export_file.source_file, 0)
         con.execute(

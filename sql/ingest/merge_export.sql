@@ -1,10 +1,10 @@
 -- Apply one export's accepted rows: a row with a key already loaded replaces it when its
 -- values differ; an equal row changes nothing (the first loaded keeps its provenance).
-CREATE OR REPLACE TEMP TABLE export_rows AS
-SELECT * EXCLUDE (rn) FROM (
-    SELECT *, row_number() OVER (PARTITION BY ${key} ORDER BY file_order, line_number) AS rn
-    FROM export_batch
-) WHERE rn = 1;
+-- Keys are unique within one file; with several files of a table the first file wins
+-- (the QUALIFY clause the loader adds then; a single file needs none).
+CREATE OR REPLACE TEMP VIEW export_rows AS
+SELECT * FROM export_batch
+${first_file_wins};
 
 DELETE FROM core.${table_name} c USING export_rows n
 WHERE ${key_match} AND NOT (${same_values});

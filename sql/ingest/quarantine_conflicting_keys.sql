@@ -1,9 +1,11 @@
 -- Two rows with one natural key and different values in one export contradict each
 -- other: all of them go to quarantine, and the earlier exports' row stays as it was.
+-- Rows are already distinct within a file; across files equal rows are not a conflict,
+-- hence DISTINCT before counting rows per key.
 CREATE OR REPLACE TEMP TABLE conflicting AS
 SELECT b.* FROM export_batch b
-JOIN (SELECT ${key} FROM export_batch GROUP BY ${key}
-      HAVING count(DISTINCT (${value_tuple})) > 1) k USING (${key});
+SEMI JOIN (SELECT ${key} FROM (SELECT ${rows_per_key} FROM export_batch)
+           GROUP BY ${key} HAVING count(*) > 1) k USING (${key});
 
 INSERT INTO ingest.quarantine
 SELECT export_id, ${table_name}, source_file, line_number, 'conflicting_duplicate', '',

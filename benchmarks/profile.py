@@ -1,0 +1,45 @@
+"""Where a `clinic run` spends its time: seconds per Dagster step, from the run's event log."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+
+
+def step_seconds(raw: Path, work: Path) -> dict:
+    """One cold in-process run; returns wall time and seconds per step, slowest first."""
+    import shutil
+
+    from pipelines.cli import QUIET_DAGSTER
+    from pipelines.definitions import ASSETS, CHECKS
+    from pipelines.resources import build_resources
+    from pipelines.settings import ClinicSettings
+
+    shutil.rmtree(work, ignore_errors=True)
+    settings = ClinicSettings.from_env(raw_dir=raw, marts_dir=work / "marts", warehouse=work / "wh.duckdb")
+    with dg.DagsterInstance.ephemeral() as instance:
+        started = time.perf_counter()
+        result = dg.materialize([*ASSETS, *CHECKS], resources=build_resources(settings),
+                                instance=instance, run_config=QUIET_DAGSTER)
+        wall = time.perf_counter() - started
+        begun, steps = {}, {}
+        for entry in instance.all_logs(result.run_id):
+            event = entry.dagster_event
+            if event is None:
+                continue
+            if event.event_type == dg.DagsterEventType.STEP_START:
+                begun[event.step_key] = entry.timestamp
+            elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
+                steps[event.step_key] = round(entry.timestamp - begun[event.step_key], 3)
+    ordered = dict(sorted(steps.items(), key=lambda kv: -kv[1]))
+    return {"wall_seconds": round(wall, 3), "steps_total": round(sum(steps.values()), 3),
+            "dagster_overhead": round(wall - sum(steps.values()), 3), "steps": ordered}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(step_seconds(Path(sys.argv[1]), Path(sys.argv[2])), indent=2))
