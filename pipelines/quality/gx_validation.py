@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -30,8 +31,11 @@ class ExpectationOutcome:
     success: bool
 
 
+_CONTEXT_LOCK = threading.Lock()
+
+
 @cache
-def _context():
+def _context_once():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -39,6 +43,17 @@ def _context():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
+
+
+def _context():
+    with _CONTEXT_LOCK:
+        return _context_once()
+
+
+def warm_up_in_background() -> None:
+    """Import GX and build its context (~2-3 s) on a thread while ingest runs in DuckDB,
+    which releases the GIL; the first GX check then finds it ready."""
+    threading.Thread(target=_context, name="gx-warm-up", daemon=True).start()
 
 
 def suite_path(expectations_dir: Path, name: str) -> Path:
