@@ -5,7 +5,7 @@ seconds. Outcomes are drawn to reproduce the clinic's experience: among evaluabl
 patients about 60% meaningful, 20% minimal, 20% intolerant, autoimmune and
 central-sensitisation indications better than mechanical pain; starting LDN at 4.5 mg
 brings more sleep events. Small exports carry clinic visits only; from 1,000 patients
-on, weekly diary values are added (about 100 measurement rows per patient), as in the
+on, diary values every 5 days are added (about 100 measurement rows per patient), as in the
 spec's scale table.
 """
 
@@ -111,10 +111,10 @@ def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str
                                        "formulation": "injection"}))
     doses = pd.concat(dose_rows, ignore_index=True)
 
-    # Measurements: clinic visits (plus a weekly diary at scale), primary and secondary measures.
+    # Measurements: clinic visits (plus a diary every 5 days at scale), primary and secondary measures.
     days_list = [VISIT_WEEKS * 7]
     if n >= 1000:
-        days_list.append(np.arange(1, 52) * 7 + 3)
+        days_list.append(np.arange(1, 73) * 5 + 2)  # a diary entry every 5 days
     visit_days = np.concatenate(days_list)
     meas = []
     relative_change = np.where(meaningful, rng.uniform(-0.75, -0.38, n),
@@ -122,7 +122,7 @@ def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str
     for role, mapping in (("primary", PRIMARY), ("secondary", SECONDARY)):
         instrument = np.array([mapping.get(i) for i in indication], dtype=object)
         has = instrument != None  # noqa: E711 - object array comparison
-        for inst in set(instrument[has]):
+        for inst in sorted(set(instrument[has])):  # sorted: set order varies between processes
             sel = np.flatnonzero(instrument == inst)
             mean, sd, lo, hi, dec = BASELINE[inst]
             base = np.clip(rng.normal(mean, sd, len(sel)), lo, hi)
@@ -144,7 +144,8 @@ def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str
             rows, cols = np.nonzero(keep)
             meas.append(pd.DataFrame({"patient_id": ids[sel][rows], "study_day": days[rows, cols],
                                       "instrument": inst, "value": values[rows, cols]}))
-    measurements = pd.concat(meas, ignore_index=True)
+    measurements = pd.concat(meas, ignore_index=True).drop_duplicates(
+        ["patient_id", "study_day", "instrument"])  # a diary day can fall on a visit day
 
     # FIQR items at the clinic visits of fibromyalgia patients (a third of them).
     fiqr = measurements[(measurements.instrument == "fiqr_total")
