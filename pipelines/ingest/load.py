@@ -26,7 +26,7 @@ from pipelines.ingest.contract import (
     typed_ref,
 )
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
-from pipelines.sqlfiles import quote_ident, quote_literal, run_sql
+from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
 
 PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT"
 
@@ -190,10 +190,10 @@ def _safe_reason(error: Exception) -> str:
     return f"the file is {kind}{where}"
 
 
-def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile, parallel: bool = True) -> list[str]:
-    """Define temp view raw_file over one file (text columns + line_number); return extras.
-
-    A view, so the file is scanned once, by the classification that reads it."""
+def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True
+               ) -> tuple[str, list[str]]:
+    """The FROM-clause that reads one file as text columns named as in the contract, and
+    the file's extra columns. Header problems reject the file here, before any row is read."""
     path = str(ef.path)
     if ef.path.suffix.lower() == ".csv":
         names = _csv_header(ef.path)
@@ -202,9 +202,8 @@ def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile, paralle
         columns = "{" + ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in normalised) + "}"
         select = _trimmed_columns(table, {n: n for n in normalised}, extras)
         select += f", {quote_ident(OVERFLOW_COLUMN)}"
-        run_sql(con, "ingest", "read_csv_file", path=quote_literal(path), columns=columns,
-                trimmed_columns=select, parallel=str(parallel).lower())
-        return extras
+        return sql("ingest", "read_csv_file", path=quote_literal(path), columns=columns,
+                   trimmed_columns=select, parallel=str(parallel).lower()), extras
     try:
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({quote_literal(path)})").fetchall()]
@@ -212,28 +211,29 @@ def read_raw_file(con, contract: Contract, table: Table, ef: ExportFile, paralle
         raise FileRejected("unreadable_file", _safe_reason(error)) from None
     extras = _check_header(contract, table, names)
     select = _trimmed_columns(table, {_normalise(n): n for n in names}, extras)
-    run_sql(con, "ingest", "read_parquet_file", path=quote_literal(path), trimmed_columns=select)
-    return extras
+    return sql("ingest", "read_parquet_file", path=quote_literal(path), trimmed_columns=select), extras
 
 
 def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[str]:
     """Read and check one file into classified_file; a file DuckDB cannot read is rejected."""
+    first_line = 2 if ef.path.suffix.lower() == ".csv" else 1
     try:
-        extras = read_raw_file(con, contract, table, ef)
-        classify_file(con, contract, table, extras)
+        source, extras = raw_source(contract, table, ef, con)
+        classify_file(con, contract, table, extras, source, first_line)
     except duckdb.Error as error:
         if "parallel" not in str(error):  # quoted newlines need the serial CSV reader
             raise FileRejected("unreadable_file", _safe_reason(error)) from None
         try:
-            extras = read_raw_file(con, contract, table, ef, parallel=False)
-            classify_file(con, contract, table, extras)
+            source, extras = raw_source(contract, table, ef, con, parallel=False)
+            classify_file(con, contract, table, extras, source, first_line)
         except duckdb.Error as error2:
             raise FileRejected("unreadable_file", _safe_reason(error2)) from None
     return extras
 
 
-def classify_file(con, contract: Contract, table: Table, extras: list[str]) -> None:
-    """Typed values and the first failing check of every row of raw_file -> classified_file."""
+def classify_file(con, contract: Contract, table: Table, extras: list[str], source: str,
+                  first_line: int) -> None:
+    """Typed values and the first failing check of every row of `source` -> classified_file."""
     checks = row_checks(contract, table, extras)
     con.execute("CREATE OR REPLACE TEMP TABLE check_names "
                 "(check_no INTEGER, rule VARCHAR, column_name VARCHAR)")
@@ -243,7 +243,8 @@ def classify_file(con, contract: Contract, table: Table, extras: list[str]) -> N
     detail_cases = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(checks, 1))
     numbers, derived = derived_columns(contract, table, extras)
     typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
-    run_sql(con, "ingest", "classify_rows", number_columns=", ".join(numbers) or "1 AS __no_numbers",
+    run_sql(con, "ingest", "classify_rows", source=source, first_line=first_line,
+            number_columns=", ".join(numbers) or "1 AS __no_numbers",
             derived_columns=", ".join(derived), typed_columns=typed,
             failure_cases=failure_cases, detail_cases=detail_cases)
 
@@ -271,7 +272,8 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     run_sql(con, "ingest", "quarantine_failed_rows", **literal)
     failed = _count(con, "SELECT count(*) FROM classified_file WHERE failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
-    run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order, **literal)
+    run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
+            key=", ".join(quote_ident(k) for k in table.key), **literal)
     staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
     return FileResult(ef, rows_read=rows_read, failed=failed,
                       duplicates=rows_read - failed - staged, staged=staged)
@@ -297,13 +299,14 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
     cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_batch ({cols}, {PROVENANCE_COLUMNS}, "
                 "file_order INTEGER)")
+    key_cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns if c.name in table.key)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE export_repeated_keys ({key_cols})")
     results = [load_file(con, contract, table, ef, i) for i, ef in enumerate(files)]
     keys = _key_sql(table)
-    # Rows are distinct within a file, so with one file a repeated key already means a conflict.
-    rows_per_key = keys["key"] if len(files) == 1 else "DISTINCT " + ", ".join(
-        quote_ident(c) for c in table.column_names)
+    candidates = "export_batch" if len(files) > 1 else (
+        f"(SELECT * FROM export_batch SEMI JOIN export_repeated_keys USING ({keys['key']}))")
     run_sql(con, "ingest", "quarantine_conflicting_keys", table_name=quote_literal(table.name),
-            rows_per_key=rows_per_key, **keys)
+            columns=", ".join(quote_ident(c) for c in table.column_names), candidates=candidates, **keys)
     conflicts = dict(con.execute(
         "SELECT source_file, count(*) FROM conflicting GROUP BY source_file").fetchall())
     first_file_wins = "" if len(files) == 1 else (

@@ -1,10 +1,11 @@
 -- Two rows with one natural key and different values in one export contradict each
 -- other: all of them go to quarantine, and the earlier exports' row stays as it was.
--- Rows are already distinct within a file; across files equal rows are not a conflict,
--- hence DISTINCT before counting rows per key.
+-- Candidates: with one file per table, only the keys repeated in it (export_repeated_keys);
+-- with several files, every row. Equal rows from two files are not a conflict, hence
+-- DISTINCT before counting rows per key.
 CREATE OR REPLACE TEMP TABLE conflicting AS
 SELECT b.* FROM export_batch b
-SEMI JOIN (SELECT ${key} FROM (SELECT ${rows_per_key} FROM export_batch)
+SEMI JOIN (SELECT ${key} FROM (SELECT DISTINCT ${columns} FROM ${candidates})
            GROUP BY ${key} HAVING count(*) > 1) k USING (${key});
 
 INSERT INTO ingest.quarantine
