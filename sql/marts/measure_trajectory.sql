@@ -1,35 +1,42 @@
--- Every instrument's values by visit week (nearest week within the window) and category:
--- value and percent change from that instrument's own baseline (latest in the baseline window).
+-- Every instrument's values by visit week and category: value and percent change from
+-- that instrument's own baseline (latest value in the baseline window).
+-- A value belongs to the nearest visit week within the window (on a tie, the earlier
+-- week); each week gets a day range that does not overlap its neighbours', so a value
+-- matches one week at most, and the patient's value closest to the week's day (the
+-- earlier on a tie) stands for that week.
 CREATE OR REPLACE TABLE marts.measure_trajectory AS
 WITH r AS (SELECT DISTINCT baseline_from, baseline_to, rules_version FROM response.rules),
-patients AS (
-    SELECT patient_id, indication, category, rules_version FROM marts.patient_response
+weeks AS (
+    SELECT visit_week, 7 * visit_week AS week_day,
+           greatest(7 * visit_week - window_days,
+                    coalesce(CAST(floor((7 * prev_week + 7 * visit_week) / 2.0) AS INTEGER) + 1, -100000)) AS from_day,
+           least(7 * visit_week + window_days,
+                 coalesce(CAST(floor((7 * visit_week + 7 * next_week) / 2.0) AS INTEGER), 100000)) AS to_day
+    FROM (SELECT visit_week, window_days,
+                 lag(visit_week) OVER (ORDER BY visit_week) AS prev_week,
+                 lead(visit_week) OVER (ORDER BY visit_week) AS next_week
+          FROM response.visit_weeks)
 ),
 baselines AS (
-    SELECT patient_id, instrument, value AS baseline_value FROM (
-        SELECT v.*, row_number() OVER (PARTITION BY v.patient_id, v.instrument
-                                       ORDER BY v.study_day DESC) AS rn
-        FROM response.measure_values v, r
-        WHERE v.study_day BETWEEN r.baseline_from AND r.baseline_to
-    ) WHERE rn = 1
+    SELECT v.patient_id, v.instrument, arg_max(v.value, v.study_day) AS baseline_value
+    FROM response.measure_values v, r
+    WHERE v.study_day BETWEEN r.baseline_from AND r.baseline_to
+    GROUP BY v.patient_id, v.instrument
 ),
 in_week AS (
-    SELECT v.patient_id, v.instrument, v.value, w.visit_week,
-           row_number() OVER (PARTITION BY v.patient_id, v.instrument, w.visit_week
-                              ORDER BY abs(v.study_day - 7 * w.visit_week), v.study_day) AS rn_week,
-           row_number() OVER (PARTITION BY v.patient_id, v.instrument, v.study_day
-                              ORDER BY abs(v.study_day - 7 * w.visit_week), w.visit_week) AS rn_day
+    SELECT v.patient_id, v.instrument, w.visit_week,
+           arg_min(v.value, abs(v.study_day - w.week_day) * 100000 + v.study_day) AS value
     FROM response.measure_values v
-    JOIN response.visit_weeks w ON abs(v.study_day - 7 * w.visit_week) <= w.window_days
+    JOIN weeks w ON v.study_day BETWEEN w.from_day AND w.to_day
+    GROUP BY v.patient_id, v.instrument, w.visit_week
 ),
 points AS (
     SELECT p.indication, i.instrument, i.visit_week, p.category, i.patient_id, i.value,
            100.0 * (i.value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS pct_change,
            p.rules_version
     FROM in_week i
-    JOIN patients p USING (patient_id)
+    JOIN marts.patient_response p USING (patient_id)
     LEFT JOIN baselines b USING (patient_id, instrument)
-    WHERE i.rn_week = 1 AND i.rn_day = 1
 )
 SELECT indication, instrument, visit_week, category,
        count(DISTINCT patient_id) AS n_patients,

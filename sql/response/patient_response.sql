@@ -1,6 +1,7 @@
 -- Each patient's response category under the rules in response.rules (from the rules file).
 -- First match wins: intolerant, minimal (stopped for lack of effect), not_assessable,
--- meaningful, minimal. Plain SQL (row_number windows, NULLIF division) so it transpiles.
+-- meaningful, minimal. Plain SQL (NULLIF division; arg_min/arg_max only over non-NULL
+-- values, as sqlglot maps them to Spark's min_by/max_by) so it transpiles.
 CREATE OR REPLACE TABLE marts.patient_response AS
 WITH patients AS (
     SELECT p.*, r.*  EXCLUDE (indication)
@@ -11,21 +12,22 @@ primary_values AS (
     FROM response.measure_values v
     JOIN patients p ON p.patient_id = v.patient_id AND p.primary_measure = v.instrument
 ),
+-- One aggregate per window instead of a sort: min_by/max_by on a key that is unique per
+-- patient (one primary value per patient and day), so value, day and source agree.
 baseline AS (
-    SELECT patient_id, study_day AS baseline_day, value AS baseline_value, source AS baseline_source
-    FROM (
-        SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY study_day DESC) AS rn
-        FROM primary_values WHERE study_day BETWEEN baseline_from AND baseline_to
-    ) WHERE rn = 1
+    SELECT patient_id, max(study_day) AS baseline_day,
+           arg_max(value, study_day) AS baseline_value, arg_max(source, study_day) AS baseline_source
+    FROM primary_values WHERE study_day BETWEEN baseline_from AND baseline_to
+    GROUP BY patient_id
 ),
 assessment AS (
-    SELECT patient_id, study_day AS assessment_day, value AS assessment_value,
-           source AS assessment_source
-    FROM (
-        SELECT *, row_number() OVER (PARTITION BY patient_id
-                                     ORDER BY abs(study_day - target_day), study_day DESC) AS rn
-        FROM primary_values WHERE study_day BETWEEN assessment_from AND assessment_to
-    ) WHERE rn = 1
+    -- closest to the target day; on a tie the later day (a smaller key wins)
+    SELECT patient_id,
+           arg_min(study_day, abs(study_day - target_day) * 100000 - study_day) AS assessment_day,
+           arg_min(value, abs(study_day - target_day) * 100000 - study_day) AS assessment_value,
+           arg_min(source, abs(study_day - target_day) * 100000 - study_day) AS assessment_source
+    FROM primary_values WHERE study_day BETWEEN assessment_from AND assessment_to
+    GROUP BY patient_id
 ),
 stops AS (
     SELECT d.patient_id,
