@@ -39,4 +39,5 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
 
 staged_tables = [_staged_table_asset(t) for t in TABLES]
 staged_checks = [reconciliation_check(t) for t in TABLES] + [
-    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}") for t in TABLES]
+    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}", sample_key="source_file, line_number")
+    for t in TABLES]

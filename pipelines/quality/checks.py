@@ -38,17 +38,25 @@ def reconciliation_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def gx_check(asset: str, relation: str, suite: str) -> dg.AssetChecksDefinition:
+def gx_sample_query(relation: str, total: int, max_rows: int, sample_key: str | None) -> str:
+    """All rows, or above max_rows a deterministic hash sample of about max_rows (the same
+    rows every run, so data_quality stays idempotent); the contract SQL checks every row."""
+    if sample_key is None or total <= max_rows:
+        return f"SELECT * FROM {relation}"
+    per_100k = max(1, round(100_000 * max_rows / total))
+    return f"SELECT * FROM {relation} WHERE hash({sample_key}) % 100000 < {per_100k}"
+
+
+def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = None
+             ) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=f"gx_{suite}", blocking=True,
                     description=f"Great Expectations suite expectations/{suite}.json on {relation}.")
     def _check(clinic: ClinicConfig, warehouse: DuckDBResource) -> dg.AssetCheckResult:
         s = clinic.settings
         with warehouse.get_connection() as con:
             total = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
-            sampled = total > s.gx_max_rows
-            query = f"SELECT * FROM {relation}" + (
-                f" USING SAMPLE reservoir({s.gx_max_rows} ROWS) REPEATABLE (42)" if sampled else "")
-            frame = con.execute(query).df()
+            frame = con.execute(gx_sample_query(relation, total, s.gx_max_rows, sample_key)).df()
+            sampled = len(frame) < total
             outcomes = validate_frame(frame, suite_path(s.expectations_dir, suite), relation)
             con.execute("DELETE FROM quality.gx_results WHERE table_name = ?", [relation])
             con.executemany("INSERT INTO quality.gx_results VALUES (?, ?, ?, ?, ?, ?, ?)", [

@@ -80,4 +80,5 @@ def patient_response(context: dg.AssetExecutionContext, warehouse: DuckDBResourc
     return dg.MaterializeResult(metadata=meta)
 
 
-response_checks = [gx_check("patient_response", "marts.patient_response", "patient_response")]
+response_checks = [gx_check("patient_response", "marts.patient_response", "patient_response",
+                            sample_key="patient_id")]
