@@ -43,5 +43,8 @@ def build_resources(settings: ClinicSettings) -> dict:
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     return {
         "clinic": ClinicConfig.from_settings(settings),
-        "warehouse": DuckDBResource(database=str(settings.warehouse)),
+        # A memory cap makes DuckDB spill big intermediate tables to disk instead of
+        # growing with the export (the 2 GiB target at 10^7 rows covers Python too).
+        "warehouse": DuckDBResource(database=str(settings.warehouse),
+                                    connection_config={"memory_limit": settings.duckdb_memory_limit}),
     }

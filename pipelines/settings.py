@@ -23,6 +23,7 @@ class ClinicSettings:
     expectations_dir: Path
     min_cell_size: int = 11
     gx_max_rows: int = 200_000
+    duckdb_memory_limit: str = "1GB"
 
     @classmethod
     def from_env(cls, **overrides: object) -> ClinicSettings:
@@ -37,6 +38,7 @@ class ClinicSettings:
             expectations_dir=Path(env.get("CLINIC_EXPECTATIONS_DIR", EXPECTATIONS_DIR)),
             min_cell_size=int(env.get("CLINIC_MIN_CELL_SIZE", 11)),
             gx_max_rows=int(env.get("CLINIC_GX_MAX_ROWS", 200_000)),
+            duckdb_memory_limit=env.get("CLINIC_DUCKDB_MEMORY_LIMIT", "1GB"),
         )
         given = {k: (Path(v) if isinstance(getattr(settings, k), Path) else v)
                  for k, v in overrides.items() if v is not None}
