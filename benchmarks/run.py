@@ -133,6 +133,9 @@ def main(argv=None) -> int:
 
     results["clinic_cold"] = median_of([clinic(raw, "cold", True) for _ in range(args.repeats)])
     print(f"clinic cold: {results['clinic_cold']}", file=sys.stderr)
+    profiled = subprocess.run([py, "-m", "benchmarks.profile", str(raw), str(work / "profile")],
+                              check=True, cwd=ROOT, capture_output=True, text=True)
+    results["clinic_cold_steps"] = json.loads(profiled.stdout)  # one extra cold run, in process
 
     warm_runs = []
     for i in range(args.repeats):

@@ -15,3 +15,5 @@ def test_benchmark_runs_at_demo_scale(tmp_path):
     assert set(result["ratios"]) == {"clinic_cold/floor", "clinic_warm/floor", "peer/clinic_cold"}
     assert all(result[k]["seconds"] > 0 and result[k]["peak_mib"] > 0
                for k in ("floor", "clinic_cold", "clinic_warm", "peer"))
+    steps = result["clinic_cold_steps"]["steps"]
+    assert "loaded_measurements" in steps and "dashboards" in steps

@@ -1,6 +1,7 @@
 -- Response categories per indication x regimen, per indication group, and for all
 -- patients. Rates are over evaluable patients (meaningful + minimal + intolerant), with
--- Wilson 95% intervals; small cells are suppressed afterwards (pipelines/marts/suppression.py).
+-- Wilson 95% intervals (clamped to 0-100 against rounding at p = 0 or 1); small cells are
+-- suppressed afterwards (pipelines/marts/suppression.py).
 CREATE OR REPLACE TABLE marts.response_by_indication AS
 WITH counted AS (
     SELECT level, indication_group, indication, regimen,
@@ -35,26 +36,26 @@ wilson AS (
 SELECT level, indication_group, indication, regimen, n_patients, n_evaluable,
        n_meaningful, n_minimal, n_intolerant, n_not_assessable,
        100 * p_meaningful AS pct_meaningful,
-       100 * (p_meaningful + z * z / (2 * n_evaluable)
+       least(100, greatest(0, 100 * (p_meaningful + z * z / (2 * n_evaluable)
               - z * sqrt(p_meaningful * (1 - p_meaningful) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_meaningful_low,
-       100 * (p_meaningful + z * z / (2 * n_evaluable)
+           / (1 + z * z / n_evaluable))) AS pct_meaningful_low,
+       least(100, greatest(0, 100 * (p_meaningful + z * z / (2 * n_evaluable)
               + z * sqrt(p_meaningful * (1 - p_meaningful) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_meaningful_high,
+           / (1 + z * z / n_evaluable))) AS pct_meaningful_high,
        100 * p_minimal AS pct_minimal,
-       100 * (p_minimal + z * z / (2 * n_evaluable)
+       least(100, greatest(0, 100 * (p_minimal + z * z / (2 * n_evaluable)
               - z * sqrt(p_minimal * (1 - p_minimal) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_minimal_low,
-       100 * (p_minimal + z * z / (2 * n_evaluable)
+           / (1 + z * z / n_evaluable))) AS pct_minimal_low,
+       least(100, greatest(0, 100 * (p_minimal + z * z / (2 * n_evaluable)
               + z * sqrt(p_minimal * (1 - p_minimal) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_minimal_high,
+           / (1 + z * z / n_evaluable))) AS pct_minimal_high,
        100 * p_intolerant AS pct_intolerant,
-       100 * (p_intolerant + z * z / (2 * n_evaluable)
+       least(100, greatest(0, 100 * (p_intolerant + z * z / (2 * n_evaluable)
               - z * sqrt(p_intolerant * (1 - p_intolerant) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_intolerant_low,
-       100 * (p_intolerant + z * z / (2 * n_evaluable)
+           / (1 + z * z / n_evaluable))) AS pct_intolerant_low,
+       least(100, greatest(0, 100 * (p_intolerant + z * z / (2 * n_evaluable)
               + z * sqrt(p_intolerant * (1 - p_intolerant) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
-           / (1 + z * z / n_evaluable) AS pct_intolerant_high,
+           / (1 + z * z / n_evaluable))) AS pct_intolerant_high,
        false AS suppressed, rules_version
 FROM wilson
 ORDER BY CASE level WHEN 'indication' THEN 1 WHEN 'indication_group' THEN 2 ELSE 3 END,

@@ -1,0 +1,43 @@
+"""Visit weeks: a value belongs to the nearest week within two weeks (the earlier on a tie),
+and each week shows the patient's value closest to it."""
+
+from __future__ import annotations
+
+import csv
+
+import duckdb
+
+from tests.conftest import run_pipeline, settings_for
+
+VALUES = {-7: 60, 30: 50, 42: 40, 55: 45, 100: 35, 168: 30}
+
+
+def test_values_land_in_their_nearest_visit_week(tmp_path):
+    export = tmp_path / "raw" / "2026-01-01_weeks"
+    export.mkdir(parents=True)
+    ids = [f"WEEK{i:02d}" for i in range(11)]  # 11 patients: the cells are not suppressed
+    with (export / "patients.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["patient_id", "site_id", "indication", "regimen", "sex", "age_years", "start_year"])
+        w.writerows([(p, "site-a", "fibromyalgia", "ldn", "F", 50, 2024) for p in ids])
+    with (export / "measurements.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["patient_id", "study_day", "instrument", "value"])
+        w.writerows([(p, d, "fiqr_total", v) for p in ids for d, v in VALUES.items()])
+    (export / "_READY").touch()
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    result = run_pipeline(settings)
+    assert result.success, [e.step_key for e in result.all_events if e.is_step_failure]
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    rows = con.execute("SELECT visit_week, n_patients, value_median, round(pct_change_median, 2) "
+                       "FROM marts.measure_trajectory WHERE instrument = 'fiqr_total' "
+                       "ORDER BY visit_week").fetchall()
+    wilson = con.execute("SELECT pct_meaningful, round(pct_meaningful_low, 2), pct_meaningful_high "
+                         "FROM marts.response_by_indication WHERE level = 'all'").fetchone()
+    con.close()
+    # All 11 improved 50%: Wilson 95% for 11/11 is 74.12-100 (the upper bound clamped at 100).
+    assert wilson == (100.0, 74.12, 100.0)
+    # day 42 is 14 days from weeks 4 and 8: it goes to week 4, where day 30 is closer anyway;
+    # day 100 is 16 days from week 12: no week.
+    assert rows == [(0, 11, 60.0, 0.0), (4, 11, 50.0, -16.67), (8, 11, 45.0, -25.0),
+                    (24, 11, 30.0, -50.0)]
