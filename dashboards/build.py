@@ -124,9 +124,9 @@ def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
     for _, part in tol.groupby("band_order"):
         fig.add_bar(name=f"dose {part.dose_band.iloc[0]}", x=part.event, y=part.pct_exposed,
                     hovertemplate="%{x}: %{y:.1f}% of exposed<extra></extra>")
-    fig.update_layout(barmode="group")
+    fig.update_layout(barmode="group", showlegend=True)
     fig.update_xaxes(title_text="Adverse event (all LDN patients; suppressed cells not drawn)")
-    fig.update_yaxes(title_text="Patients with the event, % of those exposed to the dose band")
+    fig.update_yaxes(title_text="Patients with event, % of exposed")
     figs = [_titled(fig, "Adverse events by LDN dose band", run)]
 
     tit = con.execute("""

@@ -41,3 +41,23 @@ def test_values_land_in_their_nearest_visit_week(tmp_path):
     # day 100 is 16 days from week 12: no week.
     assert rows == [(0, 11, 60.0, 0.0), (4, 11, 50.0, -16.67), (8, 11, 45.0, -25.0),
                     (24, 11, 30.0, -50.0)]
+
+
+def test_every_ldn_dose_falls_in_exactly_one_band():
+    import duckdb
+
+    from pipelines.response.assets import write_reporting_tables
+    from pipelines.response.rules import load_rules
+    from pipelines.settings import RULES_DIR
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA response")
+    write_reporting_tables(con, load_rules(RULES_DIR / "response_rules.yaml"))
+    sql = (RULES_DIR.parent / "sql" / "marts" / "dose_periods.sql").read_text()
+    condition = sql.split("LEFT JOIN response.dose_bands b\n  ON p.regimen = 'ldn'\n AND ")[1].rstrip(";\n")
+    condition = condition.replace("d.dose_mg", "x.dose_mg")
+    got = con.execute(f"""SELECT x.dose_mg, list(b.label ORDER BY b.sort_order)
+        FROM (SELECT CAST(v AS DOUBLE) AS dose_mg FROM (VALUES (0.5), (1.5), (2.9), (3.0), (4.5), (4.6), (9.0)) t(v)) x
+        LEFT JOIN response.dose_bands b ON {condition} GROUP BY ALL ORDER BY ALL""").fetchall()
+    assert got == [(0.5, ["<1.5 mg"]), (1.5, ["1.5-3 mg"]), (2.9, ["1.5-3 mg"]), (3.0, ["3-4.5 mg"]),
+                   (4.5, ["3-4.5 mg"]), (4.6, [">4.5 mg"]), (9.0, [">4.5 mg"])]

@@ -18,8 +18,10 @@ def write_reporting_tables(con, rules: dict) -> None:
     """Visit weeks, LDN dose bands and early sleep events from the rules file, as tables."""
     t = rules["trajectory"]
     weeks = pd.DataFrame({"visit_week": t["visit_weeks"], "window_days": t["window_days"]})
-    bands = pd.DataFrame(rules["ldn_dose_bands"]).assign(
-        sort_order=lambda f: range(1, len(f) + 1))
+    bands = pd.DataFrame(rules["ldn_dose_bands"]).assign(sort_order=lambda f: range(1, len(f) + 1))
+    # A band's lower bound belongs to the band below when that one includes its upper bound.
+    bands["from_taken_by_previous"] = (bands.to_inclusive.shift(fill_value=False)
+                                       & (bands.to_mg.shift() == bands.from_mg))
     sleep = pd.DataFrame({"event": rules["early_sleep_events"]["events"],
                           "within_days": rules["early_sleep_events"]["within_days"]})
     for name, frame in (("visit_weeks", weeks), ("dose_bands", bands), ("early_sleep_events", sleep)):

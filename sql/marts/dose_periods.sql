@@ -10,5 +10,6 @@ SELECT d.patient_id, p.indication, p.regimen, d.study_day AS from_day,
 FROM staging.doses d
 JOIN staging.patients p USING (patient_id)
 LEFT JOIN response.dose_bands b
-  ON p.regimen = 'ldn' AND d.dose_mg >= b.from_mg
+  ON p.regimen = 'ldn'
+ AND (d.dose_mg > b.from_mg OR (d.dose_mg = b.from_mg AND NOT b.from_taken_by_previous))
  AND (d.dose_mg < b.to_mg OR (b.to_inclusive AND d.dose_mg = b.to_mg));
