@@ -181,8 +181,8 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
         texttemplate="%{text}", zmin=-0.5, zmax=3.5, colorscale=scale, xgap=2, ygap=2,
         colorbar=dict(tickvals=list(order.values()), ticktext=list(order), title="status"),
         hovertemplate="%{y} on %{x}: %{text} of rows failed<extra></extra>"))
-    fig.update_xaxes(title_text="Table or mart")
-    fig.update_yaxes(title_text="Check (label: % of rows failing)")
+    fig.update_xaxes(title_text="Table or mart", side="top", tickangle=-30)
+    fig.update_yaxes(title_text="Check (label: % of rows failing)", autorange="reversed")
     figs = [_titled(fig, "Data quality: every check, coloured by status", run,
                     height=max(560, 28 * len(grid.index) + 220))]
     counts = dq[(dq.rows_failed > 0) & ~dq.check_name.str.startswith("gx:")].groupby(
