@@ -76,8 +76,27 @@ def print_summary(settings: ClinicSettings, out=sys.stdout) -> None:
         con.close()
 
 
+def warehouse_busy(settings: ClinicSettings) -> str | None:
+    """Why the warehouse cannot be written now (another run holds DuckDB's write lock)."""
+    import duckdb
+
+    if not settings.warehouse.exists():
+        return None
+    try:
+        duckdb.connect(str(settings.warehouse)).close()
+    except duckdb.IOException as error:
+        return str(error).split("\n")[0]
+    return None
+
+
 def cmd_run(args) -> int:
     settings = _settings(args)
+    busy = warehouse_busy(settings)
+    if busy:
+        print(f"clinic run: the warehouse {settings.warehouse} is being written by another run "
+              f"({busy}). Wait for it to finish (the Dagster UI queues runs one at a time), "
+              "then run again.", file=sys.stderr)
+        return 3
     os.environ["CLINIC_PROGRESS"] = "1"
     started = time.perf_counter()
     print(f"clinic run: raw {settings.raw_dir} -> warehouse {settings.warehouse}", file=sys.stderr)

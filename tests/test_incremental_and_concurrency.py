@@ -91,3 +91,20 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_pa
     assert reads >= 5
     assert seen <= {len(before), len(before) + 60}
     assert _marts(s)["patient_response"] != before
+
+
+def test_a_second_writer_is_told_to_wait(tmp_path):
+    s = settings_for(tmp_path, tmp_path / "raw")
+    s.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; "
+                               f"c = duckdb.connect({str(s.warehouse)!r}); print('ready', flush=True); "
+                               "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(s.raw_dir),
+                              "--warehouse", str(s.warehouse), "--marts", str(s.marts_dir)],
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        holder.kill()
+    assert out.returncode == 3
+    assert "being written by another run" in out.stderr
