@@ -78,3 +78,15 @@ def test_a_broken_reconciliation_fails_the_run_and_names_the_check(fiqr_run):
     assert out.returncode == 1
     assert "staged_measurements.rows_reconcile" in out.stderr
     assert "measurements.parquet" in out.stderr
+
+
+def test_a_rejected_parquet_file_counts_all_its_rows(tmp_path):
+    export = tmp_path / "raw" / "2026-11-01_bad_parquet"
+    export.mkdir(parents=True)
+    pd.DataFrame({"patient_id": ["AB12", "CD34", "EF56"], "site_id": "site-a", "email": "x"}
+                 ).to_parquet(export / "patients.parquet")
+    (export / "_READY").touch()
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    assert run_pipeline(settings).success
+    assert _one(settings, "SELECT rule, column_name, rows_affected FROM marts.quarantine") == [
+        ("identifier_column", "email", 3)]

@@ -173,10 +173,14 @@ def _trimmed_columns(table: Table, source_names: dict[str, str], extras: list[st
     return ", ".join(parts)
 
 
-def _count_lines(path: Path) -> int:
-    """Data rows of a file that could not be parsed: non-empty lines after the header."""
+def _count_rows(con, path: Path) -> int:
+    """Data rows of a rejected file: a Parquet file's row count when its footer is readable
+    (0 when not), else the non-empty lines after the header."""
     if path.suffix.lower() == ".parquet":
-        return 0
+        try:
+            return con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(path))})").fetchone()[0]
+        except duckdb.Error:
+            return 0
     with path.open("rb") as fh:
         lines = sum(1 for line in fh if line.strip())
     return max(lines - 1, 0)
@@ -260,7 +264,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     try:
         extras = read_and_classify(con, contract, table, ef)
     except FileRejected as rejected:
-        rows = _count_lines(ef.path)
+        rows = _count_rows(con, ef.path)
         con.execute("INSERT INTO ingest.quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, rejected.rule, rejected.column,
                      rejected.detail, rows])
