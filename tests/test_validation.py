@@ -124,3 +124,32 @@ def test_loading_the_same_exports_again_changes_no_mart(messy):
     before = snapshot()
     assert run_pipeline(settings).success
     assert snapshot() == before
+
+
+def test_two_files_of_one_table_in_one_export(tmp_path):
+    import pandas as pd
+
+    export = tmp_path / "raw" / "2026-11-05_two_files"
+    export.mkdir(parents=True)
+    (export / "patients.csv").write_text(
+        "patient_id,site_id,indication,regimen,sex,age_years,start_year\n"
+        "TWO1,site-a,fibromyalgia,ldn,F,50,2024\n")
+    (export / "measurements.csv").write_text(
+        "patient_id,study_day,instrument,value\n"
+        "TWO1,-7,fiqr_total,60\n"      # line 2: also in the Parquet file, equal: accepted once
+        "TWO1,168,fiqr_total,30\n"     # line 3: the Parquet file disagrees: conflict
+        "TWO1,90,pain_nrs,5\n"         # line 4
+        "TWO1,90,pain_nrs,5.0\n")      # line 5: exact duplicate of line 4 (typed values)
+    pd.DataFrame({"patient_id": ["TWO1", "TWO1"], "study_day": [-7, 168],
+                  "instrument": ["fiqr_total", "fiqr_total"], "value": [60.0, 31.0]}
+                 ).to_parquet(export / "measurements.parquet")
+    (export / "_READY").touch()
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    assert run_pipeline(settings).success
+    quarantined = _q(settings, "SELECT source_file, line_number, rule FROM marts.quarantine ORDER BY ALL")
+    assert quarantined == [("2026-11-05_two_files/measurements.csv", 3, "conflicting_duplicate"),
+                           ("2026-11-05_two_files/measurements.parquet", 2, "conflicting_duplicate")]
+    baseline = _q(settings, "SELECT baseline_source, assessment_value FROM marts.patient_response")
+    assert baseline == [("2026-11-05_two_files/measurements.csv:2", None)]
+    reconciled = _q(settings, "SELECT rows_in, rows_accepted, rows_quarantined, rows_duplicate FROM marts.run_info")
+    assert reconciled == [(7, 4, 2, 1)]  # 1 patient + 4 + 2 measurement rows

@@ -279,6 +279,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
             key=", ".join(quote_ident(k) for k in table.key), **literal)
     staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
+    con.execute("DROP TABLE classified_rows")  # free its memory before the next file or the merge
     return FileResult(ef, rows_read=rows_read, failed=failed,
                       duplicates=rows_read - failed - staged, staged=staged)
 

@@ -12,3 +12,5 @@ WHERE ${key_match} AND NOT (${same_values});
 INSERT INTO core.${table_name}
 SELECT n.* EXCLUDE (file_order) FROM export_rows n
 ANTI JOIN core.${table_name} c ON ${key_match};
+
+DROP TABLE export_batch;
