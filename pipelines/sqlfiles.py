@@ -32,3 +32,12 @@ def quote_literal(text: str) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def write_frame(con, relation: str, frame) -> None:
+    """Replace a warehouse table with a small pandas frame (rules, suppressed aggregates)."""
+    con.register("_frame_to_write", frame)
+    try:
+        con.execute(f"CREATE OR REPLACE TABLE {relation} AS SELECT * FROM _frame_to_write")
+    finally:
+        con.unregister("_frame_to_write")

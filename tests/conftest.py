@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from pipelines.cli import materialize_all
@@ -20,8 +21,24 @@ def settings_for(tmp: Path, raw: Path) -> ClinicSettings:
 
 
 def run_pipeline(settings: ClinicSettings):
-    result = materialize_all(settings)
-    return result
+    return materialize_all(settings)
+
+
+def query_snapshot(settings: ClinicSettings, sql: str) -> list[tuple]:
+    """Rows of a query on the published snapshot, opened read-only as analysts do."""
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def mart_contents(settings: ClinicSettings) -> dict[str, list[tuple]]:
+    """Every published mart's rows, sorted; run_info left out (it differs every run)."""
+    from pipelines.publish.snapshot import MARTS
+
+    return {m: query_snapshot(settings, f"SELECT * FROM marts.{m} ORDER BY ALL")
+            for m in MARTS if m != "run_info"}
 
 
 @pytest.fixture(scope="session")

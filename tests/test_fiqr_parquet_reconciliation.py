@@ -9,7 +9,7 @@ import duckdb
 import pandas as pd
 import pytest
 
-from tests.conftest import run_pipeline, settings_for
+from tests.conftest import query_snapshot, run_pipeline, settings_for
 
 
 def _items(pid: str, day: int, value: int, missing: tuple[int, ...] = ()) -> list[dict]:
@@ -40,28 +40,20 @@ def fiqr_run(tmp_path_factory):
     return settings
 
 
-def _one(settings, sql):
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_one_missing_function_item_is_prorated_and_the_scored_value_wins(fiqr_run):
-    row = _one(fiqr_run, "SELECT baseline_value, baseline_source, assessment_value, category "
+    row = query_snapshot(fiqr_run, "SELECT baseline_value, baseline_source, assessment_value, category "
                          "FROM marts.patient_response WHERE patient_id = 'FIB01'")[0]
     assert row == (60.0, "2026-11-01_parquet/fiqr_items.parquet", 30.0, "meaningful")
 
 
 def test_unscorable_questionnaires_fall_back_to_the_delivered_total(fiqr_run):
-    row = _one(fiqr_run, "SELECT baseline_value, assessment_value, baseline_source FROM "
+    row = query_snapshot(fiqr_run, "SELECT baseline_value, assessment_value, baseline_source FROM "
                          "marts.patient_response WHERE patient_id = 'FIB02'")[0]
     assert row == (58.0, 50.0, "2026-11-01_parquet/measurements.parquet:2")
 
 
 def test_scoring_findings_are_counted_in_data_quality(fiqr_run):
-    found = dict(_one(fiqr_run, "SELECT check_name, rows_failed FROM marts.data_quality "
+    found = dict(query_snapshot(fiqr_run, "SELECT check_name, rows_failed FROM marts.data_quality "
                                 "WHERE table_name = 'fiqr_items' AND export_id = '(all)'"))
     assert found["fiqr_unscorable"] == 2
     assert found["fiqr_total_disagrees"] == 1   # FIB01 day -7: scored 60 vs delivered 55
@@ -88,5 +80,5 @@ def test_a_rejected_parquet_file_counts_all_its_rows(tmp_path):
     (export / "_READY").touch()
     settings = settings_for(tmp_path, tmp_path / "raw")
     assert run_pipeline(settings).success
-    assert _one(settings, "SELECT rule, column_name, rows_affected FROM marts.quarantine") == [
+    assert query_snapshot(settings, "SELECT rule, column_name, rows_affected FROM marts.quarantine") == [
         ("identifier_column", "email", 3)]

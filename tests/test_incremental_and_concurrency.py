@@ -10,19 +10,16 @@ import time
 import duckdb
 
 from pipelines.demo.generator import generate
-from pipelines.publish.snapshot import MARTS
-from tests.conftest import DEMO_EXPORT, FIXTURES, run_pipeline, settings_for
+from tests.conftest import (
+    DEMO_EXPORT,
+    FIXTURES,
+    mart_contents,
+    query_snapshot,
+    run_pipeline,
+    settings_for,
+)
 
 EXPORTS = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
-
-
-def _marts(settings) -> dict:
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
-    try:
-        return {m: con.execute(f"SELECT * FROM marts.{m} ORDER BY ALL").fetchall()
-                for m in MARTS if m != "run_info"}
-    finally:
-        con.close()
 
 
 def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path):
@@ -37,11 +34,9 @@ def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path):
         shutil.copytree(FIXTURES / "messy" / export, cold.raw_dir / export)
     assert run_pipeline(cold).success
 
-    assert _marts(warm) == _marts(cold)
-    con = duckdb.connect(str(warm.snapshot), read_only=True)
-    modes = [r[0] for r in con.execute("SELECT ingest_mode FROM marts.run_info ORDER BY run_time").fetchall()]
-    con.close()
-    assert modes == ["cold", "incremental"]
+    assert mart_contents(warm) == mart_contents(cold)
+    modes = query_snapshot(warm, "SELECT ingest_mode FROM marts.run_info ORDER BY run_time")
+    assert modes == [("cold",), ("incremental",)]
 
 
 def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
@@ -52,14 +47,14 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
     assert run_pipeline(s).success
     cold = settings_for(tmp_path / "cold", s.raw_dir)
     assert run_pipeline(cold).success
-    assert _marts(s) == _marts(cold)
+    assert mart_contents(s) == mart_contents(cold)
 
 
 def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
     shutil.copytree(DEMO_EXPORT, s.raw_dir / "demo")
     assert run_pipeline(s).success
-    before = _marts(s)["patient_response"]
+    before = mart_contents(s)["patient_response"]
     generate(60, seed=9, id_prefix="N").write(s.raw_dir / "zz_new_patients")
 
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(s.raw_dir),
@@ -90,7 +85,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_pa
     assert mid_run is not None and mid_run.returncode == 0, mid_run and mid_run.stderr
     assert reads >= 5
     assert seen <= {len(before), len(before) + 60}
-    assert _marts(s)["patient_response"] != before
+    assert mart_contents(s)["patient_response"] != before
 
 
 def test_a_second_writer_is_told_to_wait(tmp_path):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-import duckdb
 import pytest
 
-from tests.conftest import FIXTURES, run_pipeline, settings_for
+from tests.conftest import FIXTURES, mart_contents, query_snapshot, run_pipeline, settings_for
 
 PLANTED_IDENTIFIERS = [b"123-45-6789", b"jane.doe@example.com", b"2024-03-05", b"555) 123-4567",
                        b"1960-01-01"]
@@ -22,24 +21,16 @@ def messy(tmp_path_factory):
     return tmp, settings, result
 
 
-def _q(settings, sql):
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
 def test_run_succeeds_and_every_file_reconciles(messy):
     _, settings, result = messy
     assert result.success
-    rows = _q(settings, "SELECT rows_in, rows_accepted + rows_quarantined + rows_duplicate FROM marts.run_info")
+    rows = query_snapshot(settings, "SELECT rows_in, rows_accepted + rows_quarantined + rows_duplicate FROM marts.run_info")
     assert rows[-1][0] == rows[-1][1] > 0
 
 
 def test_each_contract_rule_quarantines_the_right_line(messy):
     _, settings, _ = messy
-    got = {(r[0], r[1], r[2], r[3]) for r in _q(settings, """
+    got = {(r[0], r[1], r[2], r[3]) for r in query_snapshot(settings, """
         SELECT table_name, line_number, rule, column_name FROM marts.quarantine""")}
     expected = {
         ("patients", 5, "invalid_enum", "indication"),
@@ -69,7 +60,7 @@ def test_each_contract_rule_quarantines_the_right_line(messy):
 
 def test_quarantine_detail_quotes_numbers_only(messy):
     _, settings, _ = messy
-    details = dict(((t, line), d) for t, line, d in _q(
+    details = dict(((t, line), d) for t, line, d in query_snapshot(
         settings, "SELECT table_name, line_number, detail FROM marts.quarantine"))
     assert details[("measurements", 7)] == "fiqr_total 130 is above 0-100"
     assert details[("patients", 7)] == "value redacted: looks like a social security number"
@@ -90,40 +81,30 @@ def test_no_planted_identifier_in_any_file_written(messy):
 
 def test_exact_duplicate_counted_and_corrected_row_updates_category(messy):
     _, settings, _ = messy
-    dups = _q(settings, "SELECT rows_failed FROM marts.data_quality WHERE check_name = 'exact_duplicate' "
+    dups = query_snapshot(settings, "SELECT rows_failed FROM marts.data_quality WHERE check_name = 'exact_duplicate' "
                         "AND table_name = 'patients' AND export_id = '2026-11-01T0600_site-a'")
     assert dups == [(1,)]
-    row = _q(settings, "SELECT category, assessment_value, assessment_source FROM marts.patient_response "
+    row = query_snapshot(settings, "SELECT category, assessment_value, assessment_source FROM marts.patient_response "
                        "WHERE patient_id = 'PAT0001'")[0]
     assert row == ("meaningful", 30.0, "2026-11-02T0600_site-a/measurements.csv:2")
 
 
 def test_incomplete_export_is_ignored_and_fiqr_scoring_findings_counted(messy):
     _, settings, _ = messy
-    assert _q(settings, "SELECT count(*) FROM marts.patient_response WHERE patient_id = 'PAT0500'") == [(0,)]
-    findings = dict(_q(settings, "SELECT check_name, rows_failed FROM marts.data_quality "
+    assert query_snapshot(settings, "SELECT count(*) FROM marts.patient_response WHERE patient_id = 'PAT0500'") == [(0,)]
+    findings = dict(query_snapshot(settings, "SELECT check_name, rows_failed FROM marts.data_quality "
                                  "WHERE table_name = 'fiqr_items'"))
     assert findings["fiqr_unscorable"] == 1
-    base = _q(settings, "SELECT baseline_value, baseline_source FROM marts.patient_response "
+    base = query_snapshot(settings, "SELECT baseline_value, baseline_source FROM marts.patient_response "
                         "WHERE patient_id = 'PAT0001'")[0]
     assert base == (60.0, "2026-11-01T0600_site-a/fiqr_items.csv")
 
 
 def test_loading_the_same_exports_again_changes_no_mart(messy):
-    tmp, settings, _ = messy
-    from pipelines.publish.snapshot import MARTS
-
-    def snapshot():
-        con = duckdb.connect(str(settings.snapshot), read_only=True)
-        try:
-            return {m: con.execute(f"SELECT * FROM marts.{m} ORDER BY ALL").fetchall()
-                    for m in MARTS if m != "run_info"}
-        finally:
-            con.close()
-
-    before = snapshot()
+    _, settings, _ = messy
+    before = mart_contents(settings)
     assert run_pipeline(settings).success
-    assert snapshot() == before
+    assert mart_contents(settings) == before
 
 
 def test_two_files_of_one_table_in_one_export(tmp_path):
@@ -146,10 +127,10 @@ def test_two_files_of_one_table_in_one_export(tmp_path):
     (export / "_READY").touch()
     settings = settings_for(tmp_path, tmp_path / "raw")
     assert run_pipeline(settings).success
-    quarantined = _q(settings, "SELECT source_file, line_number, rule FROM marts.quarantine ORDER BY ALL")
+    quarantined = query_snapshot(settings, "SELECT source_file, line_number, rule FROM marts.quarantine ORDER BY ALL")
     assert quarantined == [("2026-11-05_two_files/measurements.csv", 3, "conflicting_duplicate"),
                            ("2026-11-05_two_files/measurements.parquet", 2, "conflicting_duplicate")]
-    baseline = _q(settings, "SELECT baseline_source, assessment_value FROM marts.patient_response")
+    baseline = query_snapshot(settings, "SELECT baseline_source, assessment_value FROM marts.patient_response")
     assert baseline == [("2026-11-05_two_files/measurements.csv:2", None)]
-    reconciled = _q(settings, "SELECT rows_in, rows_accepted, rows_quarantined, rows_duplicate FROM marts.run_info")
+    reconciled = query_snapshot(settings, "SELECT rows_in, rows_accepted, rows_quarantined, rows_duplicate FROM marts.run_info")
     assert reconciled == [(7, 4, 2, 1)]  # 1 patient + 4 + 2 measurement rows

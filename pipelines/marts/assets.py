@@ -10,7 +10,7 @@ from pipelines.marts.suppression import SumGroup, suppress
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, no_fatal_check_failed
 from pipelines.resources import ClinicConfig
-from pipelines.sqlfiles import run_sql
+from pipelines.sqlfiles import run_sql, write_frame
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,7 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
             frame = con.execute(f"SELECT * FROM marts.{spec.name}").df()
             published = suppress(frame, spec.counts, spec.derived, spec.groups,
                                  clinic.settings.min_cell_size)
-            con.register("published_view", published)
-            con.execute(f"CREATE OR REPLACE TABLE marts.{spec.name} AS SELECT * FROM published_view")
-            con.unregister("published_view")
+            write_frame(con, f"marts.{spec.name}", published)
             meta = table_metadata(con, f"marts.{spec.name}",
                                   suppressed_rows=int(published["suppressed"].sum()))
         report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows "

@@ -11,7 +11,7 @@ from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check
 from pipelines.resources import ClinicConfig
 from pipelines.response.rules import load_rules, write_rules_table
-from pipelines.sqlfiles import run_sql
+from pipelines.sqlfiles import run_sql, write_frame
 
 
 def write_reporting_tables(con, rules: dict) -> None:
@@ -25,9 +25,7 @@ def write_reporting_tables(con, rules: dict) -> None:
     sleep = pd.DataFrame({"event": rules["early_sleep_events"]["events"],
                           "within_days": rules["early_sleep_events"]["within_days"]})
     for name, frame in (("visit_weeks", weeks), ("dose_bands", bands), ("early_sleep_events", sleep)):
-        con.register("frame_view", frame)
-        con.execute(f"CREATE OR REPLACE TABLE response.{name} AS SELECT * FROM frame_view")
-        con.unregister("frame_view")
+        write_frame(con, f"response.{name}", frame)
 
 
 @dg.asset(group_name="response", description=(

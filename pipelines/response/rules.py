@@ -12,6 +12,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from pipelines.sqlfiles import write_frame
+
 CRITERIA = ("relative_reduction_pct", "absolute_reduction", "remission_below", "assessment_zero")
 
 
@@ -55,6 +57,4 @@ def rules_frame(rules: dict) -> pd.DataFrame:
 
 def write_rules_table(con, rules: dict) -> None:
     con.execute("CREATE SCHEMA IF NOT EXISTS response")
-    con.register("rules_view", rules_frame(rules))
-    con.execute("CREATE OR REPLACE TABLE response.rules AS SELECT * FROM rules_view")
-    con.unregister("rules_view")
+    write_frame(con, "response.rules", rules_frame(rules))
