@@ -89,3 +89,13 @@ def test_dashboards_are_written_with_a_local_plotly(demo_run):
             "cohort_flow.html", "data_quality.html", "plotly.min.js"} <= pages
     outcomes = (settings.dashboards_dir / "outcomes.html").read_text()
     assert 'src="plotly.min.js"' in outcomes and "cdn.plot.ly" not in outcomes
+
+
+def test_interactive_sql_reads_statements_until_end_of_input(demo_run):
+    settings, _ = demo_run
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(settings.marts_dir)],
+                         input="SELECT count(*) AS patients\nFROM patient_response;\nSELECT 1 +;\n",
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "230" in out.stdout and "read-only" in out.stdout
+    assert "SQL error" in out.stderr  # a bad statement is reported, the session goes on
