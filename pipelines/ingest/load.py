@@ -221,18 +221,16 @@ def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: 
 def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[str]:
     """Read and check one file into classified_file; a file DuckDB cannot read is rejected."""
     first_line = 2 if ef.path.suffix.lower() == ".csv" else 1
-    try:
-        source, extras = raw_source(contract, table, ef, con)
-        classify_file(con, contract, table, extras, source, first_line)
-    except duckdb.Error as error:
-        if "parallel" not in str(error):  # quoted newlines need the serial CSV reader
-            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+    for parallel in (True, False):
         try:
-            source, extras = raw_source(contract, table, ef, con, parallel=False)
+            source, extras = raw_source(contract, table, ef, con, parallel=parallel)
             classify_file(con, contract, table, extras, source, first_line)
-        except duckdb.Error as error2:
-            raise FileRejected("unreadable_file", _safe_reason(error2)) from None
-    return extras
+            return extras
+        except duckdb.Error as error:
+            if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
+                continue
+            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+    raise AssertionError("unreachable: the serial attempt returns or raises")
 
 
 def classify_file(con, contract: Contract, table: Table, extras: list[str], source: str,
