@@ -1,16 +1,15 @@
-"""Smoke test: the Dagster web UI serves the project's assets, checks, schedule and sensor."""
+"""Smoke test: `clinic ui` (dagster dev with a project-local home) serves the project's assets, checks, schedule and sensor."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-
-from pipelines.orchestration.instance import ensure_dagster_home
 
 QUERY = """{
   assetNodes { assetKey { path } groupName
@@ -26,15 +25,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_webserver_serves_the_asset_graph(tmp_path):
+def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
     port = _free_port()
     home = tmp_path / "dagster_home"
-    ensure_dagster_home(home)
     env = {**os.environ, "DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": str(tmp_path / "raw")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "dagster_webserver", "-m", "pipelines.definitions",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [sys.executable, "-m", "pipelines.cli", "ui", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
@@ -50,8 +47,14 @@ def test_webserver_serves_the_asset_graph(tmp_path):
                                          headers={"Content-Type": "application/json"})
         data = json.loads(urllib.request.urlopen(request, timeout=60).read())["data"]
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        # Ctrl-C, as a person would: dagster dev then stops its webserver, daemon and code servers.
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=30)
+    assert "max_concurrent_runs: 1" in (home / "dagster.yaml").read_text()
     nodes = {"/".join(n["assetKey"]["path"]): n for n in data["assetNodes"]}
     assert {"export_plan", "loaded_measurements", "staged_measurements", "patient_response",
             "response_by_indication", "data_quality", "clinic_snapshot", "dashboards"} <= set(nodes)

@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 from dashboards.build import build_dashboards
 from pipelines.metadata import report, table_metadata
 from pipelines.publish.snapshot import MARTS, publish_snapshot
+from pipelines.quality.checks import gx_check
 from pipelines.resources import ClinicConfig
 from pipelines.response.rules import load_rules
 from pipelines.settings import REPO_ROOT
@@ -37,6 +38,9 @@ def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg
                 code_version=quote_literal(code_version()))
         meta = table_metadata(con, "marts.run_info")
     return dg.MaterializeResult(metadata=meta)
+
+
+run_info_checks = [gx_check("run_info", "marts.run_info", "run_info")]
 
 
 @dg.asset(group_name="publish", deps=["run_info", *MARTS],
