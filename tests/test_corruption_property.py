@@ -3,13 +3,12 @@ for, every mart still builds, and no planted identifier reaches any file the pip
 
 from __future__ import annotations
 
-import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.demo.generator import generate
+from pipelines.demo.generator import DemoExport, generate
 from pipelines.publish.snapshot import MARTS
-from tests.conftest import run_pipeline, settings_for
+from tests.conftest import query_snapshot, run_pipeline, settings_for
 
 VALID = generate(40, seed=3).tables
 TABLES = sorted(VALID)
@@ -40,21 +39,15 @@ def test_corrupted_export_reconciles_builds_and_leaks_nothing(tmp_path_factory, 
         frame.iat[row % len(frame), col % len(frame.columns)] = value
         if kind == "id":
             planted.append(value)
-    from pipelines.demo.generator import DemoExport
-
     DemoExport(tables).write(tmp / "raw" / "2026-11-01_prop")
     s = settings_for(tmp, tmp / "raw")
     result = run_pipeline(s)
     assert result.success, [e.description for e in result.get_asset_check_evaluations() if not e.passed]
 
-    con = duckdb.connect(str(s.snapshot), read_only=True)
-    try:
-        for mart in MARTS:
-            con.execute(f"SELECT count(*) FROM marts.{mart}").fetchone()
-        rows_in, accounted = con.execute(
-            "SELECT rows_in, rows_accepted + rows_quarantined + rows_duplicate FROM marts.run_info").fetchone()
-    finally:
-        con.close()
+    for mart in MARTS:
+        query_snapshot(s, f"SELECT count(*) FROM marts.{mart}")
+    [(rows_in, accounted)] = query_snapshot(
+        s, "SELECT rows_in, rows_accepted + rows_quarantined + rows_duplicate FROM marts.run_info")
     raw_rows = sum(len(f) for f in tables.values())
     assert rows_in == accounted == raw_rows
 
