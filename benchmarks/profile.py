@@ -9,8 +9,9 @@ from pathlib import Path
 import dagster as dg
 
 
-def step_seconds(raw: Path, work: Path) -> dict:
-    """One cold in-process run; returns wall time and seconds per step, slowest first."""
+def step_seconds(raw: Path, work: Path, cold: bool = True) -> dict:
+    """One in-process run (cold: from an empty work folder); returns wall time and seconds
+    per step, slowest first."""
     import shutil
 
     from pipelines.cli import QUIET_DAGSTER
@@ -18,7 +19,8 @@ def step_seconds(raw: Path, work: Path) -> dict:
     from pipelines.resources import build_resources
     from pipelines.settings import ClinicSettings
 
-    shutil.rmtree(work, ignore_errors=True)
+    if cold:
+        shutil.rmtree(work, ignore_errors=True)
     settings = ClinicSettings.from_env(raw_dir=raw, marts_dir=work / "marts", warehouse=work / "wh.duckdb")
     with dg.DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
@@ -42,4 +44,6 @@ def step_seconds(raw: Path, work: Path) -> dict:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(step_seconds(Path(sys.argv[1]), Path(sys.argv[2])), indent=2))
+    warm = "--warm" in sys.argv
+    raw, work = (Path(a) for a in sys.argv[1:] if a != "--warm")
+    print(json.dumps(step_seconds(raw, work, cold=not warm), indent=2))

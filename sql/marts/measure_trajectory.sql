@@ -3,7 +3,8 @@
 -- A value belongs to the nearest visit week within the window (on a tie, the earlier
 -- week); each week gets a day range that does not overlap its neighbours', so a value
 -- matches one week at most, and the patient's value closest to the week's day (the
--- earlier on a tie) stands for that week.
+-- earlier on a tie) stands for that week. The week ranges are spelled out day by day
+-- (a few hundred rows) so values find their week by an equi-join, not a range join.
 CREATE OR REPLACE TABLE marts.measure_trajectory AS
 WITH r AS (SELECT DISTINCT baseline_from, baseline_to, rules_version FROM response.rules),
 weeks AS (
@@ -17,6 +18,9 @@ weeks AS (
                  lead(visit_week) OVER (ORDER BY visit_week) AS next_week
           FROM response.visit_weeks)
 ),
+week_days AS (
+    SELECT visit_week, week_day, unnest(generate_series(from_day, to_day)) AS study_day FROM weeks
+),
 baselines AS (
     SELECT v.patient_id, v.instrument, arg_max(v.value, v.study_day) AS baseline_value
     FROM response.measure_values v, r
@@ -27,7 +31,7 @@ in_week AS (
     SELECT v.patient_id, v.instrument, w.visit_week,
            arg_min(v.value, abs(v.study_day - w.week_day) * 100000 + v.study_day) AS value
     FROM response.measure_values v
-    JOIN weeks w ON v.study_day BETWEEN w.from_day AND w.to_day
+    JOIN week_days w ON v.study_day = w.study_day
     GROUP BY v.patient_id, v.instrument, w.visit_week
 ),
 points AS (
@@ -39,7 +43,7 @@ points AS (
     LEFT JOIN baselines b USING (patient_id, instrument)
 )
 SELECT indication, instrument, visit_week, category,
-       count(DISTINCT patient_id) AS n_patients,
+       count(*) AS n_patients,  -- one value per patient and week
        percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS value_median,
        percentile_cont(0.25) WITHIN GROUP (ORDER BY value) AS value_p25,
        percentile_cont(0.75) WITHIN GROUP (ORDER BY value) AS value_p75,

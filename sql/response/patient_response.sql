@@ -16,7 +16,8 @@ primary_values AS (
 -- patient (one primary value per patient and day), so value, day and source agree.
 baseline AS (
     SELECT patient_id, max(study_day) AS baseline_day,
-           arg_max(value, study_day) AS baseline_value, arg_max(source, study_day) AS baseline_source
+           arg_max(value, study_day) AS baseline_value, arg_max(source_file, study_day) AS baseline_file,
+           arg_max(line_number, study_day) AS baseline_line
     FROM primary_values WHERE study_day BETWEEN baseline_from AND baseline_to
     GROUP BY patient_id
 ),
@@ -25,7 +26,8 @@ assessment AS (
     SELECT patient_id,
            arg_min(study_day, abs(study_day - target_day) * 100000 - study_day) AS assessment_day,
            arg_min(value, abs(study_day - target_day) * 100000 - study_day) AS assessment_value,
-           arg_min(source, abs(study_day - target_day) * 100000 - study_day) AS assessment_source
+           arg_min(source_file, abs(study_day - target_day) * 100000 - study_day) AS assessment_file,
+           arg_min(line_number, abs(study_day - target_day) * 100000 - study_day) AS assessment_line
     FROM primary_values WHERE study_day BETWEEN assessment_from AND assessment_to
     GROUP BY patient_id
 ),
@@ -43,8 +45,10 @@ ae_stops AS (
     WHERE a.action = 'discontinued' AND a.study_day <= p.stop_counts_until_day
 ),
 joined AS (
-    SELECT p.*, b.baseline_day, b.baseline_value, b.baseline_source,
-           a.assessment_day, a.assessment_value, a.assessment_source,
+    SELECT p.*, b.baseline_day, b.baseline_value,
+           b.baseline_file || CASE WHEN b.baseline_line > 0 THEN ':' || CAST(b.baseline_line AS VARCHAR) ELSE '' END AS baseline_source,
+           a.assessment_day, a.assessment_value,
+           a.assessment_file || CASE WHEN a.assessment_line > 0 THEN ':' || CAST(a.assessment_line AS VARCHAR) ELSE '' END AS assessment_source,
            a.assessment_value - b.baseline_value AS change_abs,
            100.0 * (a.assessment_value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS change_pct,
            coalesce(s.stopped_for_ae, 0) = 1 OR e.patient_id IS NOT NULL AS stopped_for_ae,
