@@ -181,7 +181,10 @@ def derived_columns(contract: Contract, table: Table, extra_columns: list[str]) 
             guard = f"{typed_ref(col)} IS NULL"
         else:
             guard = "true"
-        derived.append(f"coalesce(length({v}) >= 6 AND {guard} AND regexp_matches({v}, {pattern}, 'i'), false)"
+        # CASE, not AND: DuckDB evaluates both sides of AND in a projection, but a THEN
+        # branch only for the rows its WHEN selects, so most rows skip the regex.
+        derived.append(f"CASE WHEN length({v}) >= 6 AND {guard} "
+                       f"THEN coalesce(regexp_matches({v}, {pattern}, 'i'), false) ELSE false END"
                        f" AS {_ref(name, 'identifier')}")
     return numbers, derived
 

@@ -255,8 +255,10 @@ def _count(con, query: str) -> int:
     return con.execute(query).fetchone()[0]
 
 
-def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order: int) -> FileResult:
-    """Check one file row by row; failed rows to quarantine, the rest to export_batch."""
+def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order: int,
+              straight_to_core: bool = False) -> FileResult:
+    """Check one file row by row; failed rows to quarantine, the rest to export_batch (or,
+    with `straight_to_core`, rows whose key the file holds once to the core table)."""
     literal = {k: quote_literal(v) for k, v in
                (("export_id", ef.export_id), ("table_name", table.name), ("source_file", ef.source_file))}
     try:
@@ -275,8 +277,11 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     failed = _count(con, "SELECT count(*) FROM classified_file WHERE failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
+            single_key_rows_into=f"core.{table.name}" if straight_to_core else "export_batch",
+            file_order_column="" if straight_to_core else f", {file_order}",
             key=", ".join(quote_ident(k) for k in table.key), **literal)
-    staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
+    staged = sum(_count(con, f"SELECT count(*) FROM {t} WHERE source_file = {literal['source_file']}")
+                 for t in ["export_batch"] + ([f"core.{table.name}"] if straight_to_core else []))
     con.execute("DROP TABLE classified_rows")  # free its memory before the next file or the merge
     return FileResult(ef, rows_read=rows_read, failed=failed,
                       duplicates=rows_read - failed - staged, staged=staged)
@@ -304,7 +309,9 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
                 "file_order INTEGER)")
     key_cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns if c.name in table.key)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_repeated_keys ({key_cols})")
-    results = [load_file(con, contract, table, ef, i) for i, ef in enumerate(files)]
+    straight_to_core = len(files) == 1 and not con.execute(
+        f"SELECT 1 FROM core.{table.name} LIMIT 1").fetchall()
+    results = [load_file(con, contract, table, ef, i, straight_to_core) for i, ef in enumerate(files)]
     keys = _key_sql(table)
     candidates = "export_batch" if len(files) > 1 else (
         f"(SELECT * FROM export_batch SEMI JOIN export_repeated_keys USING ({keys['key']}))")

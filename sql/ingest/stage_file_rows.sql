@@ -3,16 +3,19 @@
 -- Only keys seen more than once can hold duplicates or contradictions. They are found by
 -- the hash of the key (one integer to group on; a collision only sends a few extra rows
 -- down the exact path), so the grouping by every column runs on those few rows and the
--- rest streams through.
+-- rest streams through. Into a fresh warehouse with one file per table (a cold run),
+-- the rows with a key seen once cannot contradict anything, so they go straight to the
+-- core table instead of through export_batch (one copy of 10^7 rows fewer).
 CREATE OR REPLACE TEMP TABLE file_repeated_hashes AS
 SELECT hash(${key}) AS key_hash FROM classified_file WHERE failed_check IS NULL
 GROUP BY 1 HAVING count(*) > 1;
 
-INSERT INTO export_batch
-SELECT ${columns}, ${export_id}, ${source_file}, line_number, ${file_order}
+INSERT INTO ${single_key_rows_into}
+SELECT ${columns}, ${export_id}, ${source_file}, line_number${file_order_column}
 FROM classified_file c
-WHERE c.failed_check IS NULL AND hash(${key}) NOT IN (SELECT key_hash FROM file_repeated_hashes)
-UNION ALL
+WHERE c.failed_check IS NULL AND hash(${key}) NOT IN (SELECT key_hash FROM file_repeated_hashes);
+
+INSERT INTO export_batch
 SELECT ${columns}, ${export_id}, ${source_file}, min(line_number), ${file_order}
 FROM classified_file c
 WHERE c.failed_check IS NULL AND hash(${key}) IN (SELECT key_hash FROM file_repeated_hashes)
