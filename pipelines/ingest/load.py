@@ -246,6 +246,7 @@ def classify_file(con, contract: Contract, table: Table, extras: list[str], sour
     numbers, derived = derived_columns(contract, table, extras)
     typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
     run_sql(con, "ingest", "classify_rows", source=source, first_line=first_line,
+            typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
             number_columns=", ".join(numbers) or "1 AS __no_numbers",
             derived_columns=", ".join(derived), typed_columns=typed,
             failure_cases=failure_cases, detail_cases=detail_cases)

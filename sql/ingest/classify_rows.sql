@@ -1,10 +1,11 @@
 -- Read one file and give every row its typed values, the number of the first check it
 -- fails (NULL when it passes) and that check's detail, in one pass. The checks come from
 -- rules/contract.yaml; a detail never quotes text, only values that parsed as numbers.
--- Numbers, typed values and identifier flags are computed once per row, then checked.
+-- Numbers, typed values and identifier flags are computed once per row, then checked;
+-- the hash of the natural key rides along for the search for repeated keys.
 SET preserve_insertion_order = true;
 CREATE OR REPLACE TEMP TABLE classified_rows AS
-SELECT ${typed_columns}, failed_check,
+SELECT ${typed_columns}, hash(${typed_key}) AS key_hash, failed_check,
        CASE failed_check ${detail_cases} END AS failure_detail
 FROM (
     SELECT *, CASE ${failure_cases} END AS failed_check
