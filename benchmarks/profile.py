@@ -16,9 +16,11 @@ def step_seconds(raw: Path, work: Path, cold: bool = True) -> dict:
 
     from pipelines.cli import QUIET_DAGSTER
     from pipelines.definitions import ASSETS, CHECKS
+    from pipelines.quality.gx_worker import start_early
     from pipelines.resources import build_resources
     from pipelines.settings import ClinicSettings
 
+    start_early()  # as `clinic run` does
     if cold:
         shutil.rmtree(work, ignore_errors=True)
     settings = ClinicSettings.from_env(raw_dir=raw, marts_dir=work / "marts", warehouse=work / "wh.duckdb")

@@ -97,6 +97,9 @@ def cmd_run(args) -> int:
               f"({busy}). Wait for it to finish (the Dagster UI queues runs one at a time), "
               "then run again.", file=sys.stderr)
         return 3
+    from pipelines.quality.gx_worker import start_early
+
+    start_early()
     os.environ["CLINIC_PROGRESS"] = "1"
     started = time.perf_counter()
     print(f"clinic run: raw {settings.raw_dir} -> warehouse {settings.warehouse}", file=sys.stderr)

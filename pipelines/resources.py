@@ -5,7 +5,9 @@ from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import PrivateAttr
 
+from pipelines.quality.gx_worker import GxWorker, take_or_start
 from pipelines.settings import ClinicSettings
 
 
@@ -39,6 +41,28 @@ class ClinicConfig(dg.ConfigurableResource):
             gx_max_rows=self.gx_max_rows)
 
 
+class GreatExpectations(dg.ConfigurableResource):
+    """Runs the GX suites for the run's checks in a worker process that lives as long as
+    the run (pipelines/quality/gx_worker.py): started when the run starts, so importing GX
+    overlaps ingest instead of stalling it."""
+
+    _worker: GxWorker | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._worker = take_or_start()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
+
+    def validate(self, con, query: str, suite_file: Path, table_name: str):
+        """(rows validated, one ExpectationOutcome per expectation) for the rows of `query`."""
+        if self._worker is None:  # used outside a run (a direct call in a script or test)
+            self._worker = take_or_start()
+        return self._worker.validate(con, query, suite_file, table_name)
+
+
 def build_resources(settings: ClinicSettings) -> dict:
     settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
     return {
@@ -47,4 +71,5 @@ def build_resources(settings: ClinicSettings) -> dict:
         # growing with the export (the 2 GiB target at 10^7 rows covers Python too).
         "warehouse": DuckDBResource(database=str(settings.warehouse),
                                     connection_config={"memory_limit": settings.duckdb_memory_limit}),
+        "great_expectations": GreatExpectations(),
     }

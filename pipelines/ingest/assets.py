@@ -7,7 +7,6 @@ from dagster_duckdb import DuckDBResource
 from pipelines.ingest.contract import load_contract
 from pipelines.ingest.load import ingest_table, plan_ingest
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.gx_validation import warm_up_in_background
 from pipelines.resources import ClinicConfig
 
 TABLES = ["patients", "doses", "measurements", "fiqr_items", "adverse_events", "discontinuations"]
@@ -19,7 +18,6 @@ TABLES = ["patients", "doses", "measurements", "fiqr_items", "adverse_events", "
     "changed, vanished or sorts before applied ones rebuilds the warehouse from scratch."))
 def export_plan(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                 warehouse: DuckDBResource) -> dg.MaterializeResult:
-    warm_up_in_background()
     s = clinic.settings
     contract = load_contract(s.contract_file)
     with warehouse.get_connection() as con:

@@ -7,8 +7,8 @@ A failing blocking check stops everything downstream and makes `clinic run` exit
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from pipelines.quality.gx_validation import suite_path, validate_frame
-from pipelines.resources import ClinicConfig
+from pipelines.quality.gx_validation import suite_path
+from pipelines.resources import ClinicConfig, GreatExpectations
 from pipelines.sqlfiles import run_sql
 
 
@@ -51,13 +51,15 @@ def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = Non
              ) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=f"gx_{suite}", blocking=True,
                     description=f"Great Expectations suite expectations/{suite}.json on {relation}.")
-    def _check(clinic: ClinicConfig, warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    def _check(clinic: ClinicConfig, warehouse: DuckDBResource,
+               great_expectations: GreatExpectations) -> dg.AssetCheckResult:
         s = clinic.settings
         with warehouse.get_connection() as con:
             total = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
-            frame = con.execute(gx_sample_query(relation, total, s.gx_max_rows, sample_key)).df()
-            sampled = len(frame) < total
-            outcomes = validate_frame(frame, suite_path(s.expectations_dir, suite), relation)
+            validated, outcomes = great_expectations.validate(
+                con, gx_sample_query(relation, total, s.gx_max_rows, sample_key),
+                suite_path(s.expectations_dir, suite), relation)
+            sampled = validated < total
             con.execute("DELETE FROM quality.gx_results WHERE table_name = ?", [relation])
             con.executemany("INSERT INTO quality.gx_results VALUES (?, ?, ?, ?, ?, ?, ?)", [
                 (o.table_name, o.check_name, o.description, o.rows_checked, o.rows_failed,
@@ -71,7 +73,7 @@ def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = Non
                          "failed: " + ", ".join(f"{o.check_name} ({o.rows_failed} rows)"
                                                  for o in failed + warned)),
             metadata={"expectations": len(outcomes), "failed_fatal": [o.check_name for o in failed],
-                      "failed_warning": [o.check_name for o in warned], "rows_validated": len(frame),
+                      "failed_warning": [o.check_name for o in warned], "rows_validated": validated,
                       "rows_in_table": total, "sampled": sampled},
         )
 

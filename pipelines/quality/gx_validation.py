@@ -1,5 +1,8 @@
 """Great Expectations suites from expectations/*.json, run on pandas frames.
 
+The run calls them through `pipelines.quality.gx_worker` (a process of its own); the
+functions here are what that worker does, and what tests call directly.
+
 GX 1.x with an ephemeral context and its pandas datasource (its SQL datasource does
 not work on DuckDB). Each expectation becomes one data-quality check: `mostly` gives its
 threshold, GX severity (critical, warning, info) its severity (critical -> fatal).
@@ -9,12 +12,13 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 SEVERITY = {"critical": "fatal", "warning": "warning", "info": "info"}
 
@@ -31,11 +35,8 @@ class ExpectationOutcome:
     success: bool
 
 
-_CONTEXT_LOCK = threading.Lock()
-
-
 @cache
-def _context_once():
+def _context():
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -43,17 +44,6 @@ def _context_once():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
-
-
-def _context():
-    with _CONTEXT_LOCK:
-        return _context_once()
-
-
-def warm_up_in_background() -> None:
-    """Import GX and build its context (~2-3 s) on a thread while ingest runs in DuckDB,
-    which releases the GIL; the first GX check then finds it ready."""
-    threading.Thread(target=_context, name="gx-warm-up", daemon=True).start()
 
 
 def suite_path(expectations_dir: Path, name: str) -> Path:

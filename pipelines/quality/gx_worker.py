@@ -1,0 +1,117 @@
+"""Great Expectations in a process of its own, started with the run.
+
+Importing GX takes ~2.5 s of pure Python. In the run's process that time holds the GIL
+and stalls every Dagster step (a background thread did not help); in a worker process
+it overlaps ingest on the other core. The run hands each sample over as a Parquet file
+and gets one outcome per expectation back, one JSON line per request:
+
+    request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>"}
+    reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
+             or {"error": "<what went wrong>"}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from pipelines.quality.gx_validation import ExpectationOutcome
+
+
+def serve(requests: TextIO, replies: TextIO) -> None:
+    """Answer requests until the run closes the pipe."""
+    import pandas as pd
+
+    from pipelines.quality.gx_validation import validate_frame
+
+    for line in requests:
+        request = json.loads(line)
+        try:
+            frame = pd.read_parquet(request["data"])
+            outcomes = validate_frame(frame, Path(request["suite"]), request["table"])
+            reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
+        except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
+            reply = {"error": f"{type(error).__name__}: {error}"}
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # what GX prints goes to the log
+    from pipelines.quality.gx_validation import _context
+
+    _context()  # import GX and build its context now, before the first request
+    serve(sys.stdin, replies)
+
+
+_started_early: list[GxWorker] = []
+
+
+def start_early() -> None:
+    """Start the run's worker now, before Dagster is even imported: `clinic run` calls
+    this first thing, so the ~3 s GX start-up hides behind Dagster's and the ingest's."""
+    if not _started_early:
+        _started_early.append(GxWorker())
+
+
+def take_or_start() -> GxWorker:
+    """The worker started early by this process, or a new one."""
+    return _started_early.pop() if _started_early else GxWorker()
+
+
+class GxWorker:
+    """The run's side: start the worker, send it samples, stop it."""
+
+    def __init__(self) -> None:
+        self._log = tempfile.NamedTemporaryFile(prefix="clinic-gx-worker-", suffix=".log", delete=False)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.quality.gx_worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
+        self._lock = threading.Lock()
+
+    def validate(self, con, query: str, suite_file: Path, table_name: str
+                 ) -> tuple[int, list[ExpectationOutcome]]:
+        """Rows validated and one outcome per expectation, for the rows `query` returns."""
+        with tempfile.TemporaryDirectory(prefix="clinic-gx-") as tmp, self._lock:
+            data = Path(tmp) / "sample.parquet"
+            con.execute(f"COPY ({query}) TO '{data}' (FORMAT parquet)")
+            request = {"data": str(data), "suite": str(suite_file), "table": table_name}
+            try:
+                self._process.stdin.write(json.dumps(request) + "\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except BrokenPipeError:
+                line = ""
+            if not line:
+                raise RuntimeError(self._stopped_message())
+            reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
+                               f"{reply['error']}")
+        return reply["rows"], [ExpectationOutcome(**o) for o in reply["outcomes"]]
+
+    def _stopped_message(self) -> str:
+        self._log.flush()
+        tail = Path(self._log.name).read_text(errors="replace")[-2000:]
+        return (f"the Great Expectations worker stopped (exit code {self._process.poll()}); check that "
+                f"`python -m pipelines.quality.gx_worker` starts in this environment. Its log "
+                f"({self._log.name}) ends:\n{tail}")
+
+    def close(self) -> None:
+        """Stop the worker without waiting for GX's own shutdown: it holds nothing to save."""
+        self._process.kill()
+        self._process.wait()
+        self._log.close()
+        os.unlink(self._log.name)
+
+
+if __name__ == "__main__":
+    main()
