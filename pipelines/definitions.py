@@ -10,11 +10,17 @@ from pipelines.marts.assets import aggregate_marts, data_quality, mart_checks, q
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
 from pipelines.publish.assets import clinic_snapshot, dashboards, run_info, run_info_checks
 from pipelines.resources import build_resources
-from pipelines.response.assets import patient_response, response_checks, response_rules, scored_fiqr
+from pipelines.response.assets import (
+    patient_response,
+    response_checks,
+    response_rules,
+    scored_fiqr,
+    trajectory_points,
+)
 from pipelines.settings import ClinicSettings
 
 ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr,
-          patient_response, *aggregate_marts, quarantine, data_quality, run_info,
+          patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality, run_info,
           clinic_snapshot, dashboards]
 CHECKS = [*staged_checks, *response_checks, *mart_checks, *run_info_checks]
 

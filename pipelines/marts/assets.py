@@ -44,7 +44,7 @@ AGGREGATE_MARTS = [
         "measure_trajectory",
         "Every instrument by indication, visit week (0-52, nearest within 2 weeks) and category: "
         "median and quartiles of the value and of percent change from baseline.",
-        ("patient_response", "scored_fiqr"),
+        ("patient_response", "trajectory_points"),
         ("n_patients",), {"n_patients": _STATS},
     ),
     AggregateMart(

@@ -14,6 +14,8 @@ from pipelines.sqlfiles import quote_literal
 
 MARTS = ["patient_response", "response_by_indication", "measure_trajectory", "tolerability",
          "titration", "cohort_flow", "data_quality", "quarantine", "run_info"]
+# Marts refreshed patient by patient are published in a stable order all the same.
+PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id"}
 
 
 def publish_snapshot(con, marts_dir: Path) -> dict[str, Path]:
@@ -26,7 +28,8 @@ def publish_snapshot(con, marts_dir: Path) -> dict[str, Path]:
     try:
         con.execute("CREATE SCHEMA publish_target.marts")
         for mart in MARTS:
-            con.execute(f"CREATE TABLE publish_target.marts.{mart} AS SELECT * FROM marts.{mart}")
+            con.execute(f"CREATE TABLE publish_target.marts.{mart} AS SELECT * FROM marts.{mart} "
+                        f"{PUBLISH_ORDER.get(mart, '')}")
     finally:
         con.execute("DETACH publish_target")
     os.replace(staging, snapshot)
@@ -34,7 +37,8 @@ def publish_snapshot(con, marts_dir: Path) -> dict[str, Path]:
     for mart in MARTS:
         target = marts_dir / f"{mart}.parquet"
         tmp = marts_dir / f".{mart}.parquet.{os.getpid()}.tmp"
-        con.execute(f"COPY marts.{mart} TO {quote_literal(str(tmp))} (FORMAT parquet)")
+        con.execute(f"COPY (SELECT * FROM marts.{mart} {PUBLISH_ORDER.get(mart, '')}) "
+                    f"TO {quote_literal(str(tmp))} (FORMAT parquet)")
         os.replace(tmp, target)
         written[target.name] = target
     return written

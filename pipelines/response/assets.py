@@ -10,6 +10,7 @@ from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check
 from pipelines.resources import ClinicConfig
+from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.response.rules import load_rules, write_rules_table
 from pipelines.sqlfiles import run_sql, write_frame
 
@@ -64,19 +65,46 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) ->
     return dg.MaterializeResult(metadata=meta)
 
 
+def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str, scoped_view: str) -> Refresh:
+    s = clinic.settings
+    return refresh_per_patient(con, table_name, sql_name, scoped_view, fingerprint(s.rules_file),
+                               list(load_contract(s.contract_file).tables))
+
+
 @dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "staged_discontinuations",
                                        "staged_adverse_events", "response_rules"],
           description=("One row per patient: baseline and assessment of the primary measure, "
                        "change, category (meaningful, minimal, intolerant, not_assessable), reason "
-                       "and the source rows of both values (sql/response/patient_response.sql)."))
-def patient_response(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+                       "and the source rows of both values (sql/response/patient_response.sql). "
+                       "Recomputed for the patients new exports touched (response/incremental.py)."))
+def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "response", "patient_response")
+        done = _refresh(clinic, con, "marts.patient_response", "patient_response",
+                        "response.patient_response_to_score")
         counts = dict(con.execute("SELECT category, count(*) FROM marts.patient_response "
                                   "GROUP BY category ORDER BY category").fetchall())
-        meta = table_metadata(con, "marts.patient_response", categories=counts)
-    report(context, f"categorised {meta['dagster/row_count']} patients: "
-                    + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        meta = table_metadata(con, "marts.patient_response", categories=counts, refresh=done.mode,
+                              refresh_reason=done.reason, patients_recomputed=done.patients)
+    report(context, f"categorised {meta['dagster/row_count']} patients ({done.mode}: {done.patients} "
+                    f"recomputed, {done.reason}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return dg.MaterializeResult(metadata=meta)
+
+
+@dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "response_rules"],
+          description=("One row per patient, instrument and visit week: the value nearest the "
+                       "week's day and its percent change from the instrument's baseline "
+                       "(sql/response/trajectory_points.sql); measure_trajectory sums these up. "
+                       "Recomputed for the patients new exports touched (response/incremental.py)."))
+def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                      warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        done = _refresh(clinic, con, "response.trajectory_points", "trajectory_points",
+                        "response.trajectory_points_to_score")
+        meta = table_metadata(con, "response.trajectory_points", refresh=done.mode,
+                              refresh_reason=done.reason, patients_recomputed=done.patients)
+    report(context, f"trajectory points: {meta['dagster/row_count']} ({done.mode}: {done.patients} "
+                    f"patients recomputed)")
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -1,47 +1,7 @@
--- Every instrument's values by visit week and category: value and percent change from
--- that instrument's own baseline (latest value in the baseline window).
--- A value belongs to the nearest visit week within the window (on a tie, the earlier
--- week); each week gets a day range that does not overlap its neighbours', so a value
--- matches one week at most, and the patient's value closest to the week's day (the
--- earlier on a tie) stands for that week. The week ranges are spelled out day by day
--- (a few hundred rows) so values find their week by an equi-join, not a range join.
+-- Every instrument's values by visit week and category: median and quartiles of the
+-- value and of percent change from baseline, over the per-patient points in
+-- response.trajectory_points (sql/response/trajectory_points.sql).
 CREATE OR REPLACE TABLE marts.measure_trajectory AS
-WITH r AS (SELECT DISTINCT baseline_from, baseline_to, rules_version FROM response.rules),
-weeks AS (
-    SELECT visit_week, 7 * visit_week AS week_day,
-           greatest(7 * visit_week - window_days,
-                    coalesce(CAST(floor((7 * prev_week + 7 * visit_week) / 2.0) AS INTEGER) + 1, -100000)) AS from_day,
-           least(7 * visit_week + window_days,
-                 coalesce(CAST(floor((7 * visit_week + 7 * next_week) / 2.0) AS INTEGER), 100000)) AS to_day
-    FROM (SELECT visit_week, window_days,
-                 lag(visit_week) OVER (ORDER BY visit_week) AS prev_week,
-                 lead(visit_week) OVER (ORDER BY visit_week) AS next_week
-          FROM response.visit_weeks)
-),
-week_days AS (
-    SELECT visit_week, week_day, unnest(generate_series(from_day, to_day)) AS study_day FROM weeks
-),
-baselines AS (
-    SELECT v.patient_id, v.instrument, arg_max(v.value, v.study_day) AS baseline_value
-    FROM response.measure_values v, r
-    WHERE v.study_day BETWEEN r.baseline_from AND r.baseline_to
-    GROUP BY v.patient_id, v.instrument
-),
-in_week AS (
-    SELECT v.patient_id, v.instrument, w.visit_week,
-           arg_min(v.value, abs(v.study_day - w.week_day) * 100000 + v.study_day) AS value
-    FROM response.measure_values v
-    JOIN week_days w ON v.study_day = w.study_day
-    GROUP BY v.patient_id, v.instrument, w.visit_week
-),
-points AS (
-    SELECT p.indication, i.instrument, i.visit_week, p.category, i.patient_id, i.value,
-           100.0 * (i.value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS pct_change,
-           p.rules_version
-    FROM in_week i
-    JOIN marts.patient_response p USING (patient_id)
-    LEFT JOIN baselines b USING (patient_id, instrument)
-)
 SELECT indication, instrument, visit_week, category,
        count(*) AS n_patients,  -- one value per patient and week
        percentile_cont(0.5) WITHIN GROUP (ORDER BY value) AS value_median,
@@ -50,7 +10,8 @@ SELECT indication, instrument, visit_week, category,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY pct_change) AS pct_change_median,
        percentile_cont(0.25) WITHIN GROUP (ORDER BY pct_change) AS pct_change_p25,
        percentile_cont(0.75) WITHIN GROUP (ORDER BY pct_change) AS pct_change_p75,
-       false AS suppressed, max(rules_version) AS rules_version
-FROM points
+       false AS suppressed, max(p.rules_version) AS rules_version
+FROM response.trajectory_points t
+JOIN marts.patient_response p USING (patient_id)
 GROUP BY indication, instrument, visit_week, category
 ORDER BY indication, instrument, visit_week, category;

@@ -2,10 +2,11 @@
 -- First match wins: intolerant, minimal (stopped for lack of effect), not_assessable,
 -- meaningful, minimal. Plain SQL (NULLIF division; arg_min/arg_max only over non-NULL
 -- values, as sqlglot maps them to Spark's min_by/max_by) so it transpiles.
-CREATE OR REPLACE TABLE marts.patient_response AS
+CREATE OR REPLACE VIEW response.patient_response_to_score AS
 WITH patients AS (
     SELECT p.*, r.*  EXCLUDE (indication)
     FROM staging.patients p JOIN response.rules r USING (indication)
+    SEMI JOIN response.patients_to_score s USING (patient_id)
 ),
 primary_values AS (
     SELECT v.*, p.baseline_from, p.baseline_to, p.assessment_from, p.assessment_to, p.target_day

@@ -1,0 +1,96 @@
+"""Per-patient tables kept up to date patient by patient.
+
+A daily export touches a few patients, so marts.patient_response and
+response.trajectory_points recompute only the patients with rows from exports applied
+since the table was last refreshed. A table is rebuilt in full when it is new, when the
+rules file or the staging/response SQL changed (its fingerprint), or when an export it
+reflects was applied again (the warehouse was rebuilt). What a table reflects (export and
+time applied) is recorded in response.per_patient_state in the same transaction as the
+refresh, so a run that fails half-way is caught up by the next one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.settings import SQL_DIR
+from pipelines.sqlfiles import run_sql, sql
+
+
+@dataclass(frozen=True)
+class Refresh:
+    mode: str  # "full" or "incremental"
+    reason: str
+    patients: int
+
+
+def fingerprint(rules_file: Path) -> str:
+    """What the per-patient tables are computed with: the rules and the SQL up to them."""
+    digest = hashlib.sha256(Path(rules_file).read_bytes())
+    for path in sorted([*(SQL_DIR / "staging").glob("*.sql"), *(SQL_DIR / "response").glob("*.sql")]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _applications(con) -> set[tuple[str, str]]:
+    return set(con.execute("SELECT export_id, CAST(max(applied_at) AS VARCHAR) "
+                           "FROM ingest.applied_files GROUP BY export_id").fetchall())
+
+
+def _full_rebuild_reason(con, table_name: str, fp: str, applied: set[tuple[str, str]]) -> str | None:
+    state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
+                        "WHERE table_name = ?", [table_name]).fetchall()
+    schema, name = table_name.split(".")
+    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                         [schema, name]).fetchone()[0]
+    if not exists or not state:
+        return "first build"
+    if any(f != fp for f, _, _ in state):
+        return "the rules or the staging/response SQL changed"
+    if not {(e, a) for _, e, a in state} <= applied:
+        return "the warehouse was rebuilt from the exports"
+    return None
+
+
+def refresh_per_patient(con, table_name: str, sql_name: str, scoped_view: str, fp: str,
+                        core_tables: list[str]) -> Refresh:
+    """Recompute `table_name` (one row set per patient) from the view that sql/response/
+    `sql_name`.sql defines over response.patients_to_score: for every patient, or only
+    for those with rows from exports the table has not seen."""
+    con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
+                "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
+    applied = _applications(con)
+    reason = _full_rebuild_reason(con, table_name, fp, applied)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        if reason is not None:
+            con.execute("CREATE OR REPLACE TABLE response.patients_to_score AS "
+                        "SELECT patient_id FROM staging.patients")
+            run_sql(con, "response", sql_name)
+            con.execute(f"CREATE OR REPLACE TABLE {table_name} AS SELECT * FROM {scoped_view}")
+        else:
+            seen = {(e, a) for e, a in con.execute(
+                "SELECT export_id, applied_at FROM response.per_patient_state WHERE table_name = ?",
+                [table_name]).fetchall()}
+            con.execute("CREATE OR REPLACE TABLE response.unseen_exports (export_id VARCHAR)")
+            unseen = sorted(applied - seen)
+            for export_id, _ in unseen:
+                con.execute("INSERT INTO response.unseen_exports VALUES (?)", [export_id])
+            changed = " UNION ".join(sql("response", "changed_patients", core_table=t) for t in core_tables)
+            con.execute(f"CREATE OR REPLACE TABLE response.patients_to_score AS {changed}")
+            run_sql(con, "response", sql_name)
+            run_sql(con, "response", "refresh_per_patient", table_name=table_name, scoped_view=scoped_view)
+        patients = con.execute("SELECT count(*) FROM response.patients_to_score").fetchone()[0]
+        con.execute("DELETE FROM response.per_patient_state WHERE table_name = ?", [table_name])
+        for export_id, applied_at in sorted(applied):
+            con.execute("INSERT INTO response.per_patient_state VALUES (?, ?, ?, ?)",
+                        [table_name, fp, export_id, applied_at])
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    if reason is not None:
+        return Refresh("full", reason, patients)
+    return Refresh("incremental", f"{len(unseen)} export(s) applied since the last refresh", patients)

@@ -1,0 +1,86 @@
+"""Per-patient marts are refreshed for the patients new exports touch, and end up equal
+to a cold rebuild; a rules change recomputes every patient."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+from pipelines.demo.generator import generate
+from pipelines.settings import ClinicSettings
+from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, run_pipeline, settings_for
+
+FIRST, CORRECTION, LATE_PATIENT = ("2026-11-01T0600_demo", "2026-11-02T0600_correction",
+                                   "2026-11-03T0600_late_patient")
+
+
+def refresh_of(result, asset: str) -> tuple[str, int]:
+    meta = result.asset_materializations_for_node(asset)[0].metadata
+    return meta["refresh"].value, meta["patients_recomputed"].value
+
+
+def write_export(folder: Path, tables: dict[str, tuple[list[str], list[list[str]]]]) -> None:
+    folder.mkdir(parents=True)
+    for table, (header, rows) in tables.items():
+        with (folder / f"{table}.csv").open("w", newline="") as fh:
+            csv.writer(fh).writerows([header, *rows])
+    (folder / "_READY").touch()
+
+
+def rows_of(export: Path, table: str) -> tuple[list[str], list[list[str]]]:
+    with (export / f"{table}.csv").open(newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    return header, rows
+
+
+def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
+    warm = settings_for(tmp_path / "warm", tmp_path / "warm" / "raw")
+    shutil.copytree(DEMO_EXPORT, warm.raw_dir / FIRST)
+    first = run_pipeline(warm)
+    assert refresh_of(first, "patient_response") == ("full", 230)
+
+    # A correction: one patient's assessment value re-delivered as 0 (a full response).
+    patient, day, measure = query_snapshot(warm, """
+        SELECT patient_id, assessment_day, primary_measure FROM marts.patient_response
+        WHERE reason = 'threshold_not_met' AND assessment_source LIKE '%measurements.csv:%'
+        ORDER BY patient_id LIMIT 1""")[0]
+    header, rows = rows_of(DEMO_EXPORT, "measurements")
+    corrected = [r for r in rows if (r[0], int(r[1]), r[2]) == (patient, day, measure)]
+    corrected[0][3] = "0"
+    # ... and measurements of a patient whose patients row comes only in the next export.
+    late = generate(1, seed=5, id_prefix="Z")
+    late_dir = tmp_path / "late"
+    late.write(late_dir)
+    write_export(warm.raw_dir / CORRECTION,
+                 {"measurements": (header, corrected + rows_of(late_dir, "measurements")[1])})
+    second = run_pipeline(warm)
+    assert refresh_of(second, "patient_response") == ("incremental", 2)
+    assert refresh_of(second, "trajectory_points") == ("incremental", 2)
+    assert query_snapshot(warm, f"SELECT category, assessment_value FROM marts.patient_response "
+                                f"WHERE patient_id = '{patient}'") == [("meaningful", 0.0)]
+
+    write_export(warm.raw_dir / LATE_PATIENT, {t: rows_of(late_dir, t) for t in
+                                               ("patients", "doses", "fiqr_items", "adverse_events",
+                                                "discontinuations")})
+    third = run_pipeline(warm)
+    assert refresh_of(third, "patient_response") == ("incremental", 1)
+    assert query_snapshot(warm, "SELECT count(*) FROM marts.patient_response WHERE patient_id LIKE 'Z%'") == [(1,)]
+
+    cold = settings_for(tmp_path / "cold", warm.raw_dir)
+    assert refresh_of(run_pipeline(cold), "patient_response")[0] == "full"
+    assert mart_contents(warm) == mart_contents(cold)
+
+
+def test_a_rules_change_recomputes_every_patient(tmp_path):
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(DEMO_EXPORT, s.raw_dir / FIRST)
+    assert run_pipeline(s).success
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(s.rules_file.read_text().replace("window_days: 14", "window_days: 10"))
+    changed = ClinicSettings.from_env(raw_dir=s.raw_dir, marts_dir=s.marts_dir, warehouse=s.warehouse,
+                                      rules_file=rules)
+    result = run_pipeline(changed)
+    assert refresh_of(result, "trajectory_points") == ("full", 230)
+    meta = result.asset_materializations_for_node("patient_response")[0].metadata
+    assert meta["refresh_reason"].value == "the rules or the staging/response SQL changed"
