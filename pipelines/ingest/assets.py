@@ -25,7 +25,6 @@ def export_plan(context: dg.AssetExecutionContext, clinic: ClinicConfig,
         con.execute("CREATE OR REPLACE TABLE ingest.pending_exports (export_id VARCHAR, path VARCHAR)")
         for p in plan.pending:
             con.execute("INSERT INTO ingest.pending_exports VALUES (?, ?)", [p.name, str(p)])
-        con.execute("DELETE FROM quality.gx_results")
         mode = "cold" if plan.rebuild_reason else "incremental"
         con.execute("CREATE OR REPLACE TABLE ingest.run_plan AS SELECT ? AS ingest_mode, "
                     "? AS rebuild_reason, ? AS exports_found, ? AS exports_new",

@@ -6,7 +6,7 @@ from dagster_duckdb import DuckDBResource
 
 from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.checks import gx_check, reconciliation_check
+from pipelines.quality.checks import ROWS_OF_APPLIED_EXPORTS, gx_check, reconciliation_check
 from pipelines.resources import ClinicConfig
 from pipelines.sqlfiles import run_sql
 
@@ -39,5 +39,6 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
 
 staged_tables = [_staged_table_asset(t) for t in TABLES]
 staged_checks = [reconciliation_check(t) for t in TABLES] + [
-    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}", sample_key="source_file, line_number")
+    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}", sample_key="source_file, line_number",
+             changed=ROWS_OF_APPLIED_EXPORTS)
     for t in TABLES]

@@ -4,6 +4,8 @@ A failing blocking check stops everything downstream and makes `clinic run` exit
 """
 
 
+from dataclasses import dataclass
+
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
@@ -38,6 +40,31 @@ def reconciliation_check(table: str) -> dg.AssetChecksDefinition:
     return _check
 
 
+ALL_EXPORTS = "'(all)'"  # as SQL
+
+
+@dataclass(frozen=True)
+class ChangedRows:
+    """The rows of a relation this run added or recomputed (a SQL condition on it), and the
+    SQL naming their exports in data_quality. Rows an earlier run validated are not
+    validated again: GX checks what changed."""
+
+    condition: str
+    exports: str = ALL_EXPORTS
+
+
+# Staged rows from the exports applied in this run: every row in a cold run.
+ROWS_OF_APPLIED_EXPORTS = ChangedRows(
+    "export_id IN (SELECT export_id FROM ingest.pending_exports)",
+    "(SELECT CASE WHEN ingest_mode = 'cold' THEN '(all)' ELSE exports_new END FROM ingest.run_plan)")
+
+
+def rows_of_refreshed_patients(table_name: str) -> ChangedRows:
+    """A per-patient table's rows for the patients its refresh recomputed."""
+    return ChangedRows("patient_id IN (SELECT patient_id FROM response.refreshed_patients "
+                       f"WHERE table_name = '{table_name}')")
+
+
 def gx_sample_query(relation: str, total: int, max_rows: int, sample_key: str | None) -> str:
     """All rows, or above max_rows a deterministic hash sample of about max_rows (the same
     rows every run, so data_quality stays idempotent); the contract SQL checks every row."""
@@ -47,22 +74,30 @@ def gx_sample_query(relation: str, total: int, max_rows: int, sample_key: str | 
     return f"SELECT * FROM {relation} WHERE hash({sample_key}) % 100000 < {per_100k}"
 
 
-def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = None
-             ) -> dg.AssetChecksDefinition:
+def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = None,
+             changed: ChangedRows | None = None) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset, name=f"gx_{suite}", blocking=True,
-                    description=f"Great Expectations suite expectations/{suite}.json on {relation}.")
+                    description=f"Great Expectations suite expectations/{suite}.json on {relation}"
+                                + (" (the rows this run changed)." if changed else "."))
     def _check(clinic: ClinicConfig, warehouse: DuckDBResource,
                great_expectations: GreatExpectations) -> dg.AssetCheckResult:
         s = clinic.settings
+        rows = f"(SELECT * FROM {relation} WHERE {changed.condition})" if changed else relation
         with warehouse.get_connection() as con:
-            total = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
+            total = con.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]
+            if changed and total == 0:
+                return dg.AssetCheckResult(passed=True, description="no rows changed in this run",
+                                           metadata={"rows_validated": 0})
+            exports = con.execute(f"SELECT {changed.exports if changed else ALL_EXPORTS}").fetchone()[0]
             validated, outcomes = great_expectations.validate(
-                con, gx_sample_query(relation, total, s.gx_max_rows, sample_key),
+                con, gx_sample_query(rows, total, s.gx_max_rows, sample_key),
                 suite_path(s.expectations_dir, suite), relation)
             sampled = validated < total
-            con.execute("DELETE FROM quality.gx_results WHERE table_name = ?", [relation])
-            con.executemany("INSERT INTO quality.gx_results VALUES (?, ?, ?, ?, ?, ?, ?)", [
-                (o.table_name, o.check_name, o.description, o.rows_checked, o.rows_failed,
+            # Outcomes for every export replace all of the table's; for some, those exports'.
+            con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = ? AND (? = '(all)' OR "
+                        "export_id = ?)", [relation, exports, exports])
+            con.executemany("INSERT INTO quality.gx_outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+                (exports, o.table_name, o.check_name, o.description, o.rows_checked, o.rows_failed,
                  o.threshold_pct, o.severity) for o in outcomes])
         failed = [o for o in outcomes if not o.success and o.severity == "fatal"]
         warned = [o for o in outcomes if not o.success and o.severity != "fatal"]
@@ -74,7 +109,8 @@ def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = Non
                                                  for o in failed + warned)),
             metadata={"expectations": len(outcomes), "failed_fatal": [o.check_name for o in failed],
                       "failed_warning": [o.check_name for o in warned], "rows_validated": validated,
-                      "rows_in_table": total, "sampled": sampled},
+                      "rows_in_scope": total, "scope": "rows changed in this run" if changed else
+                      "whole table", "exports": exports, "sampled": sampled},
         )
 
     return _check

@@ -8,7 +8,7 @@ from dagster_duckdb import DuckDBResource
 from pipelines.ingest.contract import load_contract
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.checks import gx_check
+from pipelines.quality.checks import gx_check, rows_of_refreshed_patients
 from pipelines.resources import ClinicConfig
 from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.response.rules import load_rules, write_rules_table
@@ -109,4 +109,5 @@ def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 
 
 response_checks = [gx_check("patient_response", "marts.patient_response", "patient_response",
-                            sample_key="patient_id")]
+                            sample_key="patient_id",
+                            changed=rows_of_refreshed_patients("marts.patient_response"))]

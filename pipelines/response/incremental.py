@@ -61,6 +61,8 @@ def refresh_per_patient(con, table_name: str, sql_name: str, scoped_view: str, f
     for those with rows from exports the table has not seen."""
     con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
                 "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
+    # The patients the last refresh recomputed: what the table's GX check validates.
+    con.execute("CREATE TABLE IF NOT EXISTS response.refreshed_patients (table_name VARCHAR, patient_id VARCHAR)")
     applied = _applications(con)
     reason = _full_rebuild_reason(con, table_name, fp, applied)
     con.execute("BEGIN TRANSACTION")
@@ -83,6 +85,9 @@ def refresh_per_patient(con, table_name: str, sql_name: str, scoped_view: str, f
             run_sql(con, "response", sql_name)
             run_sql(con, "response", "refresh_per_patient", table_name=table_name, scoped_view=scoped_view)
         patients = con.execute("SELECT count(*) FROM response.patients_to_score").fetchone()[0]
+        con.execute("DELETE FROM response.refreshed_patients WHERE table_name = ?", [table_name])
+        con.execute("INSERT INTO response.refreshed_patients SELECT ?, patient_id "
+                    "FROM response.patients_to_score", [table_name])
         con.execute("DELETE FROM response.per_patient_state WHERE table_name = ?", [table_name])
         for export_id, applied_at in sorted(applied):
             con.execute("INSERT INTO response.per_patient_state VALUES (?, ?, ?, ?)",

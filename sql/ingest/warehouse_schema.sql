@@ -24,16 +24,20 @@ CREATE TABLE IF NOT EXISTS ingest.extra_columns (
 -- What the warehouse was built with; a change of contract means a rebuild from the raw exports.
 CREATE TABLE IF NOT EXISTS ingest.state (contract_hash VARCHAR);
 
--- Quality bookkeeping: orphans judged on the final state, GX results of this run,
+-- Quality bookkeeping: orphans judged on the final state, what GX found per export,
 -- the check catalogue (rules/quality_checks.yaml) and the run log behind marts.run_info.
 CREATE TABLE IF NOT EXISTS quality.orphan_rows (
     export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, line_number BIGINT,
     rule VARCHAR, column_name VARCHAR, detail VARCHAR, rows_affected BIGINT
 );
-CREATE TABLE IF NOT EXISTS quality.gx_results (
-    table_name VARCHAR, check_name VARCHAR, description VARCHAR, rows_checked BIGINT,
-    rows_failed BIGINT, threshold_pct DOUBLE, severity VARCHAR
+-- Great Expectations outcomes, one row per expectation for the rows a check validated:
+-- export_id names their exports ('(all)': every export). A run validates the rows it
+-- changed, so earlier exports keep the outcomes of the run that applied them.
+CREATE TABLE IF NOT EXISTS quality.gx_outcomes (
+    export_id VARCHAR, table_name VARCHAR, check_name VARCHAR, description VARCHAR,
+    rows_checked BIGINT, rows_failed BIGINT, threshold_pct DOUBLE, severity VARCHAR
 );
+DROP TABLE IF EXISTS quality.gx_results;  -- one run's outcomes only, before gx_outcomes
 CREATE TABLE IF NOT EXISTS quality.run_log (
     run_id VARCHAR, run_time TIMESTAMP, ingest_mode VARCHAR, exports_applied VARCHAR,
     exports_new VARCHAR, rules_version VARCHAR, code_version VARCHAR, rows_in BIGINT,
