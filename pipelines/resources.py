@@ -1,6 +1,7 @@
 """Resources the assets get injected: where things live, and the warehouse connection."""
 
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
@@ -41,6 +42,20 @@ class ClinicConfig(dg.ConfigurableResource):
             gx_max_rows=self.gx_max_rows)
 
 
+class Warehouse(DuckDBResource):
+    """DuckDBResource that holds the warehouse open for the whole run: a step's connection
+    then joins the open database instead of reopening the file (and checkpointing it at
+    every step's end), and no other process can take the write lock between two steps."""
+
+    _held: ExitStack = PrivateAttr(default_factory=ExitStack)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._held.enter_context(self.get_connection())  # the same configuration as a step's
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self._held.close()
+
+
 class GreatExpectations(dg.ConfigurableResource):
     """Runs the GX suites for the run's checks in a worker process that lives as long as
     the run (pipelines/quality/gx_worker.py): started when the run starts, so importing GX
@@ -69,7 +84,7 @@ def build_resources(settings: ClinicSettings) -> dict:
         "clinic": ClinicConfig.from_settings(settings),
         # A memory cap makes DuckDB spill big intermediate tables to disk instead of
         # growing with the export (the 2 GiB target at 10^7 rows covers Python too).
-        "warehouse": DuckDBResource(database=str(settings.warehouse),
-                                    connection_config={"memory_limit": settings.duckdb_memory_limit}),
+        "warehouse": Warehouse(database=str(settings.warehouse),
+                               connection_config={"memory_limit": settings.duckdb_memory_limit}),
         "great_expectations": GreatExpectations(),
     }
