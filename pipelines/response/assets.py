@@ -65,9 +65,9 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) ->
     return dg.MaterializeResult(metadata=meta)
 
 
-def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str, scoped_view: str) -> Refresh:
+def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str) -> Refresh:
     s = clinic.settings
-    return refresh_per_patient(con, table_name, sql_name, scoped_view, fingerprint(s.rules_file),
+    return refresh_per_patient(con, table_name, sql_name, fingerprint(s.rules_file),
                                list(load_contract(s.contract_file).tables))
 
 
@@ -80,12 +80,10 @@ def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str, scoped_v
 def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                      warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        done = _refresh(clinic, con, "marts.patient_response", "patient_response",
-                        "response.patient_response_to_score")
+        done = _refresh(clinic, con, "marts.patient_response", "patient_response")
         counts = dict(con.execute("SELECT category, count(*) FROM marts.patient_response "
                                   "GROUP BY category ORDER BY category").fetchall())
-        meta = table_metadata(con, "marts.patient_response", categories=counts, refresh=done.mode,
-                              refresh_reason=done.reason, patients_recomputed=done.patients)
+        meta = table_metadata(con, "marts.patient_response", categories=counts, **done.metadata())
     report(context, f"categorised {meta['dagster/row_count']} patients ({done.mode}: {done.patients} "
                     f"recomputed, {done.reason}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(metadata=meta)
@@ -99,10 +97,8 @@ def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                       warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        done = _refresh(clinic, con, "response.trajectory_points", "trajectory_points",
-                        "response.trajectory_points_to_score")
-        meta = table_metadata(con, "response.trajectory_points", refresh=done.mode,
-                              refresh_reason=done.reason, patients_recomputed=done.patients)
+        done = _refresh(clinic, con, "response.trajectory_points", "trajectory_points")
+        meta = table_metadata(con, "response.trajectory_points", **done.metadata())
     report(context, f"trajectory points: {meta['dagster/row_count']} ({done.mode}: {done.patients} "
                     f"patients recomputed)")
     return dg.MaterializeResult(metadata=meta)

@@ -25,6 +25,9 @@ class Refresh:
     reason: str
     patients: int
 
+    def metadata(self) -> dict:
+        return {"refresh": self.mode, "refresh_reason": self.reason, "patients_recomputed": self.patients}
+
 
 def fingerprint(rules_file: Path) -> str:
     """What the per-patient tables are computed with: the rules and the SQL up to them."""
@@ -54,11 +57,11 @@ def _full_rebuild_reason(con, table_name: str, fp: str, applied: set[tuple[str, 
     return None
 
 
-def refresh_per_patient(con, table_name: str, sql_name: str, scoped_view: str, fp: str,
-                        core_tables: list[str]) -> Refresh:
-    """Recompute `table_name` (one row set per patient) from the view that sql/response/
-    `sql_name`.sql defines over response.patients_to_score: for every patient, or only
-    for those with rows from exports the table has not seen."""
+def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_tables: list[str]) -> Refresh:
+    """Recompute `table_name` (one row set per patient) from the view response.<sql_name>_to_score
+    that sql/response/<sql_name>.sql defines over response.patients_to_score: for every
+    patient, or only for those with rows from exports the table has not seen."""
+    scoped_view = f"response.{sql_name}_to_score"
     con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
                 "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
     # The patients the last refresh recomputed: what the table's GX check validates.
