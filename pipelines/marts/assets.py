@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from pipelines.marts.suppression import SumGroup, suppress
+from pipelines.marts.suppression import Rollup, SumGroup, suppress
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, no_fatal_check_failed
 from pipelines.resources import ClinicConfig
@@ -22,6 +22,12 @@ class AggregateMart:
     derived: dict = field(default_factory=dict)
     groups: tuple[SumGroup, ...] = ()
     prepare: tuple[str, ...] = ()  # sql/marts files to run first
+    rollups: tuple[Rollup, ...] = ()  # rows that add up to other rows (for suppression)
+
+
+# Indication rows add up to the 'all' row with the same other keys.
+def _to_all(*by: str) -> tuple[Rollup, ...]:
+    return (Rollup("indication != 'all'", "indication == 'all'", by),)
 
 
 _PCTS = {c: (f"pct_{c}", f"pct_{c}_low", f"pct_{c}_high") for c in ("meaningful", "minimal", "intolerant")}
@@ -39,6 +45,8 @@ AGGREGATE_MARTS = [
          "n_intolerant": _PCTS["intolerant"], "n_evaluable": sum(_PCTS.values(), ())},
         (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
          SumGroup("n_patients", ("n_evaluable", "n_not_assessable"), hide_total_first=True)),
+        rollups=(Rollup("level == 'indication'", "level == 'indication_group'", ("indication_group",)),
+                 Rollup("level == 'indication_group'", "level == 'all'")),
     ),
     AggregateMart(
         "measure_trajectory",
@@ -54,7 +62,7 @@ AGGREGATE_MARTS = [
         ("patient_response", "staged_doses", "staged_adverse_events"),
         ("n_exposed", "n_patients", "n_discontinued"),
         {"n_patients": ("pct_exposed",), "n_exposed": ("pct_exposed",)},
-        prepare=("dose_periods",),
+        prepare=("dose_periods",), rollups=_to_all("regimen", "event", "dose_band"),
     ),
     AggregateMart(
         "titration",
@@ -64,6 +72,7 @@ AGGREGATE_MARTS = [
         ("n_patients", "n_sleep_event", "n_intolerant"),
         {"n_patients": ("pct_sleep_event", "pct_intolerant"), "n_sleep_event": ("pct_sleep_event",),
          "n_intolerant": ("pct_intolerant",)},
+        rollups=_to_all("starting_dose_band"),
     ),
     AggregateMart(
         "cohort_flow",
@@ -72,6 +81,7 @@ AGGREGATE_MARTS = [
         ("enrolled", "with_baseline", "reached_day_56", "assessed", "n_meaningful", "n_minimal",
          "n_intolerant", "n_not_assessable"),
         groups=(SumGroup("enrolled", ("n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable")),),
+        rollups=_to_all(),
     ),
 ]
 
@@ -86,7 +96,7 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
             run_sql(con, "marts", spec.name)
             frame = con.execute(f"SELECT * FROM marts.{spec.name}").df()
             published = suppress(frame, spec.counts, spec.derived, spec.groups,
-                                 clinic.settings.min_cell_size)
+                                 clinic.settings.min_cell_size, spec.rollups)
             write_frame(con, f"marts.{spec.name}", published)
             meta = table_metadata(con, f"marts.{spec.name}",
                                   suppressed_rows=int(published["suppressed"].sum()))

@@ -1,10 +1,12 @@
 """Small-cell suppression for aggregates that leave the clinic (outputs.md, "Small cells").
 
 A count from 1 to min_cell_size - 1 is suppressed (NULL), with the percentages and
-statistics derived from it. Where a row's cells add up to a shown total, one suppressed
-cell could be recomputed from the others, so the next smallest non-zero cell of that
-group is suppressed too (complementary suppression), repeated until nothing can be
-recomputed. Zero is shown.
+statistics derived from it. Cells that add up to another cell form an equation: a row's
+categories to its total (SumGroup), and a column of child rows to their parent row
+(Rollup: indications to their group, groups to all patients). An equation with exactly
+one suppressed cell would give that cell away, so its next smallest non-zero cell is
+suppressed too (complementary suppression), repeated until no equation has exactly one.
+Zero is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
+
+Cell = tuple[int, str]  # (row index, column)
 
 
 @dataclass(frozen=True)
@@ -24,25 +28,59 @@ class SumGroup:
     hide_total_first: bool = False  # complement by hiding the total (keeps rate denominators)
 
 
-def suppressed_cells(row: dict, counts: Sequence[str], groups: Sequence[SumGroup],
-                     min_cell_size: int) -> set[str]:
-    hidden = {c for c in counts if row[c] is not None and 0 < row[c] < min_cell_size}
+@dataclass(frozen=True)
+class Rollup:
+    """Rows whose counts add up, column by column, to another row of the same mart."""
+
+    children: str  # a pandas query selecting the child rows
+    parent: str  # a pandas query selecting the rows they add up to
+    by: tuple[str, ...] = ()  # columns a child shares with its parent
+
+
+@dataclass(frozen=True)
+class Equation:
+    total: Cell
+    parts: tuple[Cell, ...]
+    hide_total_first: bool = False
+
+
+def equations(frame: pd.DataFrame, counts: Sequence[str], groups: Sequence[SumGroup] = (),
+              rollups: Sequence[Rollup] = ()) -> list[Equation]:
+    found = [Equation((i, g.total), tuple((i, p) for p in g.parts), g.hide_total_first)
+             for i in frame.index for g in groups]
+    for r in rollups:
+        children = frame.query(r.children)
+        for p, parent in frame.query(r.parent).iterrows():
+            key = tuple(parent[b] for b in r.by)
+            kids = [k for k, child in children.iterrows() if tuple(child[b] for b in r.by) == key]
+            found += [Equation((p, c), tuple((k, c) for k in kids)) for c in counts]
+    return found
+
+
+def suppressed_cells(values: dict[Cell, int | None], eqs: Sequence[Equation],
+                     min_cell_size: int) -> set[Cell]:
+    hidden = {cell for cell, v in values.items() if v is not None and 0 < v < min_cell_size}
     changed = True
     while changed:
         changed = False
-        for g in groups:
-            hidden_parts = [p for p in g.parts if p in hidden]
-            if g.total not in hidden and len(hidden_parts) == 1:
-                candidates = sorted((row[p], i, p) for i, p in enumerate(g.parts)
-                                    if p not in hidden and row[p])
-                pick = candidates[0][2] if candidates and not g.hide_total_first else g.total
-                hidden.add(pick)
-                changed = True
+        for eq in eqs:
+            if sum(cell in hidden for cell in (eq.total, *eq.parts)) != 1:
+                continue
+            parts = sorted((values[c], n, c) for n, c in enumerate(eq.parts) if c not in hidden and values[c])
+            total_shown = eq.total not in hidden and bool(values[eq.total])
+            if total_shown and (eq.hide_total_first or not parts):
+                hidden.add(eq.total)
+            elif parts:
+                hidden.add(parts[0][2])
+            else:
+                continue  # every other cell is zero: the hidden one is zero too, nothing to give away
+            changed = True
     return hidden
 
 
 def suppress(frame: pd.DataFrame, counts: Sequence[str], derived: dict[str, Sequence[str]],
-             groups: Sequence[SumGroup] = (), min_cell_size: int = 11) -> pd.DataFrame:
+             groups: Sequence[SumGroup] = (), min_cell_size: int = 11,
+             rollups: Sequence[Rollup] = ()) -> pd.DataFrame:
     """Return a copy with suppressed counts (and what derives from them) set to NULL.
 
     `derived` maps a count to the columns computed from it (its percentages, intervals,
@@ -51,14 +89,12 @@ def suppress(frame: pd.DataFrame, counts: Sequence[str], derived: dict[str, Sequ
     out = frame.copy()
     for c in counts:
         out[c] = out[c].astype("Int64")
-    flags = []
-    for idx, row in frame.iterrows():
-        values = {c: (None if pd.isna(row[c]) else int(row[c])) for c in counts}
-        hidden = suppressed_cells(values, counts, groups, min_cell_size)
-        for c in hidden:
-            out.at[idx, c] = pd.NA
-            for d in derived.get(c, ()):
-                out.at[idx, d] = None
-        flags.append(bool(hidden))
-    out["suppressed"] = flags
+    values = {(i, c): (None if pd.isna(frame.at[i, c]) else int(frame.at[i, c]))
+              for i in frame.index for c in counts}
+    hidden = suppressed_cells(values, equations(frame, counts, groups, rollups), min_cell_size)
+    for i, c in hidden:
+        out.at[i, c] = pd.NA
+        for d in derived.get(c, ()):
+            out.at[i, d] = None
+    out["suppressed"] = [any((i, c) in hidden for c in counts) for i in frame.index]
     return out
