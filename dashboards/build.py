@@ -72,9 +72,12 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
                              arrayminus=(pct - rows[f"pct_{cat}_low"]).tolist()),
                 hovertemplate="%{x}<br>" + cat + ": %{y:.1f}%<extra></extra>",
             )
-            fig.add_hline(y=belief[cat], line_dash="dash", line_color=CATEGORY_COLOURS[cat],
-                          annotation_text=f"clinic belief: {belief[cat]:.0f}% {cat}",
-                          annotation_position="top right")
+        for value in sorted(set(belief.values())):  # one label per level: 20% minimal / intolerant
+            cats = [c for c in ("meaningful", "minimal", "intolerant") if belief[c] == value]
+            for cat in cats:
+                fig.add_hline(y=value, line_dash="dash", line_color=CATEGORY_COLOURS[cat])
+            fig.add_annotation(x=1, xref="paper", xanchor="right", y=value, yanchor="bottom",
+                               showarrow=False, text=f"clinic belief: {value:.0f}% {' / '.join(cats)}")
         fig.update_layout(barmode="group")
         fig.update_xaxes(title_text="Indication: n evaluable (n/a = not assessable; * = suppressed, 1-10)",
                          tickangle=0, tickfont=dict(size=11))
