@@ -42,9 +42,8 @@ def _applications(con) -> set[tuple[str, str]]:
                            "FROM ingest.applied_files GROUP BY export_id").fetchall())
 
 
-def _full_rebuild_reason(con, table_name: str, fp: str, applied: set[tuple[str, str]]) -> str | None:
-    state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
-                        "WHERE table_name = ?", [table_name]).fetchall()
+def _full_rebuild_reason(con, table_name: str, fp: str, state: list[tuple[str, str, str]],
+                         applied: set[tuple[str, str]]) -> str | None:
     schema, name = table_name.split(".")
     exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
                          [schema, name]).fetchone()[0]
@@ -67,7 +66,9 @@ def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_table
     # The patients the last refresh recomputed: what the table's GX check validates.
     con.execute("CREATE TABLE IF NOT EXISTS response.refreshed_patients (table_name VARCHAR, patient_id VARCHAR)")
     applied = _applications(con)
-    reason = _full_rebuild_reason(con, table_name, fp, applied)
+    state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
+                        "WHERE table_name = ?", [table_name]).fetchall()
+    reason = _full_rebuild_reason(con, table_name, fp, state, applied)
     con.execute("BEGIN TRANSACTION")
     try:
         if reason is not None:
@@ -76,11 +77,8 @@ def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_table
             run_sql(con, "response", sql_name)
             con.execute(f"CREATE OR REPLACE TABLE {table_name} AS SELECT * FROM {scoped_view}")
         else:
-            seen = {(e, a) for e, a in con.execute(
-                "SELECT export_id, applied_at FROM response.per_patient_state WHERE table_name = ?",
-                [table_name]).fetchall()}
             con.execute("CREATE OR REPLACE TABLE response.unseen_exports (export_id VARCHAR)")
-            unseen = sorted(applied - seen)
+            unseen = sorted(applied - {(e, a) for _, e, a in state})
             for export_id, _ in unseen:
                 con.execute("INSERT INTO response.unseen_exports VALUES (?)", [export_id])
             changed = " UNION ".join(sql("response", "changed_patients", core_table=t) for t in core_tables)
