@@ -20,7 +20,19 @@ import yaml
 from pipelines.sqlfiles import quote_ident, quote_literal
 
 SQL_TYPES = {"text": "VARCHAR", "enum": "VARCHAR", "integer": "BIGINT", "decimal": "DOUBLE"}
+# The pipeline's own working columns all start with "__"; a file's fields are renamed into
+# that namespace before any check sees them (load.raw_source), so no column of an export,
+# whatever it is called, can stand in for one of them.
 OVERFLOW_COLUMN = "__overflow"
+# Contract names: plain lower-case identifiers, never "__..." and never a provenance column.
+CONTRACT_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
+PROVENANCE_NAMES = frozenset({"export_id", "source_file", "line_number", "file_order"})
+# POSIX classes ([[:space:]]) mean a class in DuckDB's RE2 but a set of letters in Python's re.
+POSIX_CLASS = re.compile(r"\[:[a-z]+:\]")
+
+
+class ContractError(ValueError):
+    """rules/contract.yaml is not usable; the message names the key."""
 
 
 @dataclass(frozen=True)
@@ -62,15 +74,45 @@ class Table:
 
 
 @dataclass(frozen=True)
+class IdentifierPattern:
+    """A value pattern for a direct identifier, in the subset of regular expressions that
+    DuckDB (RE2) and Python's `re` read alike; matched case-insensitively, anywhere in the
+    trimmed text, on cells (in SQL) and on column names (in Python)."""
+
+    label: str
+    pattern: str
+    matches: tuple[str, ...] = ()
+    does_not_match: tuple[str, ...] = ()
+
+    @property
+    def python(self) -> re.Pattern:
+        return re.compile(self.pattern, re.IGNORECASE | re.ASCII)
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A column the contract does not know: its name in the file, and the internal name
+    its values are read under (so the file's name never reaches SQL)."""
+
+    name: str
+    alias: str
+    position: int  # 1-based field number in the file
+
+
+@dataclass(frozen=True)
 class Contract:
     version: str
     tables: dict[str, Table]
     identifier_columns: frozenset[str]
-    identifier_values: tuple[tuple[str, str], ...]
+    identifier_values: tuple[IdentifierPattern, ...]
     text: str
 
     def is_identifier_column(self, name: str) -> bool:
         return re.sub(r"[^a-z0-9]", "", name.lower()) in self.identifier_columns
+
+    def identifier_label(self, text: str) -> str | None:
+        """What a text (a column name, a file name) looks like, if it looks like an identifier."""
+        return next((p.label for p in self.identifier_values if p.python.search(text.strip())), None)
 
 
 def _column(name: str, spec: dict) -> Column:
@@ -92,25 +134,69 @@ def _column(name: str, spec: dict) -> Column:
     )
 
 
+def _check_name(where: str, name: str) -> None:
+    if not CONTRACT_NAME.match(name) or name in PROVENANCE_NAMES:
+        raise ContractError(f"{where}: {name!r} is not a usable name (lower-case letters, digits and "
+                            f"single underscores, not {', '.join(sorted(PROVENANCE_NAMES))})")
+
+
+def check_identifier_pattern(p: IdentifierPattern) -> None:
+    """The pattern must mean the same to DuckDB and to Python, on its own examples."""
+    import duckdb
+
+    where = f"privacy.identifier_values {p.label!r}"
+    if POSIX_CLASS.search(p.pattern):
+        raise ContractError(f"{where}: POSIX classes such as [:space:] mean something else in Python's re; "
+                            "write \\s, [0-9] or [a-z] instead")
+    try:
+        compiled = p.python
+    except re.error as error:
+        raise ContractError(f"{where}: Python cannot read the pattern: {error}") from None
+    if not p.matches:
+        raise ContractError(f"{where}: give at least one example under `matches`")
+    con = duckdb.connect()
+    try:
+        try:
+            con.execute("SELECT regexp_matches('', ?, 'i')", [p.pattern]).fetchall()
+        except duckdb.Error as error:
+            raise ContractError(f"{where}: DuckDB cannot read the pattern: {str(error).splitlines()[0]}") from None
+        for text in (*p.matches, *p.does_not_match):
+            in_sql = con.execute("SELECT regexp_matches(trim(?), ?, 'i')", [text, p.pattern]).fetchall()[0][0]
+            in_python = compiled.search(text.strip()) is not None
+            expected = text in p.matches
+            if in_sql != in_python or in_sql != expected:
+                raise ContractError(f"{where}: example {text!r} should {'' if expected else 'not '}match; "
+                                    f"DuckDB says {in_sql}, Python says {in_python}")
+    finally:
+        con.close()
+
+
 @cache
 def load_contract(path: Path) -> Contract:
     text = Path(path).read_text(encoding="utf-8")
     doc = yaml.safe_load(text)
-    tables = {
-        name: Table(
+    tables = {}
+    for name, spec in doc["tables"].items():
+        _check_name("tables", name)
+        for column in spec["columns"]:
+            _check_name(f"tables.{name}.columns", column)
+        tables[name] = Table(
             name=name,
             key=tuple(spec["key"]),
             columns=tuple(_column(c, s) for c, s in spec["columns"].items()),
             ranges=spec.get("ranges", {}),
         )
-        for name, spec in doc["tables"].items()
-    }
     privacy = doc["privacy"]
+    patterns = tuple(IdentifierPattern(p["label"], p["pattern"], tuple(p.get("matches", ())),
+                                       tuple(p.get("does_not_match", ())))
+                     for p in privacy["identifier_values"])
+    for p in patterns:
+        check_identifier_pattern(p)
     return Contract(
         version=str(doc["version"]),
         tables=tables,
         identifier_columns=frozenset(privacy["identifier_columns"]),
-        identifier_values=tuple((p["label"], p["pattern"]) for p in privacy["identifier_values"]),
+        identifier_values=patterns,
         text=text,
     )
 
@@ -134,10 +220,12 @@ class RowCheck:
     column: str
     condition: str
     detail: str  # SQL expression; may quote a value only when it parsed as a number
+    field: str = ""  # the working column it reads (contract name or extra alias); "" for the row
 
 
 def _ref(name: str, suffix: str) -> str:
-    return quote_ident(f"{name}__{suffix}")
+    """A working column derived from a cell: `__<suffix>:<column>` (the pipeline's namespace)."""
+    return quote_ident(f"__{suffix}:{name}")
 
 
 def typed_ref(col: Column) -> str:
@@ -159,19 +247,26 @@ def _typed_expr(col: Column) -> str:
 
 
 def _identifier_pattern(contract: Contract) -> str:
-    return "|".join(f"(?:{p})" for _, p in contract.identifier_values)
+    return "|".join(f"(?:{p.pattern})" for p in contract.identifier_values)
 
 
-def derived_columns(contract: Contract, table: Table, extra_columns: list[str]) -> tuple[list[str], list[str]]:
+def checked_columns(table: Table, extras: list[Extra]) -> list[str]:
+    """Every column the checks read, by its name inside the pipeline (extras by alias)."""
+    return table.column_names + [e.alias for e in extras]
+
+
+def derived_columns(contract: Contract, table: Table, extras: list[Extra]) -> tuple[list[str], list[str]]:
     """Select items computed once per row before the checks: numbers, typed values and
     whether a cell looks like an identifier. Two layers, as the typed values use the numbers."""
     numbers, derived = [], []
     cols = {c.name: c for c in table.columns}
     pattern = quote_literal(_identifier_pattern(contract))
-    for name in table.column_names + extra_columns:
+    for name in checked_columns(table, extras):
         col, v = cols.get(name), quote_ident(name)
         if col is not None and col.type in ("integer", "decimal"):
-            numbers.append(f"TRY_CAST({v} AS DOUBLE) AS {_ref(name, 'num')}")
+            # DuckDB reads digit separators ("1_0" as 10); a number in an export has none.
+            numbers.append(f"CASE WHEN NOT contains({v}, '_') THEN TRY_CAST({v} AS DOUBLE) END"
+                           f" AS {_ref(name, 'num')}")
         if col is not None:
             derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
         # A valid number or code cannot be an identifier, except a long digit string (a phone).
@@ -191,22 +286,26 @@ def derived_columns(contract: Contract, table: Table, extra_columns: list[str]) 
 
 def _identifier_label(contract: Contract, v: str) -> str:
     cases = " ".join(
-        f"WHEN regexp_matches({v}, {quote_literal(p)}, 'i') THEN {quote_literal(label)}"
-        for label, p in contract.identifier_values
+        f"WHEN regexp_matches({v}, {quote_literal(p.pattern)}, 'i') THEN {quote_literal(p.label)}"
+        for p in contract.identifier_values
     )
     return f"CASE {cases} END"
 
 
-def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> list[RowCheck]:
-    """Every row check for one file, in the order they are tried (over derived_columns)."""
+def row_checks(contract: Contract, table: Table, extras: list[Extra]) -> list[RowCheck]:
+    """Every row check for one file, in the order they are tried (over derived_columns).
+    `column` is what quarantine names: the contract column, or an extra column's file name
+    (which passed the header's identifier check)."""
     checks: list[RowCheck] = []
-    for name in table.column_names + extra_columns:
+    shown = {e.alias: e.name for e in extras}
+    for name in checked_columns(table, extras):
         checks.append(
             RowCheck(
                 "identifier_value",
-                name,
+                shown.get(name, name),
                 _ref(name, "identifier"),
                 f"'value redacted: looks like ' || {_identifier_label(contract, quote_ident(name))}",
+                name,
             )
         )
     checks.append(
@@ -220,14 +319,15 @@ def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> li
     for col in table.columns:
         v = quote_ident(col.name)
         if col.required:
-            checks.append(RowCheck("missing_value", col.name, f"{v} IS NULL", f"'{col.name} is missing'"))
+            checks.append(RowCheck("missing_value", col.name, f"{v} IS NULL", f"'{col.name} is missing'",
+                                   col.name))
         typed = typed_ref(col)
         if col.type in ("integer", "decimal"):
             num = _ref(col.name, "num")
             bad = f"{v} IS NOT NULL AND ({num} IS NULL OR NOT isfinite({num})"
             bad += f" OR {typed} IS NULL)" if col.type == "integer" else ")"
             what = "a whole number" if col.type == "integer" else "a number"
-            checks.append(RowCheck("invalid_type", col.name, bad, f"'{col.name} is not {what}'"))
+            checks.append(RowCheck("invalid_type", col.name, bad, f"'{col.name} is not {what}'", col.name))
         elif col.type == "text" and col.pattern:
             checks.append(
                 RowCheck(
@@ -235,6 +335,7 @@ def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> li
                     col.name,
                     f"{v} IS NOT NULL AND NOT regexp_full_match({v}, {quote_literal(col.pattern)})",
                     f"'{col.name} does not match ' || {quote_literal(col.pattern)}",
+                    col.name,
                 )
             )
         elif col.type == "enum":
@@ -245,6 +346,7 @@ def row_checks(contract: Contract, table: Table, extra_columns: list[str]) -> li
                     col.name,
                     f"{v} IS NOT NULL AND {typed} IS NULL",
                     f"'{col.name} is not one of {allowed}'",
+                    col.name,
                 )
             )
         checks.extend(_range_checks(table, col, typed))
@@ -280,4 +382,4 @@ def _range_checks(table: Table, col: Column, typed: str) -> list[RowCheck]:
         cond = f"{typed} IS NOT NULL AND ({typed} {lo_op} {lo} OR {typed} > {hi})"
     detail = (f"{label} || ' ' || {_number_text(typed)} || "
               f"CASE WHEN {typed} {lo_op} {lo} THEN ' is below ' ELSE ' is above ' END || {bounds}")
-    return [RowCheck(col.range_rule, col.name, cond, detail)]
+    return [RowCheck(col.range_rule, col.name, cond, detail, col.name)]

@@ -7,12 +7,13 @@ ledger `ingest.applied_files` records the three counts per file for reconciliati
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -20,12 +21,14 @@ import duckdb
 from pipelines.ingest.contract import (
     OVERFLOW_COLUMN,
     Contract,
+    Extra,
     Table,
     derived_columns,
     row_checks,
     typed_ref,
 )
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
+from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
 from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
 
 PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT"
@@ -34,9 +37,9 @@ PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT
 class FileRejected(Exception):
     """A whole file breaks the contract; `rule` and `detail` go to quarantine (no values)."""
 
-    def __init__(self, rule: str, detail: str, column: str = ""):
+    def __init__(self, rule: str, detail: str, column: str = "", rows: int | None = None):
         super().__init__(detail)
-        self.rule, self.detail, self.column = rule, detail, column
+        self.rule, self.detail, self.column, self.rows = rule, detail, column, rows
 
 
 @dataclass
@@ -57,20 +60,31 @@ def contract_hash(contract: Contract) -> str:
 
 
 def ensure_warehouse(con, contract: Contract) -> None:
+    """Create what is missing (no data changes). A warehouse from before per-table
+    application counts its applied exports as applied to every table."""
     run_sql(con, "ingest", "warehouse_schema")
     for table in contract.tables.values():
         cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
         con.execute(f"CREATE TABLE IF NOT EXISTS core.{table.name} ({cols}, {PROVENANCE_COLUMNS})")
+    if not con.execute("SELECT count(*) FROM ingest.applied_exports").fetchall()[0][0]:
+        con.execute("INSERT INTO ingest.applied_exports SELECT e.export_id, t.table_name, e.applied_at "
+                    "FROM (SELECT export_id, max(applied_at) AS applied_at FROM ingest.applied_files "
+                    "GROUP BY export_id) e, (SELECT unnest(?) AS table_name) t", [list(contract.tables)])
 
 
 def reset_warehouse(con, contract: Contract) -> None:
     """Forget everything loaded, so every complete export is applied again from scratch."""
     for table in contract.tables.values():
         con.execute(f"DROP TABLE IF EXISTS core.{table.name}")
-    for name in ("applied_files", "quarantine", "extra_columns", "state"):
+    for name in ("applied_files", "applied_exports", "quarantine", "extra_columns", "export_findings", "state"):
         con.execute(f"DROP TABLE IF EXISTS ingest.{name}")
     ensure_warehouse(con, contract)
     con.execute("INSERT INTO ingest.state VALUES (?)", [contract_hash(contract)])
+
+
+class InputsMissing(Exception):
+    """Applying the raw folder as it is now would publish less than is published: the run
+    stops before it changes anything. The message names what is missing and what to do."""
 
 
 @dataclass(frozen=True)
@@ -80,110 +94,280 @@ class IngestPlan:
     exports: list[Path]
     pending: list[Path]
     rebuild_reason: str | None
+    dropped: tuple[str, ...] = ()  # what an explicit rebuild let go (vanished or changed exports)
 
     @property
     def pending_ids(self) -> list[str]:
         return [p.name for p in self.pending]
 
 
-def plan_ingest(con, raw_dir: Path, contract: Contract) -> IngestPlan:
-    """New exports are applied on top; anything that would change history forces a rebuild."""
-    ensure_warehouse(con, contract)
+def _has_table(con, schema: str, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, name]).fetchall()[0][0])
+
+
+@dataclass
+class Applied:
+    """What the ledger says of one export: the tables it was applied to, and its files."""
+
+    tables: set[str] = field(default_factory=set)
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)  # source_file -> (table, fingerprint)
+
+
+def _ledger(con) -> dict[str, Applied]:
+    """Every export applied (to at least one table), from the ingest ledger."""
+    ledger: dict[str, Applied] = {}
+    if _has_table(con, "ingest", "applied_exports"):
+        for e, t in con.execute("SELECT export_id, table_name FROM ingest.applied_exports").fetchall():
+            ledger.setdefault(e, Applied()).tables.add(t)
+    if _has_table(con, "ingest", "applied_files"):
+        for e, t, f, fp in con.execute(
+                "SELECT export_id, table_name, source_file, fingerprint FROM ingest.applied_files").fetchall():
+            ledger.setdefault(e, Applied()).files[f] = (t, fp)
+    return ledger
+
+
+def applied_exports(warehouse: Path) -> set[str] | None:
+    """The exports the warehouse has applied (the ingest ledger), read-only; None while a
+    run holds the warehouse (DuckDB lets one process open a file being written)."""
+    if not Path(warehouse).exists():
+        return set()
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except (duckdb.IOException, duckdb.ConnectionException):  # held by another process / this one
+        return None
+    try:
+        return set(_ledger(con))
+    finally:
+        con.close()
+
+
+def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract) -> list[str]:
+    """What was applied before and is not in the raw folder as it was: vanished exports,
+    and files of applied tables that vanished, changed or were added."""
+    present = {p.name: p for p in exports}
+    problems = []
+    for export_id in sorted(ledger, key=lambda e: e.encode()):
+        if export_id not in present:
+            problems.append(f"export {export_id} is gone")
+            continue
+        applied = ledger[export_id]
+        now = {f.source_file: f.fingerprint for f in export_files(present[export_id], list(contract.tables))
+               if f.table in applied.tables}
+        before = {f: fp for f, (t, fp) in applied.files.items()}
+        gone = sorted(set(before) - set(now))
+        changed = sorted(f for f in set(before) & set(now) if before[f] != now[f])
+        added = sorted(set(now) - set(before))
+        for what, files in (("is gone", gone), ("changed after it was applied", changed),
+                            ("was added after its export was applied", added)):
+            problems += [f"{f} {what}" for f in files]
+    return problems
+
+
+def pending_for_table(con, table_name: str) -> list[Path]:
+    """The exports this run applies that `table_name` has not taken yet (all of them, unless
+    a run stopped half-way through the ingest)."""
+    return [Path(p) for (p,) in con.execute(
+        "SELECT path FROM ingest.pending_exports e WHERE NOT EXISTS (SELECT 1 FROM ingest.applied_exports a "
+        "WHERE a.export_id = e.export_id AND a.table_name = ?) ORDER BY e.export_id", [table_name]).fetchall()]
+
+
+def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -> IngestPlan:
+    """New exports are applied on top. A raw folder that is missing or empty, or that lost
+    or changed exports applied before, stops the run before anything is written (InputsMissing),
+    unless `rebuild` asks to drop them; a changed contract or an export that sorts before
+    applied ones rebuilds from the exports present (nothing is lost)."""
+    raw_dir = Path(raw_dir)
+    if not raw_dir.is_dir():
+        raise InputsMissing(f"the raw folder {raw_dir} does not exist (a mistyped --raw or CLINIC_RAW_DIR, or "
+                            "a share that is not mounted?). Nothing was changed or published; point the run "
+                            "at the folder of exports and run again.")
     exports = complete_exports(raw_dir)
-    applied = dict(
-        ((e, f), fp)
-        for e, f, fp in con.execute(
-            "SELECT export_id, source_file, fingerprint FROM ingest.applied_files").fetchall()
-    )
+    if not exports:
+        raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file). "
+                            "Nothing was changed or published; check the folder (is the share mounted? is "
+                            "an export still being written?) and run again.")
+    ensure_warehouse(con, contract)
+    ledger = _ledger(con)
+    problems = _gone_or_changed(ledger, exports, contract)
+    if problems and not rebuild:
+        raise InputsMissing(
+            f"{len(problems)} thing(s) applied before are not in {raw_dir} as they were: "
+            + "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+            + ". Nothing was changed or published. If the raw folder is wrong or incomplete, fix it and "
+            "run again; to drop what is gone on purpose, run `clinic run --rebuild`, which rebuilds the "
+            "warehouse from the exports present.")
     state = con.execute("SELECT contract_hash FROM ingest.state").fetchall()
-    applied_ids = sorted({e for e, _ in applied}, key=lambda s: s.encode())
+    applied_ids = sorted(ledger, key=lambda e: e.encode())
+    tables = set(contract.tables)
+    new = [p for p in exports if p.name not in ledger or ledger[p.name].tables != tables]
     reason = None
-    if not state:
+    if problems:
+        reason = "rebuild requested, dropping: " + "; ".join(problems)
+    elif rebuild:
+        reason = "rebuild requested"
+    elif not state:
         reason = "new warehouse"
     elif state[0][0] != contract_hash(contract):
         reason = "the contract changed"
-    else:
-        present = {p.name: p for p in exports}
-        for export_id in applied_ids:
-            if export_id not in present:
-                reason = f"export {export_id} is no longer in the raw folder"
-                break
-            files = export_files(present[export_id], list(contract.tables))
-            now = {(f.export_id, f.source_file): f.fingerprint for f in files}
-            before = {k: v for k, v in applied.items() if k[0] == export_id}
-            if now != before:
-                reason = f"export {export_id} changed after it was applied"
-                break
-        new = [p for p in exports if p.name not in set(applied_ids)]
-        if reason is None and new and applied_ids and new[0].name.encode() < applied_ids[-1].encode():
-            reason = f"export {new[0].name} sorts before exports already applied"
+    elif new and new[0].name not in ledger and applied_ids and new[0].name.encode() < applied_ids[-1].encode():
+        reason = f"export {new[0].name} sorts before exports already applied"
     if reason is not None:
         reset_warehouse(con, contract)
-        return IngestPlan(exports, exports, reason)
-    return IngestPlan(exports, [p for p in exports if p.name not in set(applied_ids)], None)
+        return IngestPlan(exports, exports, reason, tuple(problems))
+    return IngestPlan(exports, new, None)
 
 
 # --- reading one file ---------------------------------------------------------------
+
+
+HEADER_BYTES = 1024 * 1024  # a header row longer than this is not a header
 
 
 def _normalise(name: str) -> str:
     return name.strip().lower()
 
 
-def _csv_header(path: Path) -> list[str]:
+def literal_path(path: Path) -> str:
+    """A path as a SQL literal that DuckDB reads as this one file, never as a pattern:
+    glob characters are bracketed (`*` -> `[*]`), which matches only themselves."""
+    return quote_literal(re.sub(r"([*?\[])", r"[\1]", str(Path(path).absolute())))
+
+
+def _csv_header(path: Path) -> tuple[list[str], int]:
+    """The header's column names and how many physical lines it takes (a quoted name may
+    hold a line break). Any line ending (LF, CRLF, CR) is read; the header is line 1."""
     with path.open("rb") as fh:
-        first = fh.readline()
-    if first.startswith(b"\xef\xbb\xbf"):
-        first = first[3:]
-    try:
-        line = first.decode("utf-8")
+        head = fh.read(HEADER_BYTES)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if not head.strip(b"\r\n"):
+        raise FileRejected("unreadable_file", "the file has no header row")
+    if head[:1] in (b"\r", b"\n"):
+        raise FileRejected("unreadable_file", "line 1 is empty: the header row must be the first line")
+    try:  # a cut through the last character of the block is not an encoding error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEADER_BYTES)
     except UnicodeDecodeError:
         raise FileRejected("unreadable_file", "the file is not UTF-8 text") from None
-    if not line.strip():
-        raise FileRejected("unreadable_file", "the file has no header row")
-    return next(csv.reader(io.StringIO(line)))
+    try:
+        names = next(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error:
+        raise FileRejected("unreadable_file", "the header row cannot be read as CSV") from None
+    return names, 1 + sum(len(re.findall(r"\r\n|\r|\n", n)) for n in names)
 
 
-def _check_header(contract: Contract, table: Table, names: list[str]) -> list[str]:
-    """Reject identifier columns and missing required ones; return the extra columns."""
+def _check_header(contract: Contract, table: Table, names: list[str]) -> list[Extra]:
+    """Reject identifier columns and missing or doubled contract columns; name the extra
+    columns (their names are recorded only after passing the identifier checks)."""
     normalised = [_normalise(n) for n in names]
     for name in normalised:
-        if any(re.search(p, name, re.I) for _, p in contract.identifier_values):
-            raise FileRejected("identifier_column", "a column name looks like an identifier value")
+        if contract.identifier_label(name):
+            raise FileRejected("identifier_column", "a column name looks like an identifier value (not shown)")
         if contract.is_identifier_column(name):
             raise FileRejected("identifier_column", f"column {name} is a direct identifier", name)
-    if len(set(normalised)) != len(normalised):
-        raise FileRejected("unreadable_file", "two columns have the same name")
+    doubled = sorted({n for n in normalised if n in table.column_names and normalised.count(n) > 1})
+    if doubled:
+        raise FileRejected("unreadable_file", f"column {doubled[0]} appears twice", doubled[0])
     missing = [c for c in table.required if c not in normalised]
     if missing:
         raise FileRejected("missing_required_column",
                            f"required column {', '.join(missing)} is missing", missing[0])
-    return [n for n in normalised if n not in table.column_names]
+    return [Extra(n, f"__extra{i}", i) for i, n in enumerate(normalised, 1) if n not in table.column_names]
 
 
-def _trimmed_columns(table: Table, source_names: dict[str, str], extras: list[str]) -> str:
-    """Select list mapping each file column (text, trimmed, empty as NULL) to its contract name."""
+@dataclass(frozen=True)
+class SourceFile:
+    """One file, read: a FROM-clause fragment whose columns are all the pipeline's own
+    (contract columns by their contract names, extra columns under `__extra<i>`, the
+    overflow field, and with `count_breaks` the line breaks inside each record's fields),
+    so no name in the file can shadow a working column."""
+
+    fragment: str
+    extras: list[Extra]
+    first_line: int  # physical line of the first data record (Parquet: row 1)
+    shape: FileShape | None = None  # CSV only
+
+    @property
+    def counts_breaks(self) -> bool:
+        return self.shape is not None and self.shape.has_quotes
+
+
+def _breaks_expr(field: str) -> str:
+    f = quote_ident(field)
+    return (f"CASE WHEN contains({f}, chr(10)) OR contains({f}, chr(13)) "
+            f"THEN len(regexp_extract_all({f}, '\\r\\n|\\r|\\n')) ELSE 0 END")
+
+
+def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], field_name,
+                  count_breaks: bool) -> str:
+    """Each contract column and extra column from its field (text, trimmed, empty as NULL);
+    with `count_breaks`, the line breaks inside the record and before each column's field."""
     parts = []
-    for name in table.column_names + extras:
-        if name in source_names:
-            src = f"CAST({quote_ident(source_names[name])} AS VARCHAR)"
-            parts.append(f"nullif(trim({src}), '') AS {quote_ident(name)}")
+    for col in table.column_names:
+        if col in positions:
+            parts.append(f"nullif(trim({field_name(positions[col])}), '') AS {quote_ident(col)}")
         else:
-            parts.append(f"CAST(NULL AS VARCHAR) AS {quote_ident(name)}")
+            parts.append(f"CAST(NULL AS VARCHAR) AS {quote_ident(col)}")
+    parts += [f"nullif(trim({field_name(e.position)}), '') AS {quote_ident(e.alias)}" for e in extras]
+    if count_breaks:
+        read = {**{c: positions[c] for c in table.column_names if c in positions},
+                **{e.alias: e.position for e in extras}}
+        breaks = {i: _breaks_expr(f"__field{i}") for i in sorted(set(read.values()))}
+        parts.append(f"{' + '.join(breaks.values()) or '0'} AS __inner_breaks")
+        for alias, position in read.items():
+            before = [b for i, b in breaks.items() if i < position]
+            parts.append(f"{' + '.join(before) or '0'} AS {quote_ident('__offset:' + alias)}")
     return ", ".join(parts)
 
 
+def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True) -> SourceFile:
+    """Read one file's header and build the fragment that reads its rows. Header problems
+    reject the file here, before any row is read."""
+    if ef.path.suffix.lower() == ".csv":
+        names, header_lines = _csv_header(ef.path)
+        extras = _check_header(contract, table, names)
+        shape = scan(ef.path)
+        positions = {}
+        for i, n in enumerate(names, 1):
+            positions.setdefault(_normalise(n), i)
+        fields = [f"__field{i}" for i in range(1, len(names) + 1)] + [OVERFLOW_COLUMN]
+        columns = "{" + ", ".join(f"{quote_literal(f)}: 'VARCHAR'" for f in fields) + "}"
+        select = _field_select(table, positions, extras, lambda i: f"__field{i}", shape.has_quotes)
+        fragment = sql("ingest", "read_csv_file", path=literal_path(ef.path), columns=columns,
+                       fields=f"{select}, {OVERFLOW_COLUMN}", parallel=str(parallel).lower())
+        return SourceFile(fragment, extras, header_lines + 1, shape)
+    try:
+        names = [r[0] for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({literal_path(ef.path)})").fetchall()]
+    except duckdb.Error as error:
+        raise FileRejected("unreadable_file", _safe_reason(error)) from None
+    extras = _check_header(contract, table, names)
+    positions = {}
+    for i, n in enumerate(names, 1):
+        positions.setdefault(_normalise(n), i)
+    select = _field_select(table, positions, extras,
+                           lambda i: f"CAST({quote_ident(names[i - 1])} AS VARCHAR)", False)
+    return SourceFile(sql("ingest", "read_parquet_file", path=literal_path(ef.path), fields=select), extras, 1)
+
+
 def _count_rows(con, path: Path) -> int:
-    """Data rows of a rejected file: a Parquet file's row count when its footer is readable
-    (0 when not), else the non-empty lines after the header."""
+    """Data rows of a rejected file: its records as the reader counts them when it can read
+    the file (a Parquet footer, a CSV split into records), else its non-empty lines after
+    the header."""
     if path.suffix.lower() == ".parquet":
         try:
-            return con.execute(f"SELECT count(*) FROM read_parquet({quote_literal(str(path))})").fetchone()[0]
+            return con.execute(f"SELECT count(*) FROM read_parquet({literal_path(path)})").fetchall()[0][0]
         except duckdb.Error:
             return 0
-    with path.open("rb") as fh:
-        lines = sum(1 for line in fh if line.strip())
-    return max(lines - 1, 0)
+    try:
+        return con.execute(
+            f"SELECT count(*) FROM read_csv({literal_path(path)}, header = true, auto_detect = false, "
+            "columns = {'__field1': 'VARCHAR'}, delim = ',', quote = '\"', escape = '\"', "
+            "null_padding = true, strict_mode = false, encoding = 'utf-8', parallel = false)").fetchall()[0][0]
+    except duckdb.Error:
+        with path.open("rb") as fh:
+            lines = sum(1 for line in fh if line.strip(b"\r\n"))
+        return max(lines - 1, 0)
 
 
 def _safe_reason(error: Exception) -> str:
@@ -194,62 +378,66 @@ def _safe_reason(error: Exception) -> str:
     return f"the file is {kind}{where}"
 
 
-def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True
-               ) -> tuple[str, list[str]]:
-    """The FROM-clause that reads one file as text columns named as in the contract, and
-    the file's extra columns. Header problems reject the file here, before any row is read."""
-    path = str(ef.path)
-    if ef.path.suffix.lower() == ".csv":
-        names = _csv_header(ef.path)
-        extras = _check_header(contract, table, names)
-        normalised = [_normalise(n) for n in names] + [OVERFLOW_COLUMN]
-        columns = "{" + ", ".join(f"{quote_literal(n)}: 'VARCHAR'" for n in normalised) + "}"
-        select = _trimmed_columns(table, {n: n for n in normalised}, extras)
-        select += f", {quote_ident(OVERFLOW_COLUMN)}"
-        return sql("ingest", "read_csv_file", path=quote_literal(path), columns=columns,
-                   trimmed_columns=select, parallel=str(parallel).lower()), extras
-    try:
-        names = [r[0] for r in con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({quote_literal(path)})").fetchall()]
-    except duckdb.Error as error:
-        raise FileRejected("unreadable_file", _safe_reason(error)) from None
-    extras = _check_header(contract, table, names)
-    select = _trimmed_columns(table, {_normalise(n): n for n in names}, extras)
-    return sql("ingest", "read_parquet_file", path=quote_literal(path), trimmed_columns=select), extras
-
-
-def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[str]:
-    """Read and check one file into classified_file; a file DuckDB cannot read is rejected."""
-    first_line = 2 if ef.path.suffix.lower() == ".csv" else 1
+def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[Extra]:
+    """Read and check one file into classified_file (with each record's physical line); a
+    file DuckDB cannot read, or whose records cannot be lined up with its lines, is rejected."""
     for parallel in (True, False):
         try:
-            source, extras = raw_source(contract, table, ef, con, parallel=parallel)
-            classify_file(con, contract, table, extras, source, first_line)
-            return extras
+            source = raw_source(contract, table, ef, con, parallel=parallel)
+            classify_file(con, contract, table, source)
+            break
         except duckdb.Error as error:
             if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
                 continue
             raise FileRejected("unreadable_file", _safe_reason(error)) from None
-    raise AssertionError("unreachable: the serial attempt returns or raises")
+    number_lines(con, source)
+    return source.extras
 
 
-def classify_file(con, contract: Contract, table: Table, extras: list[str], source: str,
-                  first_line: int) -> None:
-    """Typed values and the first failing check of every row of `source` -> classified_file."""
-    checks = row_checks(contract, table, extras)
+def number_lines(con, source: SourceFile) -> None:
+    """classified_file: classified_rows with each record's physical line (see lines.py)."""
+    line_map = LineMap(source.first_line)
+    if source.shape is not None:
+        records = _count(con, "SELECT count(*) FROM classified_rows")
+        inner = dict(con.execute("SELECT rowid, __inner_breaks FROM classified_rows WHERE __inner_breaks > 0"
+                                 ).fetchall()) if source.counts_breaks else {}
+        try:
+            line_map = walk(records, source.first_line, source.shape, inner)
+        except LinesDisagree as error:
+            raise FileRejected("unreadable_file", f"the file cannot be split into lines as an editor shows "
+                                                  f"them ({error}); check its line endings and quotes",
+                               rows=records) from None
+    con.execute("CREATE OR REPLACE TEMP TABLE line_shifts (from_record BIGINT, shift BIGINT)")
+    if line_map.breakpoints:
+        con.executemany("INSERT INTO line_shifts VALUES (?, ?)", list(line_map.breakpoints))
+    run_sql(con, "ingest", "number_lines", first_line=line_map.first_line,
+            shifts="ASOF LEFT JOIN line_shifts s ON c.rowid >= s.from_record" if line_map.breakpoints else "",
+            shift="coalesce(s.shift, 0)" if line_map.breakpoints else "0")
+
+
+def classify_file(con, contract: Contract, table: Table, source: SourceFile) -> None:
+    """Typed values and the first failing check of every row of `source` -> classified_rows."""
+    checks = row_checks(contract, table, source.extras)
     con.execute("CREATE OR REPLACE TEMP TABLE check_names "
                 "(check_no INTEGER, rule VARCHAR, column_name VARCHAR)")
     con.executemany("INSERT INTO check_names VALUES (?, ?, ?)",
                     [(i, c.rule, c.column) for i, c in enumerate(checks, 1)])
     failure_cases = " ".join(f"WHEN {c.condition} THEN {i}" for i, c in enumerate(checks, 1))
     detail_cases = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(checks, 1))
-    numbers, derived = derived_columns(contract, table, extras)
+    numbers, derived = derived_columns(contract, table, source.extras)
     typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
-    run_sql(con, "ingest", "classify_rows", source=source, first_line=first_line,
+    if source.counts_breaks:  # the line of the field holding the failing value
+        offsets = " ".join(f"WHEN {i} THEN {quote_ident('__offset:' + c.field)}"
+                           for i, c in enumerate(checks, 1) if c.field)
+        line_offset, inner_breaks = f"coalesce(CASE __failed_check {offsets} END, 0)", "__inner_breaks"
+    else:
+        line_offset, inner_breaks = "0", "0"
+    run_sql(con, "ingest", "classify_rows", source=source.fragment,
             typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
             number_columns=", ".join(numbers) or "1 AS __no_numbers",
             derived_columns=", ".join(derived), typed_columns=typed,
-            failure_cases=failure_cases, detail_cases=detail_cases)
+            failure_cases=failure_cases, detail_cases=detail_cases,
+            line_offset=line_offset, inner_breaks=inner_breaks)
 
 
 def _count(con, query: str) -> int:
@@ -265,17 +453,17 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     try:
         extras = read_and_classify(con, contract, table, ef)
     except FileRejected as rejected:
-        rows = _count_rows(con, ef.path)
+        rows = rejected.rows if rejected.rows is not None else _count_rows(con, ef.path)
         con.execute("INSERT INTO ingest.quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, rejected.rule, rejected.column,
                      rejected.detail, rows])
         return FileResult(ef, rows_read=rows, failed=rows, rejected=True)
     for extra in extras:
         con.execute("INSERT INTO ingest.extra_columns VALUES (?, ?, ?, ?)",
-                    [ef.export_id, table.name, ef.source_file, extra])
+                    [ef.export_id, table.name, ef.source_file, extra.name])
     rows_read = _count(con, "SELECT count(*) FROM classified_file")
     run_sql(con, "ingest", "quarantine_failed_rows", **literal)
-    failed = _count(con, "SELECT count(*) FROM classified_file WHERE failed_check IS NOT NULL")
+    failed = _count(con, "SELECT count(*) FROM classified_file WHERE __failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
             single_key_rows_into=f"core.{table.name}" if straight_to_core else "export_batch",
@@ -340,6 +528,7 @@ def ingest_table(con, contract: Contract, table_name: str, exports: list[Path],
     results = []
     for export_dir in exports:
         done = apply_export(con, contract, table, export_dir)
+        con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
         for r in done:
             progress(f"{r.export_file.source_file}: {r.rows_read} rows read, {r.failed} quarantined, "
                      f"{r.duplicates} duplicates")

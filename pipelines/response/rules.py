@@ -1,28 +1,247 @@
-"""The versioned response rules file (rules/response_rules.yaml) as a warehouse table.
+"""The versioned response rules file (rules/response_rules.yaml): checked, then a table.
 
-The category SQL joins `response.rules`, so thresholds and windows are data: editing
-the file changes the results without touching code.
+The category SQL joins `response.rules`, so thresholds and windows are data: editing the
+file changes the results without touching code. Because a quiet mistake in it changes
+categories (a missing indication drops its patients, a reversed window or a misspelt
+measure finds no values), the file is checked against a schema and the contract before any
+work: every indication of the contract has a rule, every measure and event named exists
+in the contract, thresholds are in range and windows ordered. A violation names the key
+and its line in the file.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from pipelines.ingest.contract import Contract
 from pipelines.sqlfiles import write_frame
 
 CRITERIA = ("relative_reduction_pct", "absolute_reduction", "remission_below", "assessment_zero")
 
 
-@cache
-def load_rules(path: Path) -> dict:
-    doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    for indication, spec in doc["indications"].items():
-        if not any(spec.get(c) for c in CRITERIA):
-            raise ValueError(f"{path}: indication {indication} has no criterion ({', '.join(CRITERIA)})")
+class RulesError(ValueError):
+    """The rules file cannot be used; the message names each key and its line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _enum(contract: Contract, table: str, column: str) -> tuple[str, ...]:
+    return next(c.values for c in contract.tables[table].columns if c.name == column)
+
+
+class Window(_Strict):
+    from_day: int
+    to_day: int
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.from_day > self.to_day:
+            raise ValueError(f"from_day {self.from_day} is after to_day {self.to_day}")
+        return self
+
+
+class AssessmentWindow(Window):
+    target_day: int
+
+    @model_validator(mode="after")
+    def _target_inside(self):
+        if not self.from_day <= self.target_day <= self.to_day:
+            raise ValueError(f"target_day {self.target_day} is outside {self.from_day}..{self.to_day}")
+        return self
+
+
+class Windows(_Strict):
+    baseline: Window
+    assessment: AssessmentWindow
+    stop_counts_until_day: int
+
+    @model_validator(mode="after")
+    def _baseline_first(self):
+        if self.baseline.to_day >= self.assessment.from_day:
+            raise ValueError("the baseline window must end before the assessment window starts")
+        return self
+
+
+Percent = Annotated[float, Field(gt=0, le=100)]
+Positive = Annotated[float, Field(gt=0)]
+
+
+class IndicationRule(_Strict):
+    group: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    primary_measure: str
+    relative_reduction_pct: Percent | None = None
+    absolute_reduction: Positive | None = None
+    remission_below: Positive | None = None
+    assessment_zero: bool = False
+    baseline_zero_not_assessable: bool
+
+    @field_validator("primary_measure")
+    @classmethod
+    def _known_measure(cls, value: str, info: ValidationInfo) -> str:
+        known = _enum(info.context["contract"], "measurements", "instrument")
+        if value not in known:
+            raise ValueError(f"{value!r} is not an instrument of the contract ({', '.join(known)})")
+        return value
+
+    @model_validator(mode="after")
+    def _has_criterion(self):
+        if not any(getattr(self, c) for c in CRITERIA):
+            raise ValueError(f"no criterion for meaningful improvement (one of {', '.join(CRITERIA)})")
+        return self
+
+
+class Trajectory(_Strict):
+    visit_weeks: list[Annotated[int, Field(ge=0)]]
+    window_days: Annotated[int, Field(gt=0)]
+
+    @field_validator("visit_weeks")
+    @classmethod
+    def _increasing(cls, weeks: list[int]) -> list[int]:
+        if not weeks or any(b <= a for a, b in zip(weeks, weeks[1:], strict=False)):
+            raise ValueError("visit weeks must be a non-empty, strictly increasing list")
+        return weeks
+
+
+class DoseBand(_Strict):
+    label: Annotated[str, Field(min_length=1)]
+    from_mg: Annotated[float, Field(ge=0)]
+    to_mg: Positive
+    to_inclusive: bool
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.from_mg >= self.to_mg:
+            raise ValueError(f"from_mg {self.from_mg} is not below to_mg {self.to_mg}")
+        return self
+
+
+class EarlySleepEvents(_Strict):
+    events: list[str]
+    within_days: Annotated[int, Field(gt=0)]
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: list[str], info: ValidationInfo) -> list[str]:
+        known = _enum(info.context["contract"], "adverse_events", "event")
+        unknown = [e for e in events if e not in known]
+        if unknown or not events:
+            raise ValueError(f"events must be adverse events of the contract; unknown: {', '.join(unknown)}")
+        return events
+
+
+class ClinicBelief(_Strict):
+    meaningful: Annotated[float, Field(ge=0, le=100)]
+    minimal: Annotated[float, Field(ge=0, le=100)]
+    intolerant: Annotated[float, Field(ge=0, le=100)]
+
+
+class Rules(_Strict):
+    """The whole rules file."""
+
+    version: Annotated[str, Field(min_length=1)]
+    tolerance: Annotated[float, Field(ge=0, lt=1)]
+    windows: Windows
+    indications: dict[str, IndicationRule]
+    trajectory: Trajectory
+    ldn_dose_bands: list[DoseBand]
+    early_sleep_events: EarlySleepEvents
+    clinic_belief: ClinicBelief
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value):
+        return str(value) if isinstance(value, int | float) else value
+
+    @field_validator("indications")
+    @classmethod
+    def _every_indication(cls, rules: dict, info: ValidationInfo) -> dict:
+        known = _enum(info.context["contract"], "patients", "indication")
+        missing = [i for i in known if i not in rules]
+        unknown = [i for i in rules if i not in known]
+        if missing or unknown:
+            raise ValueError("every indication of the contract needs one rule"
+                             + (f"; missing: {', '.join(missing)}" if missing else "")
+                             + (f"; not in the contract: {', '.join(unknown)}" if unknown else ""))
+        return rules
+
+    @field_validator("ldn_dose_bands")
+    @classmethod
+    def _contiguous(cls, bands: list[DoseBand]) -> list[DoseBand]:
+        if not bands:
+            raise ValueError("at least one dose band")
+        for a, b in zip(bands, bands[1:], strict=False):
+            if a.to_mg != b.from_mg:
+                raise ValueError(f"band {b.label!r} must start where {a.label!r} ends ({a.to_mg} mg)")
+        return bands
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line, with the line and column it was found at."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    what = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    return f"{where}{what}" + (f" ({context})" if context else "")
+
+
+def _line_of(root: yaml.Node, loc: tuple) -> int | None:
+    """The line (1-based) of the YAML node at a pydantic error location."""
+    node, line = root, root.start_mark.line + 1
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [(k, v) for k, v in node.value if k.value == str(key)]
+            if not match:
+                break
+            node = match[0][1]
+            line = match[0][0].start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def load_rules(path: Path, contract: Contract) -> dict:
+    """The rules file as a dict, after checking it; RulesError names every violation."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise RulesError(f"cannot read the rules file {path}: {error.strerror or error}") from None
+    try:
+        doc, root = yaml.safe_load(text), yaml.compose(text)
+    except yaml.YAMLError as error:
+        raise RulesError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
+    if not isinstance(doc, dict):
+        raise RulesError(f"{path}: the rules file must be a mapping of keys (version, windows, indications, ...)")
+    try:
+        Rules.model_validate(doc, context={"contract": contract})
+    except ValidationError as error:
+        lines = []
+        for e in error.errors(include_url=False):
+            loc = tuple(x for x in e["loc"] if x not in ("function-after",))
+            key = ".".join(str(x) for x in loc) or "(top level)"
+            message = e["msg"].removeprefix("Value error, ")
+            lines.append(f"  {path}, line {_line_of(root, loc)}: {key}: {message}")
+        raise RulesError(f"{path} breaks {len(lines)} rule(s) of the rules schema; nothing was run:\n"
+                         + "\n".join(lines)) from None
+    doc["version"] = str(doc["version"])
     return doc
 
 

@@ -7,20 +7,20 @@
 -- the rows with a key seen once cannot contradict anything, so they go straight to the
 -- core table instead of through export_batch (one copy of 10^7 rows fewer).
 CREATE OR REPLACE TEMP TABLE file_repeated_hashes AS
-SELECT key_hash FROM classified_file WHERE failed_check IS NULL
+SELECT __key_hash FROM classified_file WHERE __failed_check IS NULL
 GROUP BY 1 HAVING count(*) > 1;
 
 INSERT INTO ${single_key_rows_into}
 SELECT ${columns}, ${export_id}, ${source_file}, line_number${file_order_column}
 FROM classified_file c
-WHERE c.failed_check IS NULL AND key_hash NOT IN (SELECT key_hash FROM file_repeated_hashes);
+WHERE c.__failed_check IS NULL AND __key_hash NOT IN (SELECT __key_hash FROM file_repeated_hashes);
 
 INSERT INTO export_batch
 SELECT ${columns}, ${export_id}, ${source_file}, min(line_number), ${file_order}
 FROM classified_file c
-WHERE c.failed_check IS NULL AND key_hash IN (SELECT key_hash FROM file_repeated_hashes)
+WHERE c.__failed_check IS NULL AND __key_hash IN (SELECT __key_hash FROM file_repeated_hashes)
 GROUP BY ${columns};
 
 INSERT INTO export_repeated_keys
 SELECT DISTINCT ${key} FROM classified_file
-WHERE failed_check IS NULL AND key_hash IN (SELECT key_hash FROM file_repeated_hashes);
+WHERE __failed_check IS NULL AND __key_hash IN (SELECT __key_hash FROM file_repeated_hashes);

@@ -12,6 +12,16 @@ CREATE TABLE IF NOT EXISTS ingest.applied_files (
     rows_read BIGINT, accepted BIGINT, quarantined BIGINT, duplicates BIGINT,
     rejected_file BOOLEAN, applied_at TIMESTAMP
 );
+-- One row per export and table applied: an export is applied once every table has taken
+-- it (a run stopped half-way through the ingest leaves the rest pending, not lost).
+CREATE TABLE IF NOT EXISTS ingest.applied_exports (
+    export_id VARCHAR, table_name VARCHAR, applied_at TIMESTAMP
+);
+-- What an export holds besides the contract's tables, and which tables it lacks: reported
+-- in data quality, nothing else happens to them (names that look like identifiers redacted).
+CREATE TABLE IF NOT EXISTS ingest.export_findings (
+    export_id VARCHAR, check_name VARCHAR, table_name VARCHAR, detail VARCHAR
+);
 -- Row- and file-level quarantine found at ingest (orphans are judged later, on the final state).
 CREATE TABLE IF NOT EXISTS ingest.quarantine (
     export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, line_number BIGINT,
@@ -41,5 +51,7 @@ DROP TABLE IF EXISTS quality.gx_results;  -- one run's outcomes only, before gx_
 CREATE TABLE IF NOT EXISTS quality.run_log (
     run_id VARCHAR, run_time TIMESTAMP, ingest_mode VARCHAR, exports_applied VARCHAR,
     exports_new VARCHAR, rules_version VARCHAR, code_version VARCHAR, rows_in BIGINT,
-    rows_accepted BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT, patients_out BIGINT
+    rows_accepted BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT, patients_out BIGINT,
+    status VARCHAR
 );
+ALTER TABLE quality.run_log ADD COLUMN IF NOT EXISTS status VARCHAR;  -- logs from before run status

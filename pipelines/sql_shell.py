@@ -1,0 +1,696 @@
+"""`clinic sql`: the analyst's shell on the published snapshot, read-only in the strict sense.
+
+The snapshot is opened read-only and DuckDB is then locked down (no file system access, no
+extension loading, configuration locked), so no statement can write the snapshot, the warehouse
+or an export, nor read any host file. On top of that only statement types that read are run at
+all: DuckDB itself would allow `CREATE TEMP TABLE` on a read-only database.
+
+Statements are split with DuckDB's own tokenizer (`duckdb.tokenize`), which knows quotes,
+comments and dollar-quoting; `extract_statements` is not used for splitting because it rejects a
+whole script when one statement has a syntax error, and a piped script must go on after an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import json
+import math
+import os
+import shlex
+import sys
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+import duckdb
+
+from pipelines.settings import setting_value
+
+FORMATS = ("table", "csv", "json", "markdown")
+TERMINAL_MAX_ROWS = 40
+HISTORY_FILE = Path("~/.clinic_sql_history")
+PROMPT = "clinic> "
+CONTINUATION = "   ...> "
+BATCH = 2048
+
+ST = duckdb.StatementType
+# Statement types that only read. Everything else (CREATE, INSERT, COPY, ATTACH, LOAD, EXPORT, ...)
+# is refused before DuckDB sees it; locked settings and file access inside these are refused by DuckDB.
+READ_TYPES = {ST.SELECT, ST.EXPLAIN, ST.PRAGMA, ST.SET, ST.VARIABLE_SET, ST.CALL, ST.TRANSACTION, ST.MULTI}
+# Types whose result is a table worth printing (SET, BEGIN, ... answer a bare "Success").
+RESULT_TYPES = {ST.SELECT, ST.EXPLAIN, ST.PRAGMA, ST.CALL, ST.MULTI}
+READ_ONLY_HINTS = ("read-only mode", "configuration has been locked", "disabled by configuration",
+                   "disabled through configuration")
+FILE_DOT_COMMANDS = {".read", ".import", ".output", ".once", ".open", ".save", ".backup", ".restore",
+                     ".shell", ".system", ".cd", ".log", ".excel", ".dump"}
+
+HELP = """\
+Dot commands (at the start of a line):
+  .tables            the snapshot's tables and views
+  .schema [TABLE]    columns with types and comments (all relations without TABLE)
+  .mode FORMAT       table, csv, json or markdown
+  .maxrows N         print at most N rows per result (0: all)
+  .help              this text
+  .quit, .exit       leave (Ctrl-D too)
+SQL statements end with ; (the last one may omit it). The snapshot is read-only: statements
+that write or read other files (COPY, ATTACH, INSTALL, LOAD, read_csv, glob, CREATE, ...) fail."""
+
+
+# Order matters: temp_directory cannot be changed once external access is off (an empty one means no
+# spill files beside the snapshot, and no allowed directory), and nothing once the configuration
+# is locked. DuckDB keeps the snapshot's own path writable even so (COPY ... TO it with
+# USE_TMP_FILE false overwrites it), which is why COPY is refused by statement type as well.
+LOCKDOWN = ("temp_directory = ''", "python_enable_replacements = false", "enable_external_access = false",
+            "autoinstall_known_extensions = false", "autoload_known_extensions = false",
+            "lock_configuration = true")
+
+
+class SnapshotError(Exception):
+    """The snapshot cannot be opened; the message says what to do."""
+
+
+def open_snapshot(path: str | Path) -> duckdb.DuckDBPyConnection:
+    """Open the published snapshot read-only and lock DuckDB down so no statement reaches a file."""
+    path = Path(path)
+    if not path.exists():
+        raise SnapshotError(f"no published snapshot at {path}: run `clinic run` first "
+                            "(or point --marts / $CLINIC_MARTS_DIR at the publish folder)")
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as error:
+        raise SnapshotError(f"cannot open the snapshot {path} ({_first_line(error)}): "
+                            "run `clinic run` to publish it again") from None
+    try:
+        con.execute("SET search_path = 'marts'")
+    except duckdb.Error:
+        con.close()
+        raise SnapshotError(f"{path} has no schema marts, so it is not a clinic snapshot: "
+                            "run `clinic run` to publish it again") from None
+    # Connections to one file in one process share a database instance, and so its settings: a
+    # second shell in this process finds the instance locked down already.
+    locked, external = con.execute("SELECT current_setting('lock_configuration'), "
+                                   "current_setting('enable_external_access')").fetchall()[0]
+    if locked and not external:
+        return con
+    if locked:
+        con.close()
+        raise SnapshotError(f"{path} is already open in this process with its configuration locked "
+                            "and file access on; open it in a new process")
+    for setting in LOCKDOWN:
+        con.execute(f"SET {setting}")
+    return con
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _tokens(data: bytes) -> list[tuple[int, duckdb.token_type]]:
+    """DuckDB's tokens of `data`; positions are byte offsets into its UTF-8 encoding."""
+    try:
+        return duckdb.tokenize(data.decode())
+    except Exception:  # the tokenizer gives up: treat the text as one opaque word
+        return [(0, duckdb.token_type.identifier)] if data.strip() else []
+
+
+def _is_semicolon(data: bytes, token: tuple[int, duckdb.token_type]) -> bool:
+    return token[1] == duckdb.token_type.operator and data[token[0]:token[0] + 1] == b";"
+
+
+def _is_open(text: str) -> bool:
+    """Whether `text` ends inside a string, a quoted name, a dollar quote or a block comment."""
+    data = (text + "\n;").encode()
+    tokens = _tokens(data)
+    return not tokens or not (_is_semicolon(data, tokens[-1]) and tokens[-1][0] == len(data) - 1)
+
+
+def _code_tokens(data: bytes) -> list[tuple[int, duckdb.token_type]]:
+    return [t for t in _tokens(data) if t[1] != duckdb.token_type.comment]
+
+
+def is_blank(text: str) -> bool:
+    """Only whitespace and finished comments: nothing to run, and a dot command may follow."""
+    return not _code_tokens(text.encode()) and not _is_open(text)
+
+
+def is_complete(text: str) -> bool:
+    """A buffer is ready to run when its last token (comments aside) is a `;` outside any quote."""
+    data = text.encode()
+    code = _code_tokens(data)
+    return bool(code) and _is_semicolon(data, code[-1]) and not _is_open(text)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    sql: str
+    line: int  # 1-based line of its first token within the text it came from
+
+
+def split_statements(text: str) -> list[Chunk]:
+    """Statements of a script, split at the `;` tokens DuckDB's tokenizer sees (so not inside quotes,
+    comments or dollar quotes); a last statement without `;` is kept, empty statements are not."""
+    data = text.encode()
+    chunks, start, first = [], 0, None
+    for token in _tokens(data):
+        if token[1] == duckdb.token_type.comment:
+            continue
+        if _is_semicolon(data, token):
+            if first is not None:
+                chunks.append(Chunk(data[start:token[0] + 1].decode().strip(), data.count(b"\n", 0, first) + 1))
+            start, first = token[0] + 1, None
+        elif first is None:
+            first = token[0]
+    if first is not None:
+        chunks.append(Chunk(data[start:].decode().strip(), data.count(b"\n", 0, first) + 1))
+    return chunks
+
+
+def _explained_statement(sql: str) -> str | None:
+    """The statement after `EXPLAIN [ANALYZE] [(options)]`, so it can be checked like any other."""
+    data = sql.encode()
+    code = _code_tokens(data)
+    i = 1 if code and data[code[0][0]:code[0][0] + 7].lower() == b"explain" else None
+    if i is None:
+        return None
+    if i < len(code) and data[code[i][0]:code[i][0] + 7].lower() in (b"analyze", b"analyse"):
+        i += 1
+    if i < len(code) and data[code[i][0]:code[i][0] + 1] == b"(":
+        depth = 0
+        while i < len(code):
+            char = data[code[i][0]:code[i][0] + 1]
+            depth += (char == b"(") - (char == b")")
+            i += 1
+            if depth == 0:
+                break
+    return data[code[i][0]:].decode() if i < len(code) else None
+
+
+def _refusal(con: duckdb.DuckDBPyConnection, statement) -> str | None:
+    """Why a statement is refused before it runs, or None if it only reads. The text that will run
+    is parsed again, so what runs is exactly what was checked."""
+    try:
+        kinds = [s.type for s in con.extract_statements(statement.query)]
+    except duckdb.Error:
+        return None  # DuckDB reports the syntax error itself when it runs
+    for kind in [statement.type, *kinds]:
+        if kind not in READ_TYPES:
+            return f"{kind.name} statements are not allowed: the snapshot is read-only"
+    if len(kinds) != 1:
+        return "one statement at a time"
+    if statement.type == ST.EXPLAIN:
+        # The whole EXPLAIN parsed, so an inner statement that does not is this module's misreading:
+        # refuse rather than run what was not checked.
+        inner = _explained_statement(statement.query)
+        try:
+            inner_types = [s.type for s in con.extract_statements(inner)] if inner else []
+        except duckdb.Error:
+            inner_types = []
+        if not inner_types:
+            return "EXPLAIN of a statement clinic sql cannot check is not allowed"
+        for inner_kind in inner_types:
+            if inner_kind not in READ_TYPES:
+                return f"EXPLAIN of {inner_kind.name} statements is not allowed: the snapshot is read-only"
+    return None
+
+
+def _is_read_only_error(error: duckdb.Error) -> bool:
+    text = str(error)
+    return isinstance(error, duckdb.PermissionException) or any(h in text for h in READ_ONLY_HINTS)
+
+
+# ---- rendering -----------------------------------------------------------------------------------
+
+def _bytes_text(value: bytes) -> str:
+    return "".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02X}" for b in value)
+
+
+def text_value(value: object, null: str = "NULL") -> str:
+    """A value as the DuckDB shell would show it in a table or CSV cell."""
+    if value is None:
+        return null
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return _bytes_text(bytes(value))
+    return str(value)
+
+
+def json_value(value: object) -> str:
+    """JSON text for a value: integers stay integers, decimals stay exact, NULL and NaN are null."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else "null"
+    if isinstance(value, Decimal):
+        return str(value) if value.is_finite() else "null"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {json_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(json_value(v) for v in value) + "]"
+    return json.dumps(text_value(value), ensure_ascii=False)
+
+
+NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
+                 "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL"}
+
+
+class _Writer:
+    """One result set in one format; rows arrive in batches so CSV and JSON stream."""
+
+    def __init__(self, out: IO[str], columns: list[str], numeric: list[bool]):
+        self.out, self.columns, self.numeric = out, columns, numeric
+
+    def begin(self) -> None: ...
+
+    def rows(self, batch: list[tuple]) -> None: ...
+
+    def end(self, shown: int, total: int) -> None: ...
+
+
+class _TableWriter(_Writer):
+    def begin(self) -> None:
+        self.kept: list[tuple] = []
+
+    def rows(self, batch: list[tuple]) -> None:
+        self.kept.extend(batch)
+
+    def end(self, shown: int, total: int) -> None:
+        cells = [[text_value(v).replace("\n", "\\n").replace("\t", "\\t") for v in row] for row in self.kept]
+        numeric = self.numeric
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(self.columns)]
+
+        def line(values: list[str]) -> str:
+            return " | ".join(v.rjust(w) if num else v.ljust(w)
+                              for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+
+        print(line(list(self.columns)), file=self.out)
+        print("-+-".join("-" * w for w in widths), file=self.out)
+        for row in cells:
+            print(line(row), file=self.out)
+        noun = "row" if total == 1 else "rows"
+        if shown < total:
+            print(f"({total} {noun}, {shown} shown: {total - shown} left out; "
+                  "use --max-rows 0 or .maxrows 0 for all)", file=self.out)
+        else:
+            print(f"({total} {noun})", file=self.out)
+
+
+class _ExplainWriter(_TableWriter):
+    """EXPLAIN answers (key, plan text): print the plan as text, as the DuckDB shell does."""
+
+    def end(self, shown: int, total: int) -> None:
+        for row in self.kept:
+            print(row[-1], file=self.out)
+
+
+class _CsvWriter(_Writer):
+    def begin(self) -> None:
+        self.writer = csv.writer(self.out, lineterminator="\n")
+        self.writer.writerow(self.columns)
+
+    def rows(self, batch: list[tuple]) -> None:
+        self.writer.writerows([text_value(v, null="") for v in row] for row in batch)
+
+
+class _JsonWriter(_Writer):
+    """One JSON array of objects per statement, one object per line."""
+
+    def begin(self) -> None:
+        self.keys = [json.dumps(c, ensure_ascii=False) for c in self.columns]
+        self.first = True
+        self.out.write("[")
+
+    def rows(self, batch: list[tuple]) -> None:
+        for row in batch:
+            self.out.write(("" if self.first else ",\n")
+                           + "{" + ", ".join(f"{k}: {json_value(v)}" for k, v in zip(self.keys, row, strict=True))
+                           + "}")
+            self.first = False
+
+    def end(self, shown: int, total: int) -> None:
+        self.out.write("]\n")
+
+
+class _MarkdownWriter(_Writer):
+    @staticmethod
+    def _cell(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>")
+
+    def begin(self) -> None:
+        print("| " + " | ".join(self._cell(c) for c in self.columns) + " |", file=self.out)
+        print("| " + " | ".join("---:" if n else "---" for n in self.numeric) + " |", file=self.out)
+
+    def rows(self, batch: list[tuple]) -> None:
+        for row in batch:
+            print("| " + " | ".join(self._cell(text_value(v)) for v in row) + " |", file=self.out)
+
+    def end(self, shown: int, total: int) -> None:
+        print(file=self.out)  # a blank line, so the next statement's table is a table of its own
+
+
+WRITERS = {"table": _TableWriter, "csv": _CsvWriter, "json": _JsonWriter, "markdown": _MarkdownWriter}
+
+
+# ---- the shell -----------------------------------------------------------------------------------
+
+class Shell:
+    """Runs scripts line by line like the DuckDB shell: dot commands at the start of a line when no
+    statement is pending, SQL buffered until it ends with `;`, a last statement run at end of input.
+    Counts failures so the exit status can say whether any statement failed."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr,
+                 fmt: str = "table", max_rows: int | None = None, bail: bool = False):
+        self.con, self.out, self.err = con, out, err
+        self.fmt, self.max_rows, self.bail = fmt, max_rows, bail
+        self.failures = 0
+        self.statements = 0
+        self.stopped = False
+        self.interactive = False  # Ctrl-C then cancels one statement, not the whole script
+        self.lines: list[str] = []
+        self.first_line = 1
+
+    # -- input --
+    @property
+    def pending(self) -> bool:
+        """Whether a statement has begun and waits for more lines."""
+        return bool(self.lines)
+
+    def clear(self) -> None:
+        self.lines = []
+
+    def feed(self, line: str, lineno: int) -> bool:
+        """Take one input line; False once `.quit` was given or (one-shot) a statement failed."""
+        if self.stopped:
+            return False
+        if not self.lines and is_blank(line):
+            return True
+        if not self.lines and line.lstrip().startswith("."):
+            self.dot(line.strip(), lineno)
+            return not self.stopped
+        if not self.lines:
+            self.first_line = lineno
+        self.lines.append(line)
+        text = "\n".join(self.lines)
+        if is_blank(text):  # a finished multi-line comment: nothing pending any more
+            self.clear()
+        elif is_complete(text):
+            self.clear()
+            self.run_sql(text, self.first_line)
+        return not self.stopped
+
+    def finish(self) -> int:
+        """End of input: run what is left (a last statement without `;`), return the exit status."""
+        if self.lines and not self.stopped:
+            text = "\n".join(self.lines)
+            self.clear()
+            self.run_sql(text, self.first_line)
+        return self.status()
+
+    def status(self) -> int:
+        return 1 if self.failures else 0
+
+    def run_lines(self, lines) -> int:
+        """Feed an iterable of lines (a piped script or a one-shot argument) and finish."""
+        for lineno, line in enumerate(lines, 1):
+            if not self.feed(line.rstrip("\r\n"), lineno):
+                return self.status()
+        return self.finish()
+
+    # -- errors --
+    def fail(self, message: str) -> None:
+        self.failures += 1
+        print(f"clinic sql: {message}", file=self.err, flush=True)
+        if self.bail:
+            self.stopped = True
+
+    # -- SQL --
+    def run_sql(self, text: str, first_line: int = 1) -> None:
+        for chunk in split_statements(text):
+            if self.stopped:
+                return
+            self.statements += 1
+            where = f"(statement {self.statements}, line {first_line + chunk.line - 1})"
+            self._run_statement(chunk.sql, where)
+
+    def _run_statement(self, sql: str, where: str) -> None:
+        try:
+            statements = self.con.extract_statements(sql)
+        except duckdb.Error as error:
+            self.fail(f"SQL error: {_first_line(error)} {where}")
+            return
+        for statement in statements:
+            refusal = _refusal(self.con, statement)
+            if refusal:
+                self.fail(f"read-only: {refusal} {where}")
+                return
+            try:
+                self.con.execute(statement.query)
+                self._print_result(statement.type, where)
+            except duckdb.Error as error:
+                kind = "read-only" if _is_read_only_error(error) else "SQL error"
+                self.fail(f"{kind}: {_first_line(error)} {where}")
+                return
+            except (ValueError, OverflowError) as error:  # a value Python cannot hold
+                self.fail(f"SQL error: {_first_line(error)} {where}")
+                return
+            except KeyboardInterrupt:
+                if not self.interactive:
+                    raise
+                self.fail(f"interrupted {where}")
+                return
+
+    def _print_result(self, kind: duckdb.StatementType, where: str) -> None:
+        description = self.con.description
+        if kind not in RESULT_TYPES or not description:
+            return
+        columns = [d[0] for d in description]
+        numeric = [str(d[1]).split("(")[0] in NUMERIC_TYPES for d in description]
+        if columns == ["Success"] and kind != ST.SELECT:  # CHECKPOINT and the like answer nothing
+            return
+        cls = _ExplainWriter if kind == ST.EXPLAIN and self.fmt == "table" else WRITERS[self.fmt]
+        writer = cls(self.out, columns, numeric)
+        writer.begin()
+        shown = total = 0
+        limit = self.max_rows
+        while batch := self.con.fetchmany(BATCH):
+            total += len(batch)
+            take = batch if limit is None else batch[:max(0, limit - shown)]
+            if take:
+                writer.rows(take)
+                shown += len(take)
+        writer.end(shown, total)
+        self.out.flush()
+        if shown < total and self.fmt != "table":
+            print(f"clinic sql: {total - shown} of {total} rows left out {where}; "
+                  "use --max-rows 0 or .maxrows 0 for all", file=self.err, flush=True)
+
+    # -- dot commands --
+    def dot(self, line: str, lineno: int) -> None:
+        try:
+            words = shlex.split(line)
+        except ValueError:
+            words = line.split()
+        command, params = words[0].lower(), words[1:]
+        if command in (".quit", ".exit", ".q"):
+            self.stopped = True
+        elif command == ".help":
+            print(HELP, file=self.out)
+        elif command == ".tables":
+            for schema, name, _kind, _comment in self.relations():
+                print(name if schema == "marts" else f"{schema}.{name}", file=self.out)
+        elif command == ".schema":
+            self._schema(params[0] if params else None, lineno)
+        elif command == ".mode":
+            if len(params) == 1 and params[0].lower() in FORMATS:
+                self.fmt = params[0].lower()
+            else:
+                self.fail(f"line {lineno}: .mode takes one of {', '.join(FORMATS)}")
+        elif command == ".maxrows":
+            if len(params) == 1 and params[0].isdigit():
+                self.max_rows = int(params[0]) or None
+            else:
+                self.fail(f"line {lineno}: .maxrows takes a number of rows (0: all)")
+        elif command in FILE_DOT_COMMANDS:
+            self.fail(f"read-only: {command} is not available: clinic sql reads and writes no other file "
+                      f"(line {lineno})")
+        else:
+            self.fail(f"line {lineno}: unknown command {command}; .help lists the commands")
+        self.out.flush()
+
+    def relations(self) -> list[tuple[str, str, str, str | None]]:
+        """(schema, name, TABLE or VIEW, comment) of the snapshot's own relations."""
+        return self.con.execute("""
+            SELECT schema_name, table_name, 'TABLE', comment FROM duckdb_tables()
+            WHERE database_name = current_database() AND NOT internal AND NOT temporary
+            UNION ALL
+            SELECT schema_name, view_name, 'VIEW', comment FROM duckdb_views()
+            WHERE database_name = current_database() AND NOT internal AND NOT temporary
+            ORDER BY schema_name <> 'marts', schema_name, 2""").fetchall()
+
+    def _schema(self, wanted: str | None, lineno: int) -> None:
+        relations = self.relations()
+        if wanted is not None:
+            key = wanted.lower()
+            relations = [r for r in relations if key in (r[1].lower(), f"{r[0]}.{r[1]}".lower())]
+            if not relations:
+                self.fail(f"line {lineno}: no table or view {wanted} in the snapshot; .tables lists them")
+                return
+        columns = self.con.execute("""
+            SELECT schema_name, table_name, column_name, data_type, comment FROM duckdb_columns()
+            WHERE database_name = current_database() ORDER BY column_index""").fetchall()
+        for schema, name, kind, comment in relations:
+            if comment:
+                print(f"-- {_one_line(comment)}", file=self.out)
+            print(f"CREATE {kind} {schema}.{name} (", file=self.out)
+            mine = [c for c in columns if c[0] == schema and c[1] == name]
+            for i, (_s, _t, column, data_type, column_comment) in enumerate(mine):
+                comma = "," if i < len(mine) - 1 else ""
+                note = f"  -- {_one_line(column_comment)}" if column_comment else ""
+                print(f"    {column} {data_type}{comma}{note}", file=self.out)
+            print(");", file=self.out)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ---- interactive ---------------------------------------------------------------------------------
+
+def banner(shell: Shell, snapshot: Path) -> str:
+    names = [n if s == "marts" else f"{s}.{n}" for s, n, _k, _c in shell.relations()]
+    return (f"clinic sql on {snapshot} (read-only: nothing can be written, no other file read).\n"
+            f"Tables: {', '.join(names) or '(none)'}.\n"
+            "End statements with ; and Enter. .help for commands, Ctrl-D to quit.")
+
+
+def interactive(shell: Shell, input_fn=input) -> int:
+    """The prompt loop: Ctrl-C clears the pending statement, Ctrl-D (EOF) runs what is left and exits
+    with status 1 if any statement failed in the session, like the end of a piped script."""
+    lineno = 0
+    shell.interactive = True
+    while True:
+        try:
+            line = input_fn(CONTINUATION if shell.pending else PROMPT)
+        except KeyboardInterrupt:
+            shell.clear()
+            print("^C", file=shell.out, flush=True)
+            continue
+        except EOFError:
+            print(file=shell.out, flush=True)
+            return shell.finish()
+        lineno += 1
+        if not shell.pending and line.strip().rstrip(";").lower() in ("quit", "exit"):
+            return shell.status()
+        if not shell.feed(line, lineno):
+            return shell.status()
+
+
+def setup_history(path: Path) -> None:
+    """Line editing and history through readline; an unreadable or unwritable history is no error."""
+    try:
+        import readline
+    except ImportError:
+        return
+    readline.set_history_length(2000)
+    try:
+        readline.read_history_file(path)
+    except OSError:
+        pass
+
+
+def save_history(path: Path) -> bool:
+    """Write the readline history; False (and nothing raised) when the file cannot be written."""
+    try:
+        import readline
+
+        readline.write_history_file(path)
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+# ---- command line --------------------------------------------------------------------------------
+
+DESCRIPTION = "Query the published snapshot (clinic.duckdb, schema marts) read-only."
+EPILOG = f"""\
+Input: a one-shot QUERY argument (stops at the first error), a script piped to stdin, or a
+prompt when stdin is a terminal. Statements end with ; (the last may omit it); each result is
+printed in turn. Piped and interactive input goes on after an error.
+
+{HELP}
+
+Exit status: 0 when every statement succeeded, 1 when any failed, 2 when the snapshot cannot be
+opened."""
+
+
+def _max_rows(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 (all rows) or more")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """The `clinic sql` subcommand's parser (the caller sets its func)."""
+    parser = subparsers.add_parser("sql", help="query the published snapshot read-only",
+                                   description=DESCRIPTION, epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("query", nargs="?",
+                        help="SQL statements or a dot command (default: read stdin; a prompt on a terminal)")
+    parser.add_argument("--marts", metavar="DIR",
+                        help="publish folder holding clinic.duckdb (default: $CLINIC_MARTS_DIR or data/marts)")
+    parser.add_argument("--format", choices=FORMATS, default="table",
+                        help="output format; json prints one array of objects per statement "
+                             "(default: table)")
+    parser.add_argument("--max-rows", type=_max_rows, metavar="N",
+                        help=f"print at most N rows per result, 0 for all (default: {TERMINAL_MAX_ROWS} "
+                             "on a terminal, all rows when stdout is piped)")
+    return parser
+
+
+def run(args: argparse.Namespace, stdin: IO[str] | None = None, out: IO[str] | None = None,
+        err: IO[str] | None = None) -> int:
+    """`clinic sql` itself: open the snapshot, then run the query, the piped script or the prompt."""
+    stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
+    snapshot = Path(setting_value("marts_dir", args.marts)) / "clinic.duckdb"
+    try:
+        con = open_snapshot(snapshot)
+    except SnapshotError as error:
+        print(f"clinic sql: {error}", file=err)
+        return 2
+    max_rows = args.max_rows
+    if max_rows is None:
+        max_rows = TERMINAL_MAX_ROWS if out.isatty() else 0
+    shell = Shell(con, out=out, err=err, fmt=args.format, max_rows=max_rows or None,
+                  bail=args.query is not None)
+    try:
+        if args.query is not None:
+            return shell.run_lines(args.query.splitlines())
+        if stdin.isatty():
+            history = HISTORY_FILE.expanduser()
+            setup_history(history)
+            print(banner(shell, snapshot), file=out, flush=True)
+            try:
+                return interactive(shell)
+            finally:
+                save_history(history)
+        return shell.run_lines(stdin)
+    except KeyboardInterrupt:
+        print("clinic sql: interrupted", file=err)
+        return 130
+    except BrokenPipeError:  # `clinic sql ... | head`: stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    finally:
+        con.close()
