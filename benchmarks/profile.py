@@ -14,20 +14,17 @@ def step_seconds(raw: Path, work: Path, cold: bool = True) -> dict:
     per step, slowest first."""
     import shutil
 
-    from pipelines.cli import QUIET_DAGSTER
-    from pipelines.definitions import ASSETS, CHECKS
+    from pipelines.cli import run_job
+    from pipelines.config import ClinicConfig
     from pipelines.quality.gx_worker import start_early
-    from pipelines.resources import build_resources
-    from pipelines.settings import ClinicSettings
 
     start_early()  # as `clinic run` does
     if cold:
         shutil.rmtree(work, ignore_errors=True)
-    settings = ClinicSettings.from_env(raw_dir=raw, marts_dir=work / "marts", warehouse=work / "wh.duckdb")
+    clinic = ClinicConfig.with_overrides(raw_dir=raw, marts_dir=work / "marts", warehouse=work / "wh.duckdb")
     with dg.DagsterInstance.ephemeral() as instance:
         started = time.perf_counter()
-        result = dg.materialize([*ASSETS, *CHECKS], resources=build_resources(settings),
-                                instance=instance, run_config=QUIET_DAGSTER)
+        result = run_job(clinic, instance)
         wall = time.perf_counter() - started
         begun, steps = {}, {}
         for entry in instance.all_logs(result.run_id):

@@ -8,54 +8,134 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, ClinicSettings
+from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError
 
-
-def _settings(args) -> ClinicSettings:
-    return ClinicSettings.from_env(raw_dir=getattr(args, "raw", None), marts_dir=getattr(args, "marts", None),
-                                   warehouse=getattr(args, "warehouse", None),
-                                   rules_file=getattr(args, "rules", None))
-
-
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_INPUTS_MISSING, EXIT_STEP_FAILED = 0, 1, 2, 3, 4, 5
+EXIT_CODES = {
+    EXIT_OK: "the run published a new set of outputs",
+    EXIT_CHECK_FAILED: "a blocking check failed (named above); nothing new was published",
+    EXIT_CONFIG: "a setting, the contract or the rules file cannot be used; nothing was run",
+    EXIT_BUSY: "another run is writing the warehouse; wait for it and run again",
+    EXIT_INPUTS_MISSING: ("the raw folder is missing or empty, or lost or changed exports applied before; "
+                          "nothing was changed (see --rebuild)"),
+    EXIT_STEP_FAILED: "a step failed (its cause is printed); nothing new was published",
+}
+CHECK_FAILED = "DagsterAssetCheckFailedError"
 QUIET_DAGSTER = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def materialize_all(settings: ClinicSettings, quiet_dagster: bool = True):
-    """Materialise every asset and check in this process (no subprocess per step)."""
+def dagster_home() -> Path:
+    """The project's Dagster instance: run history, schedules and sensors (DAGSTER_HOME)."""
+    return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / "data" / "dagster_home")
+
+
+def project_instance():
     import dagster as dg
 
-    from pipelines.definitions import ASSETS, CHECKS
-    from pipelines.resources import build_resources
+    from pipelines.orchestration.instance import ensure_dagster_home
 
-    return dg.materialize([*ASSETS, *CHECKS], resources=build_resources(settings),
-                          raise_on_error=False, run_config=QUIET_DAGSTER if quiet_dagster else None)
+    home = dagster_home()
+    ensure_dagster_home(home)
+    return dg.DagsterInstance.from_config(str(home))
+
+
+def run_job(clinic, instance=None, rebuild: bool = False, tags: dict | None = None, quiet: bool = True):
+    """Execute the project's `clinic_pipeline` job, the one the schedule, the sensor and the
+    UI run, in this process (no subprocess per step), in `instance` (ephemeral when None)."""
+    from pipelines.definitions import build_definitions
+
+    job = build_definitions(clinic).resolve_job_def("clinic_pipeline")
+    run_config = {**(QUIET_DAGSTER if quiet else {}), "ops": {"export_plan": {"config": {"rebuild": rebuild}}}}
+    return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                  tags=tags or {})
+
+
+# --- explaining a failed run ----------------------------------------------------------------
+
+
+def _root(error):
+    while error is not None and error.cause is not None:
+        error = error.cause
+    return error
+
+
+def _advice(cls_name: str, message: str) -> str:
+    text = f"{cls_name} {message}".lower()
+    if "no space left" in text or "errno 28" in text:
+        return "free disk space where the warehouse, the temp folder and the marts live, then run again"
+    if "read-only file system" in text or "permission denied" in text:
+        return "make the marts folder, the warehouse's folder and the temp folder writable, then run again"
+    if "out of memory" in text or "outofmemory" in text or "memoryerror" in text:
+        return "raise CLINIC_DUCKDB_MEMORY_LIMIT or free memory, then run again"
+    return "fix the cause above and run again"
+
+
+def run_failures(result) -> list[tuple[int, str]]:
+    """(exit code, one line) per failure of a run, with the root cause and what to do. A
+    failed blocking check is left to failed_checks, which names it."""
+    steps, run_level = [], []
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.step_failure_data
+            user = data.user_failure_data
+            if user is not None and user.description:
+                code = next((int(v.value) for k, v in (user.metadata or {}).items()
+                             if k == "clinic/exit_code"), EXIT_STEP_FAILED)
+                steps.append((code, f"{event.step_key}: {user.description}"))
+                continue
+            root = _root(data.error)
+            if root is None or root.cls_name == CHECK_FAILED:
+                continue
+            cls, message = root.cls_name, root.message.strip()
+            steps.append((EXIT_STEP_FAILED, f"{event.step_key}: {cls}: {message} -> {_advice(cls, message)}"))
+        elif event.event_type_value in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE", "RUN_FAILURE"):
+            root = _root(getattr(event.event_specific_data, "error", None))
+            if root is not None and root.cls_name != CHECK_FAILED:
+                code = EXIT_CONFIG if root.cls_name == "ConfigError" else EXIT_STEP_FAILED
+                run_level.append((code, f"{root.cls_name}: {root.message.strip()}"))
+    return steps or run_level
 
 
 def failed_checks(result) -> list[str]:
     return [f"{e.asset_key.to_user_string()}.{e.check_name}: {e.description or 'failed'}"
+            + (f" (exports {e.metadata['exports'].value})" if "exports" in (e.metadata or {}) else "")
             for e in result.get_asset_check_evaluations() if not e.passed]
 
 
-def print_summary(settings: ClinicSettings, out=sys.stdout) -> None:
+# --- the summary ----------------------------------------------------------------------------
+
+
+def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
+    """What this run read, what it found (with the lines to fix first, from its own exports),
+    and the categories now published."""
     import duckdb
 
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    con = duckdb.connect(str(clinic.snapshot), read_only=True)
     try:
-        run = con.execute("SELECT * FROM marts.run_info ORDER BY run_time DESC LIMIT 1").df().iloc[0]
+        [run] = con.execute("SELECT * FROM marts.run_info WHERE run_id = ?", [run_id]).df().itertuples()
+        applied = [e for e in (run.exports_new or "").split(",") if e]
         print(f"\nRun {run.run_id[:8]} ({run.ingest_mode}), rules version {run.rules_version}, "
               f"code {run.code_version}", file=out)
-        print(f"Rows read {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
+        print(f"Exports applied now: {', '.join(applied) or 'none (nothing new)'}", file=out)
+        print(f"Rows read this run {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
               f"{run.rows_quarantined:,}, exact duplicates {run.rows_duplicate:,}", file=out)
-        q = con.execute("SELECT table_name, rule, sum(rows_affected) n FROM marts.quarantine "
-                        "GROUP BY ALL ORDER BY n DESC").fetchall()
-        if q:
-            print("Quarantine by table and rule:", file=out)
-            for table, rule, n in q:
-                print(f"  {table:<18} {rule:<26} {n:>9,}", file=out)
-            top = con.execute("SELECT source_file, line_number, rule, column_name, detail "
-                              "FROM marts.quarantine ORDER BY line_number IS NOT NULL, source_file, "
-                              "line_number LIMIT 5").fetchall()
-            print("First source lines to fix:", file=out)
+        failing = con.execute("""
+            SELECT severity, check_name, table_name, export_id, rows_failed, detail FROM marts.data_quality
+            WHERE status = 'fail' ORDER BY CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
+                     export_id, table_name, check_name""").fetchall()
+        if failing:
+            print(f"Checks failing ({len(failing)}; marts.data_quality):", file=out)
+            for severity, check, table, export, n, detail in failing[:25]:
+                print(f"  {severity:<8}{check:<28}{table:<22}{export}  {n:,} row(s)"
+                      + (f"  {detail}" if detail else ""), file=out)
+            if len(failing) > 25:
+                print(f"  ... and {len(failing) - 25} more", file=out)
+        top = con.execute("""
+            SELECT source_file, line_number, rule, column_name, detail FROM marts.quarantine
+            WHERE list_contains(string_split(?, ','), export_id)
+            ORDER BY line_number IS NOT NULL, source_file, line_number LIMIT 5""", [run.exports_new or ""]).fetchall()
+        if top:
+            print("First source lines to fix (exports applied now):", file=out)
             for f, line, rule, col, detail in top:
                 where = f"{f}:{line}" if line is not None else f"{f} (whole file)"
                 print(f"  {where}  {rule} {col}: {detail}", file=out)
@@ -70,97 +150,81 @@ def print_summary(settings: ClinicSettings, out=sys.stdout) -> None:
               f"{'intolerant':>12}{'not_assessable':>16}", file=out)
         for row in cats:
             print(f"  {row[0]:<22}{row[1]:>7}{row[2]:>12}{row[3]:>9}{row[4]:>12}{row[5]:>16}", file=out)
-        print(f"Published: {settings.snapshot}  dashboards: {settings.dashboards_dir / 'index.html'}",
-              file=out)
+        print(f"Published: {clinic.snapshot}  dashboards: {clinic.dashboards_dir / 'index.html'}", file=out)
     finally:
         con.close()
 
 
-def warehouse_busy(settings: ClinicSettings) -> str | None:
-    """Why the warehouse cannot be written now (another run holds DuckDB's write lock)."""
+def warehouse_unavailable(clinic) -> tuple[int, str] | None:
+    """Why the warehouse cannot be opened for writing now: held by another run (exit 3), or
+    something else named as what it is (exit 5)."""
     import duckdb
 
-    if not settings.warehouse.exists():
+    path = Path(clinic.warehouse)
+    if not path.exists():
         return None
     try:
-        duckdb.connect(str(settings.warehouse)).close()
+        duckdb.connect(str(path)).close()
     except duckdb.IOException as error:
-        return str(error).split("\n")[0]
+        first = str(error).split("\n")[0]
+        if "lock" in first.lower():
+            return EXIT_BUSY, (f"the warehouse {path} is being written by another run ({first}). Wait for it "
+                               "to finish (the Dagster UI queues runs one at a time), then run again.")
+        return EXIT_STEP_FAILED, f"the warehouse {path} cannot be opened: {first}"
+    except duckdb.Error as error:
+        return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {str(error).splitlines()[0]}. If it "
+                                  "is damaged, move it aside: the next run rebuilds it from the raw exports.")
     return None
 
 
+# --- commands -------------------------------------------------------------------------------
+
+
+def _config(args):
+    from pipelines.config import ClinicConfig
+
+    return ClinicConfig.with_overrides(**{name: getattr(args, name, None) for name in SETTINGS})
+
+
 def cmd_run(args) -> int:
-    settings = _settings(args)
-    busy = warehouse_busy(settings)
-    if busy:
-        print(f"clinic run: the warehouse {settings.warehouse} is being written by another run "
-              f"({busy}). Wait for it to finish (the Dagster UI queues runs one at a time), "
-              "then run again.", file=sys.stderr)
-        return 3
     from pipelines.quality.gx_worker import start_early
 
-    start_early()
+    start_early()  # Great Expectations' slow import overlaps Dagster's and the ingest
+    try:
+        clinic = _config(args)
+        clinic.check()
+    except ConfigError as error:
+        print(f"clinic run: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    unavailable = warehouse_unavailable(clinic)
+    if unavailable:
+        print(f"clinic run: {unavailable[1]}", file=sys.stderr)
+        return unavailable[0]
     os.environ["CLINIC_PROGRESS"] = "1"
     started = time.perf_counter()
-    print(f"clinic run: raw {settings.raw_dir} -> warehouse {settings.warehouse}", file=sys.stderr)
-    result = materialize_all(settings)
-    failures = failed_checks(result)
-    if not result.success or failures:
-        print("\nclinic run FAILED.", file=sys.stderr)
-        for f in failures:
-            print(f"  blocking check failed: {f}", file=sys.stderr)
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"  step failed: {event.step_key}: "
-                      f"{event.step_failure_data.error.message.strip()}", file=sys.stderr)
-        print("Fix the named check (see marts.data_quality / marts.quarantine in the warehouse) "
-              "and run again; the last good snapshot is still published.", file=sys.stderr)
-        return 1
-    print_summary(settings)
+    print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse} (Dagster home {dagster_home()})",
+          file=sys.stderr)
+    with project_instance() as instance:
+        result = run_job(clinic, instance, rebuild=args.rebuild, tags={"clinic/started_by": "clinic run"})
+    checks, failures = failed_checks(result), run_failures(result)
+    if not result.success or checks:
+        print(f"\nclinic run FAILED (run {result.run_id[:8]} in the Dagster UI's run history).", file=sys.stderr)
+        for line in checks:
+            print(f"  blocking check failed: {line}", file=sys.stderr)
+        for _, line in failures:
+            print(f"  {line}", file=sys.stderr)
+        print("The last published set is still what analysts and dashboards read.", file=sys.stderr)
+        codes = [code for code, _ in failures]
+        return EXIT_CHECK_FAILED if checks and not codes else min(codes or [EXIT_STEP_FAILED])
+    print_summary(clinic, result.run_id)
     print(f"Done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def cmd_sql(args) -> int:
-    import duckdb
+    from pipelines.sql_shell import run
 
-    settings = _settings(args)
-    if not settings.snapshot.exists():
-        print(f"No published snapshot at {settings.snapshot}: run `clinic run` first.", file=sys.stderr)
-        return 2
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
-    con.execute("USE marts")
-    if args.query:
-        return _print_query(con, args.query)
-    print(f"clinic sql on {settings.snapshot} (read-only). Tables: "
-          + ", ".join(r[0] for r in con.execute("SHOW TABLES").fetchall()) + ". End with ; and Enter, "
-          "quit with Ctrl-D.")
-    buffer = ""
-    while True:
-        try:
-            line = input("clinic> " if not buffer else "   ...> ")
-        except EOFError:
-            print()
-            return 0
-        buffer += line + "\n"
-        if buffer.strip().endswith(";") or buffer.strip() in (".quit", "quit", "exit"):
-            if buffer.strip() in (".quit", "quit", "exit"):
-                return 0
-            _print_query(con, buffer)
-            buffer = ""
-
-
-def _print_query(con, query: str) -> int:
-    import duckdb
-
-    try:
-        rel = con.sql(query)
-    except duckdb.Error as error:
-        print(f"SQL error: {error}", file=sys.stderr)
-        return 1
-    if rel is not None:
-        rel.show(max_rows=200, max_width=200)
-    return 0
+    return run(args)
 
 
 def cmd_demo_data(args) -> int:
@@ -179,52 +243,86 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    settings = _settings(args)
-    home = Path(os.environ.get("DAGSTER_HOME", REPO_ROOT / "data" / "dagster_home"))
-    home.mkdir(parents=True, exist_ok=True)
+    clinic = _config(args)
+    home = dagster_home()
     from pipelines.orchestration.instance import ensure_dagster_home
 
     ensure_dagster_home(home)
-    env = {**os.environ, "DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": str(settings.raw_dir),
-           "CLINIC_MARTS_DIR": str(settings.marts_dir), "CLINIC_WAREHOUSE": str(settings.warehouse)}
+    env = {**os.environ, "DAGSTER_HOME": str(home),
+           **{s.env: str(getattr(clinic, name)) for name, s in SETTINGS.items()}}
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
            "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", file=sys.stderr)
     os.execvpe(cmd[0], cmd, env)
 
 
-def main(argv: list[str] | None = None) -> int:
+# --- the parser -----------------------------------------------------------------------------
+
+
+def _settings_help() -> str:
+    lines = ["environment (each overridden by its option where there is one):"]
+    for s in SETTINGS.values():
+        default = s.default.relative_to(REPO_ROOT) if isinstance(s.default, Path) else s.default
+        lines.append(f"  {s.env:<28} {s.help} (default {default})")
+    lines.append(f"  {'DAGSTER_HOME':<28} the Dagster instance whose run history every run joins "
+                 "(default data/dagster_home)")
+    return "\n".join(lines)
+
+
+def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
+    for name, s in SETTINGS.items():
+        if s.flag and command in s.commands:
+            default = s.default.relative_to(REPO_ROOT) if isinstance(s.default, Path) else s.default
+            parser.add_argument(s.flag, dest=name, metavar="PATH",
+                                help=f"{s.help} (default ${s.env} or {default})")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clinic", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    formatter = argparse.RawDescriptionHelpFormatter
 
-    def paths(p):
-        p.add_argument("--raw", help="folder of exports (default $CLINIC_RAW_DIR or data/raw)")
-        p.add_argument("--marts", help="publish folder (default $CLINIC_MARTS_DIR or data/marts)")
-        p.add_argument("--warehouse", help="warehouse file (default $CLINIC_WAREHOUSE)")
-        p.add_argument("--rules", help="response rules file (default rules/response_rules.yaml)")
-
-    run = sub.add_parser("run", help="materialise every asset in this process")
-    paths(run)
+    run = sub.add_parser(
+        "run", formatter_class=formatter, help="run the pipeline on the raw exports and publish the marts",
+        description="Run the clinic_pipeline job (the one the daily schedule, the new-export sensor and "
+                    "the UI run) in this process, in the project's Dagster instance, so the run is in the "
+                    "same history; print progress and a summary.",
+        epilog="exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+               + "\n\n" + _settings_help())
+    _add_settings(run, "run")
+    run.add_argument("--rebuild", action="store_true",
+                     help="rebuild the warehouse from the exports present, dropping exports or files applied "
+                          "before that are gone or changed, and say what is dropped (default: such a run stops)")
     run.set_defaults(func=cmd_run)
-    q = sub.add_parser("sql", help="query the published snapshot read-only")
-    q.add_argument("query", nargs="?", help="SQL; without it, an interactive prompt")
-    paths(q)
-    q.set_defaults(func=cmd_sql)
-    demo = sub.add_parser("demo-data", help="write a synthetic export following the contract")
-    demo.add_argument("--patients", type=int, default=230)
-    demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--out", required=True, help="export folder to write (with _READY)")
+
+    from pipelines.sql_shell import add_parser as add_sql_parser
+
+    add_sql_parser(sub).set_defaults(func=cmd_sql)
+
+    demo = sub.add_parser("demo-data", help="write a synthetic export that follows the contract",
+                          description="Write one complete export folder (with _READY) of synthetic "
+                                      "patients, deterministic for a seed.")
+    demo.add_argument("--patients", type=int, default=230, help="number of patients (default 230)")
+    demo.add_argument("--seed", type=int, default=42, help="random seed (default 42)")
+    demo.add_argument("--out", required=True, metavar="DIR", help="export folder to write (required)")
     demo.add_argument("--defects", type=float, default=0.0,
-                      help="share of rows given a realistic defect (e.g. 0.01)")
+                      help="share of rows given a realistic defect, e.g. 0.01 (default 0)")
     demo.add_argument("--id-prefix", default="P",
-                      help="pseudonym prefix, so exports of different patients do not collide")
+                      help="pseudonym prefix, so exports of different patients do not collide (default P)")
     demo.set_defaults(func=cmd_demo_data)
-    ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions")
-    paths(ui)
-    ui.add_argument("--host", default="127.0.0.1")
-    ui.add_argument("--port", type=int, default=3000)
+
+    ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions",
+                        description="Start the Dagster web UI and daemon (schedule, sensor) on the "
+                                    "project's definitions and Dagster home.")
+    _add_settings(ui, "ui")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=3000, help="port (default 3000)")
     ui.set_defaults(func=cmd_ui)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     return args.func(args)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.config import ClinicConfig
 from pipelines.ingest.assets import export_plan, loaded_tables
 from pipelines.ingest.staging import staged_checks, staged_tables
 from pipelines.marts.assets import aggregate_marts, data_quality, mart_checks, quarantine
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
-from pipelines.publish.assets import clinic_snapshot, dashboards, run_info, run_info_checks
+from pipelines.publish.assets import clinic_snapshot, dashboards, published_set, run_info, run_info_checks
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
     patient_response,
@@ -17,22 +18,22 @@ from pipelines.response.assets import (
     scored_fiqr,
     trajectory_points,
 )
-from pipelines.settings import ClinicSettings
 
 ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr,
           patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality, run_info,
-          clinic_snapshot, dashboards]
+          clinic_snapshot, dashboards, published_set]
 CHECKS = [*staged_checks, *response_checks, *mart_checks, *run_info_checks]
 
 
-def build_definitions(settings: ClinicSettings | None = None) -> dg.Definitions:
+def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
+    """Everything, with resources configured from `clinic` (from the environment when None)."""
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[clinic_job],
         schedules=[daily_schedule],
         sensors=[new_export_sensor],
-        resources=build_resources(settings or ClinicSettings.from_env()),
+        resources=build_resources(clinic or ClinicConfig()),
     )
 
 

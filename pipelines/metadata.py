@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from functools import cache
+from importlib.metadata import version
 
 import dagster as dg
+
+from pipelines.settings import REPO_ROOT
 
 
 def table_metadata(con, relation: str, **extra) -> dict:
@@ -25,3 +30,14 @@ def report(context, message: str) -> None:
     context.log.info(message)
     if os.environ.get("CLINIC_PROGRESS") == "1":
         print(f"  {message}", file=sys.stderr, flush=True)
+
+
+@cache
+def code_version() -> str:
+    """Package version and, in a git checkout, the commit."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return version("clinic-outcomes") + (f"+{commit}" if commit else "")

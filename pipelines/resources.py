@@ -1,5 +1,4 @@
-"""Resources the assets get injected: where things live, and the warehouse connection."""
-
+"""Resources the assets get injected: the configuration, the warehouse, Great Expectations."""
 
 from contextlib import ExitStack
 from pathlib import Path
@@ -8,38 +7,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
-from pipelines.quality.gx_worker import GxWorker, take_or_start
-from pipelines.settings import ClinicSettings
-
-
-class ClinicConfig(dg.ConfigurableResource):
-    """Paths and settings for one deployment (CLI flags / CLINIC_* variables fill it)."""
-
-    raw_dir: str
-    marts_dir: str
-    warehouse: str
-    rules_file: str
-    contract_file: str
-    checks_file: str
-    expectations_dir: str
-    min_cell_size: int = 11
-    gx_max_rows: int = 200_000
-
-    @classmethod
-    def from_settings(cls, s: ClinicSettings) -> "ClinicConfig":
-        return cls(raw_dir=str(s.raw_dir), marts_dir=str(s.marts_dir), warehouse=str(s.warehouse),
-                   rules_file=str(s.rules_file), contract_file=str(s.contract_file),
-                   checks_file=str(s.checks_file), expectations_dir=str(s.expectations_dir),
-                   min_cell_size=s.min_cell_size, gx_max_rows=s.gx_max_rows)
-
-    @property
-    def settings(self) -> ClinicSettings:
-        return ClinicSettings(
-            raw_dir=Path(self.raw_dir), marts_dir=Path(self.marts_dir),
-            warehouse=Path(self.warehouse), rules_file=Path(self.rules_file),
-            contract_file=Path(self.contract_file), checks_file=Path(self.checks_file),
-            expectations_dir=Path(self.expectations_dir), min_cell_size=self.min_cell_size,
-            gx_max_rows=self.gx_max_rows)
+from pipelines.config import ClinicConfig
+from pipelines.quality.gx_worker import GxWorker, process_alive, take_or_start
 
 
 class Warehouse(DuckDBResource):
@@ -51,9 +20,19 @@ class Warehouse(DuckDBResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._held.enter_context(self.get_connection())  # the same configuration as a step's
+        remove_stale_spill_files(Path(f"{self.database}.tmp"))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self._held.close()
+
+
+def remove_stale_spill_files(spill_dir: Path) -> None:
+    """DuckDB's spill files of a process that was killed (`duckdb_temp_<pid>_...`): DuckDB
+    leaves them, and they hold warehouse rows. Safe once this run holds the warehouse."""
+    for path in spill_dir.glob("duckdb_temp_*"):
+        pid = path.name.split("_")[2]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 class GreatExpectations(dg.ConfigurableResource):
@@ -78,13 +57,14 @@ class GreatExpectations(dg.ConfigurableResource):
         return self._worker.validate(con, query, suite_file, table_name)
 
 
-def build_resources(settings: ClinicSettings) -> dict:
-    settings.warehouse.parent.mkdir(parents=True, exist_ok=True)
+def build_resources(clinic: ClinicConfig) -> dict:
+    """The run's resources, all configured from the one ClinicConfig."""
+    Path(clinic.warehouse).parent.mkdir(parents=True, exist_ok=True)
     return {
-        "clinic": ClinicConfig.from_settings(settings),
+        "clinic": clinic,
         # A memory cap makes DuckDB spill big intermediate tables to disk instead of
         # growing with the export (the 2 GiB target at 10^7 rows covers Python too).
-        "warehouse": Warehouse(database=str(settings.warehouse),
-                               connection_config={"memory_limit": settings.duckdb_memory_limit}),
+        "warehouse": Warehouse(database=clinic.warehouse,
+                               connection_config={"memory_limit": clinic.duckdb_memory_limit}),
         "great_expectations": GreatExpectations(),
     }

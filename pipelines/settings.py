@@ -1,9 +1,11 @@
-"""Where things live: command-line flags, then CLINIC_* environment variables, then the repo's folders."""
+"""Where the project's own files live, and each setting of a deployment: its environment
+variable, its command-line flag and its default (pipelines/config.py makes them the Dagster
+resource; this module stays free of Dagster so `clinic sql` starts fast)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -12,42 +14,57 @@ RULES_DIR = REPO_ROOT / "rules"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 
 
+class ConfigError(ValueError):
+    """A setting cannot be used; the message says which and what to do."""
+
+
 @dataclass(frozen=True)
-class ClinicSettings:
-    raw_dir: Path
-    marts_dir: Path
-    warehouse: Path
-    rules_file: Path
-    contract_file: Path
-    checks_file: Path
-    expectations_dir: Path
-    min_cell_size: int = 11
-    gx_max_rows: int = 200_000
-    duckdb_memory_limit: str = "1GB"
+class Setting:
+    """How one field is set: its environment variable, its command-line flag, its default."""
 
-    @classmethod
-    def from_env(cls, **overrides: object) -> ClinicSettings:
-        env = os.environ
-        settings = cls(
-            raw_dir=Path(env.get("CLINIC_RAW_DIR", REPO_ROOT / "data" / "raw")),
-            marts_dir=Path(env.get("CLINIC_MARTS_DIR", REPO_ROOT / "data" / "marts")),
-            warehouse=Path(env.get("CLINIC_WAREHOUSE", REPO_ROOT / "data" / "warehouse.duckdb")),
-            rules_file=Path(env.get("CLINIC_RULES", RULES_DIR / "response_rules.yaml")),
-            contract_file=Path(env.get("CLINIC_CONTRACT", RULES_DIR / "contract.yaml")),
-            checks_file=Path(env.get("CLINIC_CHECKS", RULES_DIR / "quality_checks.yaml")),
-            expectations_dir=Path(env.get("CLINIC_EXPECTATIONS_DIR", EXPECTATIONS_DIR)),
-            min_cell_size=int(env.get("CLINIC_MIN_CELL_SIZE", 11)),
-            gx_max_rows=int(env.get("CLINIC_GX_MAX_ROWS", 200_000)),
-            duckdb_memory_limit=env.get("CLINIC_DUCKDB_MEMORY_LIMIT", "1GB"),
-        )
-        given = {k: (Path(v) if isinstance(getattr(settings, k), Path) else v)
-                 for k, v in overrides.items() if v is not None}
-        return replace(settings, **given)
+    env: str
+    flag: str | None  # a command-line option for the commands listed; None: environment only
+    default: object
+    help: str
+    commands: tuple[str, ...] = ("run", "ui")
 
-    @property
-    def snapshot(self) -> Path:
-        return self.marts_dir / "clinic.duckdb"
 
-    @property
-    def dashboards_dir(self) -> Path:
-        return self.marts_dir / "dashboards"
+SETTINGS = {
+    "raw_dir": Setting("CLINIC_RAW_DIR", "--raw", REPO_ROOT / "data" / "raw",
+                       "folder of export folders (each applied once it holds _READY)"),
+    "marts_dir": Setting("CLINIC_MARTS_DIR", "--marts", REPO_ROOT / "data" / "marts",
+                         "where the snapshot, Parquet files, dashboards and release bundle are published",
+                         ("run", "ui", "sql", "explain")),
+    "warehouse": Setting("CLINIC_WAREHOUSE", "--warehouse", REPO_ROOT / "data" / "warehouse.duckdb",
+                         "the DuckDB file the pipeline owns while it runs"),
+    "rules_file": Setting("CLINIC_RULES", "--rules", RULES_DIR / "response_rules.yaml",
+                          "the versioned response rules"),
+    "contract_file": Setting("CLINIC_CONTRACT", None, RULES_DIR / "contract.yaml",
+                             "the export contract"),
+    "checks_file": Setting("CLINIC_CHECKS", None, RULES_DIR / "quality_checks.yaml",
+                           "the data-quality check catalogue"),
+    "expectations_dir": Setting("CLINIC_EXPECTATIONS_DIR", None, EXPECTATIONS_DIR,
+                                "the Great Expectations suites"),
+    "min_cell_size": Setting("CLINIC_MIN_CELL_SIZE", None, 11,
+                             "the release bundle suppresses counts from 1 to this minus 1"),
+    "gx_max_rows": Setting("CLINIC_GX_MAX_ROWS", None, 200_000,
+                           "above this many rows Great Expectations validates a fixed hash sample"),
+    "duckdb_memory_limit": Setting("CLINIC_DUCKDB_MEMORY_LIMIT", None, "1GB",
+                                   "DuckDB's memory cap; it spills to disk beyond it"),
+}
+
+
+def setting_value(name: str, given: object = None) -> object:
+    """A setting's value: given (a flag), else its environment variable, else its default."""
+    setting = SETTINGS[name]
+    if given is not None:
+        return str(given) if isinstance(given, Path) else given
+    raw = os.environ.get(setting.env)
+    if raw is None:
+        return str(setting.default) if isinstance(setting.default, Path) else setting.default
+    if isinstance(setting.default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{setting.env}={raw!r} is not a whole number") from None
+    return raw

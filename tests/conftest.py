@@ -8,23 +8,25 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.cli import materialize_all
-from pipelines.settings import REPO_ROOT, ClinicSettings
+from pipelines.cli import run_job
+from pipelines.config import ClinicConfig
+from pipelines.settings import REPO_ROOT
 
 DEMO_EXPORT = REPO_ROOT / "data" / "raw" / "demo"
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def settings_for(tmp: Path, raw: Path) -> ClinicSettings:
-    return ClinicSettings.from_env(raw_dir=raw, marts_dir=tmp / "marts",
-                                   warehouse=tmp / "warehouse.duckdb")
+def settings_for(tmp: Path, raw: Path, **given) -> ClinicConfig:
+    return ClinicConfig.with_overrides(**{"raw_dir": raw, "marts_dir": tmp / "marts",
+                                          "warehouse": tmp / "warehouse.duckdb", **given})
 
 
-def run_pipeline(settings: ClinicSettings):
-    return materialize_all(settings)
+def run_pipeline(settings: ClinicConfig, **kwargs):
+    """The project's job, executed in process as `clinic run` does (ephemeral instance)."""
+    return run_job(settings, **kwargs)
 
 
-def query_snapshot(settings: ClinicSettings, sql: str) -> list[tuple]:
+def query_snapshot(settings: ClinicConfig, sql: str) -> list[tuple]:
     """Rows of a query on the published snapshot, opened read-only as analysts do."""
     con = duckdb.connect(str(settings.snapshot), read_only=True)
     try:
@@ -33,7 +35,7 @@ def query_snapshot(settings: ClinicSettings, sql: str) -> list[tuple]:
         con.close()
 
 
-def mart_contents(settings: ClinicSettings, gx_outcomes: bool = True) -> dict[str, list[tuple]]:
+def mart_contents(settings: ClinicConfig, gx_outcomes: bool = True) -> dict[str, list[tuple]]:
     """Every published mart's rows, sorted; run_info left out (it differs every run).
     Without gx_outcomes, data_quality leaves out the Great Expectations rows: they name the
     exports each run validated, so a warm run's differ from a cold run's by design."""

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import duckdb
 
@@ -24,14 +25,14 @@ EXPORTS = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
 
 def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path):
     warm = settings_for(tmp_path / "warm", tmp_path / "warm" / "raw")
-    shutil.copytree(FIXTURES / "messy" / EXPORTS[0], warm.raw_dir / EXPORTS[0])
+    shutil.copytree(FIXTURES / "messy" / EXPORTS[0], Path(warm.raw_dir) / EXPORTS[0])
     assert run_pipeline(warm).success
-    shutil.copytree(FIXTURES / "messy" / EXPORTS[1], warm.raw_dir / EXPORTS[1])
+    shutil.copytree(FIXTURES / "messy" / EXPORTS[1], Path(warm.raw_dir) / EXPORTS[1])
     assert run_pipeline(warm).success
 
     cold = settings_for(tmp_path / "cold", tmp_path / "cold" / "raw")
     for export in EXPORTS:
-        shutil.copytree(FIXTURES / "messy" / export, cold.raw_dir / export)
+        shutil.copytree(FIXTURES / "messy" / export, Path(cold.raw_dir) / export)
     assert run_pipeline(cold).success
 
     assert mart_contents(warm, gx_outcomes=False) == mart_contents(cold, gx_outcomes=False)
@@ -41,9 +42,9 @@ def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path):
 
 def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(FIXTURES / "messy" / EXPORTS[1], s.raw_dir / EXPORTS[1])
+    shutil.copytree(FIXTURES / "messy" / EXPORTS[1], Path(s.raw_dir) / EXPORTS[1])
     assert run_pipeline(s).success
-    shutil.copytree(FIXTURES / "messy" / EXPORTS[0], s.raw_dir / EXPORTS[0])
+    shutil.copytree(FIXTURES / "messy" / EXPORTS[0], Path(s.raw_dir) / EXPORTS[0])
     assert run_pipeline(s).success
     cold = settings_for(tmp_path / "cold", s.raw_dir)
     assert run_pipeline(cold).success
@@ -52,10 +53,10 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
 
 def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, s.raw_dir / "demo")
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
     assert run_pipeline(s).success
     before = mart_contents(s)["patient_response"]
-    generate(60, seed=9, id_prefix="N").write(s.raw_dir / "zz_new_patients")
+    generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "zz_new_patients")
 
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(s.raw_dir),
                             "--marts", str(s.marts_dir), "--warehouse", str(s.warehouse)],
@@ -90,7 +91,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_pa
 
 def test_a_second_writer_is_told_to_wait(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
-    s.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    Path(s.warehouse).parent.mkdir(parents=True, exist_ok=True)
     holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; "
                                f"c = duckdb.connect({str(s.warehouse)!r}); print('ready', flush=True); "
                                "time.sleep(60)"], stdout=subprocess.PIPE, text=True)

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 from pipelines.demo.generator import generate
-from pipelines.settings import ClinicSettings
 from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, run_pipeline, settings_for
 
 FIRST, CORRECTION, LATE_PATIENT = ("2026-11-01T0600_demo", "2026-11-02T0600_correction",
@@ -37,7 +36,7 @@ def rows_of(export: Path, table: str) -> tuple[list[str], list[list[str]]]:
 
 def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     warm = settings_for(tmp_path / "warm", tmp_path / "warm" / "raw")
-    shutil.copytree(DEMO_EXPORT, warm.raw_dir / FIRST)
+    shutil.copytree(DEMO_EXPORT, Path(warm.raw_dir) / FIRST)
     first = run_pipeline(warm)
     assert refresh_of(first, "patient_response") == ("full", 230)
     staged_first = query_snapshot(warm, "SELECT max(rows_checked) FROM marts.data_quality WHERE "
@@ -55,7 +54,7 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     late = generate(1, seed=5, id_prefix="Z")
     late_dir = tmp_path / "late"
     late.write(late_dir)
-    write_export(warm.raw_dir / CORRECTION,
+    write_export(Path(warm.raw_dir) / CORRECTION,
                  {"measurements": (header, corrected + rows_of(late_dir, "measurements")[1])})
     second = run_pipeline(warm)
     assert refresh_of(second, "patient_response") == ("incremental", 2)
@@ -72,7 +71,7 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     assert gx == [("marts.patient_response", "(all)", 1), ("staging.measurements", "(all)", staged_first[0][0]),
                   ("staging.measurements", CORRECTION, 1), ("staging.patients", "(all)", 230)]
 
-    write_export(warm.raw_dir / LATE_PATIENT, {t: rows_of(late_dir, t) for t in
+    write_export(Path(warm.raw_dir) / LATE_PATIENT, {t: rows_of(late_dir, t) for t in
                                                ("patients", "doses", "fiqr_items", "adverse_events",
                                                 "discontinuations")})
     third = run_pipeline(warm)
@@ -86,12 +85,11 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
 
 def test_a_rules_change_recomputes_every_patient(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, s.raw_dir / FIRST)
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / FIRST)
     assert run_pipeline(s).success
     rules = tmp_path / "rules.yaml"
-    rules.write_text(s.rules_file.read_text().replace("window_days: 14", "window_days: 10"))
-    changed = ClinicSettings.from_env(raw_dir=s.raw_dir, marts_dir=s.marts_dir, warehouse=s.warehouse,
-                                      rules_file=rules)
+    rules.write_text(Path(s.rules_file).read_text().replace("window_days: 14", "window_days: 10"))
+    changed = settings_for(tmp_path, Path(s.raw_dir), rules_file=rules)
     result = run_pipeline(changed)
     assert refresh_of(result, "trajectory_points") == ("full", 230)
     meta = result.asset_materializations_for_node("patient_response")[0].metadata

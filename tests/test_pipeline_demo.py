@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 
@@ -25,7 +26,7 @@ def test_snapshot_holds_every_mart_with_rules_version(demo_run):
     con = duckdb.connect(str(settings.snapshot), read_only=True)
     for mart in MARTS:
         assert con.execute(f"SELECT count(*) FROM marts.{mart}").fetchone()[0] > 0, mart
-        assert (settings.marts_dir / f"{mart}.parquet").exists()
+        assert (Path(settings.marts_dir) / f"{mart}.parquet").exists()
     for mart in ["patient_response", "response_by_indication", "measure_trajectory",
                  "tolerability", "titration", "cohort_flow", "run_info"]:
         missing = con.execute(f"SELECT count(*) FROM marts.{mart} WHERE rules_version IS NULL "
@@ -45,7 +46,7 @@ def test_every_demo_patient_gets_one_category_and_sources_point_at_real_lines(de
         "SELECT assessment_source, assessment_day, assessment_value FROM marts.patient_response "
         "WHERE assessment_source LIKE '%measurements.csv:%' LIMIT 1").fetchone()
     export_file, line = source.rsplit(":", 1)
-    text = (settings.raw_dir / export_file).read_text().splitlines()[int(line) - 1]
+    text = (Path(settings.raw_dir) / export_file).read_text().splitlines()[int(line) - 1]
     raw = next(csv.reader([text]))
     assert int(raw[1]) == day
     assert float(raw[3]) == value
@@ -96,6 +97,6 @@ def test_interactive_sql_reads_statements_until_end_of_input(demo_run):
     out = subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(settings.marts_dir)],
                          input="SELECT count(*) AS patients\nFROM patient_response;\nSELECT 1 +;\n",
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0
-    assert "230" in out.stdout and "read-only" in out.stdout
-    assert "SQL error" in out.stderr  # a bad statement is reported, the session goes on
+    assert out.returncode == 1  # a statement failed: the exit status says so
+    assert "230" in out.stdout
+    assert "SQL error" in out.stderr and "(statement 2, line 3)" in out.stderr  # reported, the session goes on

@@ -102,9 +102,8 @@ def test_changing_the_rules_file_changes_results_without_code(tmp_path, case_raw
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
     shutil.copytree(case_raw_dir, tmp_path / "raw")
     settings = settings_for(tmp_path, tmp_path / "raw")
-    from dataclasses import replace
 
-    run_pipeline(replace(settings, rules_file=tmp_path / "rules.yaml"))
+    run_pipeline(settings.model_copy(update={"rules_file": str(tmp_path / "rules.yaml")}))
     con = duckdb.connect(str(settings.snapshot), read_only=True)
     got = dict(con.execute("SELECT patient_id, category || '/' || rules_version "
                            "FROM marts.patient_response").fetchall())

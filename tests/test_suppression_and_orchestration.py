@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
-import dagster as dg
 import pandas as pd
 
 from pipelines.marts.assets import AGGREGATE_MARTS
 from pipelines.marts.suppression import Rollup, SumGroup, equations, suppress
-from pipelines.orchestration.schedules import daily_schedule, new_export_sensor
+from pipelines.orchestration.schedules import daily_schedule
 from tests.conftest import query_snapshot
 
 GROUPS = (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
@@ -74,23 +71,6 @@ def test_no_published_equation_gives_a_suppressed_cell_away(demo_run):
 def test_schedule_targets_the_whole_pipeline_daily():
     assert daily_schedule.cron_schedule == "0 6 * * *"
     assert daily_schedule.job_name == "clinic_pipeline"
-
-
-def test_sensor_requests_one_run_per_new_complete_export(tmp_path, monkeypatch):
-    monkeypatch.setenv("CLINIC_RAW_DIR", str(tmp_path))
-    (tmp_path / "2026-11-01_a").mkdir()
-    (tmp_path / "2026-11-01_a" / "_READY").touch()
-    (tmp_path / "2026-11-02_b").mkdir()  # still being written: no _READY
-    with dg.instance_for_test() as instance:
-        ctx = dg.build_sensor_context(instance=instance)
-        first = new_export_sensor(ctx)
-        assert [r.run_key for r in first.run_requests] == ["export:2026-11-01_a"]
-        again = new_export_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert not again.run_requests
-        (tmp_path / "2026-11-02_b" / "_READY").touch()
-        third = new_export_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
-        assert [r.run_key for r in third.run_requests] == ["export:2026-11-02_b"]
-        assert json.loads(third.cursor) == ["2026-11-01_a", "2026-11-02_b"]
 
 
 def test_small_not_assessable_hides_the_total_not_the_rate_denominator():

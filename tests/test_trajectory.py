@@ -46,13 +46,14 @@ def test_values_land_in_their_nearest_visit_week(tmp_path):
 def test_every_ldn_dose_falls_in_exactly_one_band():
     import duckdb
 
+    from pipelines.ingest.contract import load_contract
     from pipelines.response.assets import write_reporting_tables
     from pipelines.response.rules import load_rules
     from pipelines.settings import RULES_DIR
 
     con = duckdb.connect()
     con.execute("CREATE SCHEMA response")
-    write_reporting_tables(con, load_rules(RULES_DIR / "response_rules.yaml"))
+    write_reporting_tables(con, load_rules(RULES_DIR / "response_rules.yaml", load_contract(RULES_DIR / "contract.yaml")))
     sql = (RULES_DIR.parent / "sql" / "marts" / "dose_periods.sql").read_text()
     condition = sql.split("LEFT JOIN response.dose_bands b\n  ON p.regimen = 'ldn'\n AND ")[1].rstrip(";\n")
     condition = condition.replace("d.dose_mg", "x.dose_mg")

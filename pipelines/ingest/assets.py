@@ -1,62 +1,84 @@
 """Ingest assets: which exports to apply, then one asset per contract table."""
 
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
-from pipelines.ingest.contract import load_contract
-from pipelines.ingest.load import ingest_table, plan_ingest
-from pipelines.metadata import report, table_metadata
-from pipelines.resources import ClinicConfig
+from pipelines.config import ClinicConfig
+from pipelines.ingest.exports import export_findings
+from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
+from pipelines.metadata import code_version, report, table_metadata
+from pipelines.sqlfiles import quote_literal, run_sql
 
 TABLES = ["patients", "doses", "measurements", "fiqr_items", "adverse_events", "discontinuations"]
+EXIT_INPUTS_MISSING = 4  # what `clinic run` exits with when the plan refuses (see cli.py)
+
+
+class ExportPlanConfig(dg.Config):
+    rebuild: bool = Field(
+        default=False, description="Rebuild the warehouse from the exports present, dropping exports (or files) "
+                           "applied before that are gone or changed. Without it such a run stops.")
 
 
 @dg.asset(group_name="ingest", description=(
-    "The complete exports (folders with _READY) under the raw folder, in name order, and "
-    "which of them this run applies. Exports already applied are skipped; an export that "
-    "changed, vanished or sorts before applied ones rebuilds the warehouse from scratch."))
-def export_plan(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+    "The complete exports (folders with _READY) under the raw folder, in name order, and which "
+    "of them this run applies. A raw folder that is missing or empty, or that lost or changed "
+    "exports applied before, stops the run before anything changes (config rebuild: true drops "
+    "them on purpose); a changed contract or an export sorting before applied ones rebuilds from "
+    "the exports present. Missing tables and unknown files are recorded as findings."))
+def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, clinic: ClinicConfig,
                 warehouse: DuckDBResource) -> dg.MaterializeResult:
-    s = clinic.settings
-    contract = load_contract(s.contract_file)
+    contract = clinic.contract()
     with warehouse.get_connection() as con:
-        plan = plan_ingest(con, s.raw_dir, contract)
+        try:
+            plan = plan_ingest(con, Path(clinic.raw_dir), contract, rebuild=config.rebuild)
+        except InputsMissing as refused:
+            raise dg.Failure(description=str(refused),
+                             metadata={"clinic/exit_code": EXIT_INPUTS_MISSING}) from None
         con.execute("CREATE OR REPLACE TABLE ingest.pending_exports (export_id VARCHAR, path VARCHAR)")
+        findings = []
         for p in plan.pending:
             con.execute("INSERT INTO ingest.pending_exports VALUES (?, ?)", [p.name, str(p)])
+            con.execute("DELETE FROM ingest.export_findings WHERE export_id = ?", [p.name])
+            for check, table, detail in export_findings(p, contract):
+                con.execute("INSERT INTO ingest.export_findings VALUES (?, ?, ?, ?)", [p.name, check, table, detail])
+                findings.append(f"{p.name}: {detail}")
         mode = "cold" if plan.rebuild_reason else "incremental"
         con.execute("CREATE OR REPLACE TABLE ingest.run_plan AS SELECT ? AS ingest_mode, "
                     "? AS rebuild_reason, ? AS exports_found, ? AS exports_new",
                     [mode, plan.rebuild_reason or "", ",".join(p.name for p in plan.exports),
                      ",".join(plan.pending_ids)])
-    report(context, f"{len(plan.exports)} complete export(s) in {s.raw_dir}; applying "
+        run_sql(con, "quality", "run_started", run_id=quote_literal(context.run_id),
+                rules_version=quote_literal(clinic.rules()["version"]), code_version=quote_literal(code_version()))
+    report(context, f"{len(plan.exports)} complete export(s) in {clinic.raw_dir}; applying "
                     f"{len(plan.pending)} ({mode}{': ' + plan.rebuild_reason if plan.rebuild_reason else ''})")
+    for line in findings:
+        report(context, line)
     return dg.MaterializeResult(metadata={
         "exports_found": [p.name for p in plan.exports],
         "exports_applied_now": plan.pending_ids,
         "ingest_mode": mode,
         "rebuild_reason": plan.rebuild_reason or "",
-        "raw_dir": dg.MetadataValue.path(str(s.raw_dir)),
+        "dropped_by_rebuild": list(plan.dropped),
+        "export_findings": findings,
+        "raw_dir": dg.MetadataValue.path(clinic.raw_dir),
     })
 
 
 def _loaded_table_asset(table: str) -> dg.AssetsDefinition:
     @dg.asset(name=f"loaded_{table}", group_name="ingest", deps=[export_plan],
               description=(f"Every accepted `{table}` row, latest version per natural key, with its "
-                           "source export, file and line. Pending exports' files are read as text, "
-                           "checked row by row against the contract (rules/contract.yaml); failing "
+                           "source export, file and physical line. Pending exports' files are read as "
+                           "text, checked row by row against the contract (rules/contract.yaml); failing "
                            "rows go to quarantine, exact duplicates are counted."))
     def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                warehouse: DuckDBResource) -> dg.MaterializeResult:
-        from pathlib import Path
-
-        s = clinic.settings
-        contract = load_contract(s.contract_file)
+        contract = clinic.contract()
         with warehouse.get_connection() as con:
-            pending = [Path(p) for (p,) in con.execute(
-                "SELECT path FROM ingest.pending_exports ORDER BY export_id").fetchall()]
-            results = ingest_table(con, contract, table, pending, lambda m: report(context, m))
+            results = ingest_table(con, contract, table, pending_for_table(con, table),
+                                   lambda m: report(context, m))
             meta = table_metadata(con, f"core.{table}")
         return dg.MaterializeResult(metadata={
             **meta,

@@ -43,11 +43,26 @@ def export_files(export_dir: Path, tables: list[str]) -> list[ExportFile]:
     return found
 
 
-def unknown_files(export_dir: Path, tables: list[str]) -> list[str]:
-    """Files in an export that are not a table of the contract (reported, not loaded)."""
+def unknown_entries(export_dir: Path, tables: list[str]) -> list[str]:
+    """What an export holds besides `_READY` and the contract's table files (a notes.csv,
+    a doses.txt, a subfolder): reported, never read."""
     return sorted(
-        p.name
+        p.name + ("/" if p.is_dir() else "")
         for p in export_dir.iterdir()
-        if p.is_file() and p.name != READY_MARKER
-        and not (p.suffix.lower() in FILE_SUFFIXES and p.stem.lower() in tables)
+        if p.name != READY_MARKER
+        and not (p.is_file() and p.suffix.lower() in FILE_SUFFIXES and p.stem.lower() in tables)
     )
+
+
+def export_findings(export_dir: Path, contract) -> list[tuple[str, str, str]]:
+    """(check, table, detail) for the tables an export lacks (exports are deltas: info) and
+    the entries it holds that are not tables. A name that looks like an identifier is not
+    repeated."""
+    tables = list(contract.tables)
+    present = {f.table for f in export_files(export_dir, tables)}
+    found = [("missing_table", t, f"the export has no {t} file") for t in tables if t not in present]
+    for name in unknown_entries(export_dir, tables):
+        label = contract.identifier_label(name)
+        shown = f"an entry whose name looks like {label} (not shown)" if label else repr(name)
+        found.append(("unknown_file", "(export)", f"{shown} is not a table of the contract and was not read"))
+    return found

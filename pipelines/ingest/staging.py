@@ -4,10 +4,10 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipelines.config import ClinicConfig
 from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import ROWS_OF_APPLIED_EXPORTS, gx_check, reconciliation_check
-from pipelines.resources import ClinicConfig
 from pipelines.sqlfiles import run_sql
 
 

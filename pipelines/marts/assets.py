@@ -2,14 +2,15 @@
 
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipelines.config import ClinicConfig
 from pipelines.marts.suppression import Rollup, SumGroup, suppress
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, no_fatal_check_failed
-from pipelines.resources import ClinicConfig
 from pipelines.sqlfiles import run_sql, write_frame
 
 
@@ -96,7 +97,7 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
             run_sql(con, "marts", spec.name)
             frame = con.execute(f"SELECT * FROM marts.{spec.name}").df()
             published = suppress(frame, spec.counts, spec.derived, spec.groups,
-                                 clinic.settings.min_cell_size, spec.rollups)
+                                 clinic.min_cell_size, spec.rollups)
             write_frame(con, f"marts.{spec.name}", published)
             meta = table_metadata(con, f"marts.{spec.name}",
                                   suppressed_rows=int(published["suppressed"].sum()))
@@ -132,7 +133,7 @@ def data_quality(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                  warehouse: DuckDBResource) -> dg.MaterializeResult:
     import yaml
 
-    catalogue = yaml.safe_load(clinic.settings.checks_file.read_text(encoding="utf-8"))["checks"]
+    catalogue = yaml.safe_load(Path(clinic.checks_file).read_text(encoding="utf-8"))["checks"]
     with warehouse.get_connection() as con:
         con.execute("CREATE OR REPLACE TABLE quality.check_catalogue (check_name VARCHAR, "
                     "kind VARCHAR, description VARCHAR, threshold_pct DOUBLE, severity VARCHAR)")

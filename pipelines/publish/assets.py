@@ -1,41 +1,27 @@
-"""Publish assets: the run log, the read-only snapshot with Parquet files, the dashboards."""
+"""Publish assets: the run log, the snapshot and Parquet files, the dashboards, and the switch
+that publishes them together."""
 
 
-import subprocess
-from functools import cache
-from importlib.metadata import version
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from dashboards.build import build_dashboards
+from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
-from pipelines.publish.snapshot import MARTS, publish_snapshot
+from pipelines.publish.snapshot import MARTS, building_dir, start_building, switch_to, write_snapshot
 from pipelines.quality.checks import gx_check
-from pipelines.resources import ClinicConfig
-from pipelines.response.rules import load_rules
-from pipelines.settings import REPO_ROOT
 from pipelines.sqlfiles import quote_literal, run_sql
 
 
-@cache
-def code_version() -> str:
-    """Package version and, in a git checkout, the commit."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT,
-                                capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return version("clinic-outcomes") + (f"+{commit}" if commit else "")
-
-
 @dg.asset(group_name="marts", deps=["data_quality"],
-          description="One row per run: time, exports applied, rules and code version, rows in "
-                      "and out.")
+          description="One row per run: when, exports found and applied, rules and code version, the "
+                      "rows this run read (accepted, quarantined, duplicates), patients out, and status "
+                      "(published, failed, or interrupted when a run stopped without saying why).")
 def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "marts", "run_info", run_id=quote_literal(context.run_id),
-                code_version=quote_literal(code_version()))
+        run_sql(con, "marts", "run_info", run_id=quote_literal(context.run_id))
         meta = table_metadata(con, "marts.run_info")
     return dg.MaterializeResult(metadata=meta)
 
@@ -44,28 +30,46 @@ run_info_checks = [gx_check("run_info", "marts.run_info", "run_info")]
 
 
 @dg.asset(group_name="publish", deps=["run_info", *MARTS],
-          description="The marts published to the marts folder: clinic.duckdb (read-only "
-                      "snapshot for ad-hoc SQL, swapped in atomically) and one Parquet file each.")
+          description="The marts as a read-only DuckDB snapshot (clinic.duckdb) and one Parquet file "
+                      "each, written into this run's new publication folder (switched in by "
+                      "published_set once everything in it is built).")
 def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
+    folder = start_building(Path(clinic.marts_dir), context.run_id)
     with warehouse.get_connection() as con:
-        written = publish_snapshot(con, clinic.settings.marts_dir)
-    report(context, f"published {clinic.settings.snapshot} and {len(written) - 1} Parquet files")
+        written = write_snapshot(con, folder, context.run_id)
+    report(context, f"snapshot and {len(written) - 1} Parquet files built in {folder}")
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(clinic.settings.snapshot)),
-        "files": [str(p) for p in written.values()],
+        "path": dg.MetadataValue.path(str(clinic.snapshot)),
+        "files": [p.name for p in written.values()],
     })
 
 
 @dg.asset(group_name="publish", deps=[clinic_snapshot],
           description="The five Plotly dashboards and index.html, offline (one shared local "
-                      "plotly.min.js), built from the published snapshot.")
+                      "plotly.min.js), built from this run's snapshot.")
 def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
-    s = clinic.settings
-    belief = load_rules(s.rules_file)["clinic_belief"]
-    pages = build_dashboards(s.snapshot, s.dashboards_dir, belief)
-    report(context, f"dashboards: {s.dashboards_dir / 'index.html'}")
+    folder = building_dir(Path(clinic.marts_dir), context.run_id)
+    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules()["clinic_belief"])
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(s.dashboards_dir / "index.html")),
+        "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],
+    })
+
+
+@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards],
+          description="What analysts, dashboards and the release read: the marts folder's `current` "
+                      "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
+                      "Parquet files, dashboards/), then the run marked published in run_info.")
+def published_set(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                  warehouse: DuckDBResource) -> dg.MaterializeResult:
+    marts_dir = Path(clinic.marts_dir)
+    final = switch_to(marts_dir, building_dir(marts_dir, context.run_id), context.run_id)
+    with warehouse.get_connection() as con:
+        con.execute("UPDATE quality.run_log SET status = 'published' WHERE run_id = ?", [context.run_id])
+    report(context, f"published {final.name}: {clinic.snapshot}, dashboards {clinic.dashboards_dir / 'index.html'}")
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(final)),
+        "snapshot": dg.MetadataValue.path(str(clinic.snapshot)),
+        "dashboards": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
     })

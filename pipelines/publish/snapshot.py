@@ -1,13 +1,20 @@
-"""Publishing: a read-only snapshot of the marts and one Parquet file per mart, atomically.
+"""Publishing: every output of a run appears at once, or none of it does.
 
-The warehouse is written by one process at a time; analysts and dashboards read the
-snapshot, which is written beside the old one and renamed over it, so a reader sees the
-old or the new snapshot, never half of one.
+A run builds its whole set (the read-only snapshot `clinic.duckdb`, one Parquet file per
+mart, the dashboards, the release bundle) in a folder of its own under
+`<marts>/versions/`, then switches the symlink `<marts>/current` to it with one atomic
+rename. The paths analysts, scripts and bookmarks use (`<marts>/clinic.duckdb`,
+`<marts>/<mart>.parquet`, `<marts>/dashboards/`, `<marts>/release/`) are fixed symlinks
+through `current`, so a reader sees the old set or the new one, never a mix; a run killed
+while building leaves `current` as it was, and the next run removes what it left behind.
+The current set and the one before it are kept (a reader may still hold the older one).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 from pipelines.sqlfiles import quote_literal
@@ -16,29 +23,83 @@ MARTS = ["patient_response", "response_by_indication", "measure_trajectory", "to
          "titration", "cohort_flow", "data_quality", "quarantine", "run_info"]
 # Marts refreshed patient by patient are published in a stable order all the same.
 PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id"}
+VERSIONS, CURRENT, BUILDING = "versions", "current", ".building-"
+PUBLISHED_NAMES = ["clinic.duckdb", *(f"{m}.parquet" for m in MARTS), "dashboards", "release"]
 
 
-def publish_snapshot(con, marts_dir: Path) -> dict[str, Path]:
-    """Copy the marts into marts_dir/clinic.duckdb and marts_dir/<mart>.parquet."""
-    marts_dir.mkdir(parents=True, exist_ok=True)
-    snapshot = marts_dir / "clinic.duckdb"
-    staging = marts_dir / f".clinic.duckdb.{os.getpid()}.tmp"
-    staging.unlink(missing_ok=True)
-    con.execute(f"ATTACH {quote_literal(str(staging))} AS publish_target")
+def building_dir(marts_dir: Path, run_id: str) -> Path:
+    """Where this run's set is built until it is switched in."""
+    return Path(marts_dir) / VERSIONS / f"{BUILDING}{run_id}"
+
+
+def start_building(marts_dir: Path, run_id: str) -> Path:
+    """A fresh folder for this run's set. Whatever an earlier run left half-built (a run
+    that was killed) is removed: only one run writes at a time (it holds the warehouse)."""
+    versions = Path(marts_dir) / VERSIONS
+    versions.mkdir(parents=True, exist_ok=True)
+    for stale in versions.glob(f"{BUILDING}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for legacy in Path(marts_dir).glob(".*.tmp*"):  # temporary files of the older publisher
+        shutil.rmtree(legacy, ignore_errors=True) if legacy.is_dir() else legacy.unlink(missing_ok=True)
+    folder = building_dir(marts_dir, run_id)
+    folder.mkdir()
+    return folder
+
+
+def write_snapshot(con, folder: Path, run_id: str) -> dict[str, Path]:
+    """The marts as `clinic.duckdb` and `<mart>.parquet` in `folder`. In the published copy
+    this run's row of run_info reads `published`: it is only seen once the set is switched in."""
+    snapshot = folder / "clinic.duckdb"
+    selects = {mart: f"SELECT * FROM marts.{mart} {PUBLISH_ORDER.get(mart, '')}" for mart in MARTS}
+    selects["run_info"] = (f"SELECT * REPLACE (CASE WHEN run_id = {quote_literal(run_id)} THEN 'published' "
+                           "ELSE status END AS status) FROM marts.run_info ORDER BY run_time")
+    con.execute(f"ATTACH {quote_literal(str(snapshot))} AS publish_target")
     try:
         con.execute("CREATE SCHEMA publish_target.marts")
-        for mart in MARTS:
-            con.execute(f"CREATE TABLE publish_target.marts.{mart} AS SELECT * FROM marts.{mart} "
-                        f"{PUBLISH_ORDER.get(mart, '')}")
+        for mart, select in selects.items():
+            con.execute(f"CREATE TABLE publish_target.marts.{mart} AS {select}")
     finally:
         con.execute("DETACH publish_target")
-    os.replace(staging, snapshot)
     written = {"clinic.duckdb": snapshot}
     for mart in MARTS:
-        target = marts_dir / f"{mart}.parquet"
-        tmp = marts_dir / f".{mart}.parquet.{os.getpid()}.tmp"
-        con.execute(f"COPY (SELECT * FROM marts.{mart} {PUBLISH_ORDER.get(mart, '')}) "
-                    f"TO {quote_literal(str(tmp))} (FORMAT parquet)")
-        os.replace(tmp, target)
+        target = folder / f"{mart}.parquet"
+        con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} (FORMAT parquet)")
         written[target.name] = target
     return written
+
+
+def _link(path: Path, target: str) -> None:
+    """Make `path` a symlink to `target`, replacing what is there in one rename (a real
+    folder left by an older layout is moved aside first)."""
+    if path.is_symlink() and os.readlink(path) == target:
+        return
+    tmp = path.with_name(f".{path.name}.link-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(target, tmp)
+    if path.is_dir() and not path.is_symlink():
+        aside = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, aside)
+        os.replace(tmp, path)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def switch_to(marts_dir: Path, folder: Path, run_id: str) -> Path:
+    """Publish a built folder: name it, point `current` at it atomically, keep the stable
+    paths pointing through `current`, and drop sets older than the previous one."""
+    marts_dir = Path(marts_dir)
+    versions = marts_dir / VERSIONS
+    final = versions / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id[:8]}"
+    os.replace(folder, final)
+    current = marts_dir / CURRENT
+    previous = os.readlink(current) if current.is_symlink() else None
+    _link(current, f"{VERSIONS}/{final.name}")
+    for name in PUBLISHED_NAMES:
+        if (final / name).exists():
+            _link(marts_dir / name, f"{CURRENT}/{name}")
+    keep = {final.name, Path(previous).name if previous else None}
+    for old in versions.iterdir():
+        if old.name not in keep and not old.name.startswith(BUILDING):
+            shutil.rmtree(old, ignore_errors=True)
+    return final

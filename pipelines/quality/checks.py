@@ -5,12 +5,14 @@ A failing blocking check stops everything downstream and makes `clinic run` exit
 
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipelines.config import ClinicConfig
 from pipelines.quality.gx_validation import suite_path
-from pipelines.resources import ClinicConfig, GreatExpectations
+from pipelines.resources import GreatExpectations
 from pipelines.sqlfiles import run_sql
 
 
@@ -83,7 +85,6 @@ def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = Non
                                 + (" (the rows this run changed)." if changed else "."))
     def _check(clinic: ClinicConfig, warehouse: DuckDBResource,
                great_expectations: GreatExpectations) -> dg.AssetCheckResult:
-        s = clinic.settings
         rows = f"(SELECT * FROM {relation} WHERE {changed.condition})" if changed else relation
         with warehouse.get_connection() as con:
             total = con.execute(f"SELECT count(*) FROM {rows}").fetchone()[0]
@@ -93,8 +94,8 @@ def gx_check(asset: str, relation: str, suite: str, sample_key: str | None = Non
                                            metadata={"rows_validated": 0})
             exports = con.execute(f"SELECT {changed.exports if changed else ALL_EXPORTS}").fetchone()[0]
             validated, outcomes = great_expectations.validate(
-                con, gx_sample_query(rows, total, s.gx_max_rows, sample_key),
-                suite_path(s.expectations_dir, suite), relation)
+                con, gx_sample_query(rows, total, clinic.gx_max_rows, sample_key),
+                suite_path(Path(clinic.expectations_dir), suite), relation)
             sampled = validated < total
             # Outcomes for every export replace all of the table's; for some, those exports'.
             con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = ? AND (? = '(all)' OR "

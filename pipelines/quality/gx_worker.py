@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pipelines.quality.gx_validation import ExpectationOutcome
+from pipelines.sqlfiles import quote_literal
 
 
 def serve(requests: TextIO, replies: TextIO) -> None:
@@ -67,11 +69,37 @@ def take_or_start() -> GxWorker:
     return _started_early.pop() if _started_early else GxWorker()
 
 
+WORK_PREFIX = "clinic-gx-"
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_work_dirs(tmp_root: Path | None = None) -> None:
+    """Folders of workers whose run died (killed before it could clean up): they hold
+    patient-level samples, so the next worker removes them."""
+    for folder in Path(tmp_root or tempfile.gettempdir()).glob(f"{WORK_PREFIX}*"):
+        pid = folder.name[len(WORK_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class GxWorker:
-    """The run's side: start the worker, send it samples, stop it."""
+    """The run's side: start the worker, send it samples, stop it. Samples and the worker's
+    log live in one folder named for this process, removed when the worker is closed (or,
+    after a kill, by the next worker)."""
 
     def __init__(self) -> None:
-        self._log = tempfile.NamedTemporaryFile(prefix="clinic-gx-worker-", suffix=".log", delete=False)
+        remove_stale_work_dirs()
+        self._work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-"))
+        self._log = open(self._work / "worker.log", "w+b")  # noqa: SIM115 - closed in close()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "pipelines.quality.gx_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
@@ -80,9 +108,9 @@ class GxWorker:
     def validate(self, con, query: str, suite_file: Path, table_name: str
                  ) -> tuple[int, list[ExpectationOutcome]]:
         """Rows validated and one outcome per expectation, for the rows `query` returns."""
-        with tempfile.TemporaryDirectory(prefix="clinic-gx-") as tmp, self._lock:
-            data = Path(tmp) / "sample.parquet"
-            con.execute(f"COPY ({query}) TO '{data}' (FORMAT parquet)")
+        with self._lock:
+            data = self._work / "sample.parquet"
+            con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
             request = {"data": str(data), "suite": str(suite_file), "table": table_name}
             try:
                 self._process.stdin.write(json.dumps(request) + "\n")
@@ -93,6 +121,7 @@ class GxWorker:
             if not line:
                 raise RuntimeError(self._stopped_message())
             reply = json.loads(line)
+            data.unlink(missing_ok=True)
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
                                f"{reply['error']}")
@@ -110,7 +139,7 @@ class GxWorker:
         self._process.kill()
         self._process.wait()
         self._log.close()
-        os.unlink(self._log.name)
+        shutil.rmtree(self._work, ignore_errors=True)
 
 
 if __name__ == "__main__":

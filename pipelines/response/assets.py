@@ -1,17 +1,18 @@
 """Response assets: the rules as a table, scored FIQR questionnaires, each patient's category."""
 
 
+from pathlib import Path
+
 import dagster as dg
 import pandas as pd
 from dagster_duckdb import DuckDBResource
 
-from pipelines.ingest.contract import load_contract
+from pipelines.config import ClinicConfig
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, rows_of_refreshed_patients
-from pipelines.resources import ClinicConfig
 from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
-from pipelines.response.rules import load_rules, write_rules_table
+from pipelines.response.rules import write_rules_table
 from pipelines.sqlfiles import run_sql, write_frame
 
 
@@ -34,15 +35,14 @@ def write_reporting_tables(con, rules: dict) -> None:
     "reporting bands) as warehouse tables; rules_version is stamped on every mart row."))
 def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                    warehouse: DuckDBResource) -> dg.MaterializeResult:
-    s = clinic.settings
-    rules = load_rules(s.rules_file)
+    rules = clinic.rules()
     with warehouse.get_connection() as con:
-        ensure_warehouse(con, load_contract(s.contract_file))
+        ensure_warehouse(con, clinic.contract())
         write_rules_table(con, rules)
         write_reporting_tables(con, rules)
         meta = table_metadata(con, "response.rules", rules_version=str(rules["version"]),
-                              rules_file=dg.MetadataValue.path(str(s.rules_file)))
-    report(context, f"response rules version {rules['version']} from {s.rules_file}")
+                              rules_file=dg.MetadataValue.path(clinic.rules_file))
+    report(context, f"response rules version {rules['version']} from {clinic.rules_file}")
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -66,9 +66,8 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) ->
 
 
 def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str) -> Refresh:
-    s = clinic.settings
-    return refresh_per_patient(con, table_name, sql_name, fingerprint(s.rules_file),
-                               list(load_contract(s.contract_file).tables))
+    return refresh_per_patient(con, table_name, sql_name, fingerprint(Path(clinic.rules_file)),
+                               list(clinic.contract().tables))
 
 
 @dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "staged_discontinuations",

@@ -1,0 +1,89 @@
+"""One deployment's configuration, declared once.
+
+Each field of `ClinicConfig` is at the same time a Dagster resource field (shown in the
+UI, injected into assets, checks and the sensor), a `CLINIC_*` environment variable and,
+for the paths, a `clinic` command-line option (pipelines/settings.py declares each once):
+the defaults come from the environment, then from the repository's own folders. Before a run does any work the resource checks
+what a mistake in it would quietly break: the contract, the rules file, the memory cap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+from pipelines.settings import SETTINGS, ConfigError, setting_value
+
+
+def _from_env(name: str):
+    """A field whose default is read when the resource is made: its variable, then the default."""
+    return Field(default_factory=lambda: setting_value(name), description=f"{SETTINGS[name].help} "
+                                                                            f"(${SETTINGS[name].env})")
+
+
+class ClinicConfig(dg.ConfigurableResource):
+    """Paths and settings of one deployment (see SETTINGS for each field's variable and flag)."""
+
+    raw_dir: str = _from_env("raw_dir")
+    marts_dir: str = _from_env("marts_dir")
+    warehouse: str = _from_env("warehouse")
+    rules_file: str = _from_env("rules_file")
+    contract_file: str = _from_env("contract_file")
+    checks_file: str = _from_env("checks_file")
+    expectations_dir: str = _from_env("expectations_dir")
+    min_cell_size: int = _from_env("min_cell_size")
+    gx_max_rows: int = _from_env("gx_max_rows")
+    duckdb_memory_limit: str = _from_env("duckdb_memory_limit")
+
+    @classmethod
+    def with_overrides(cls, **given: object) -> ClinicConfig:
+        """Defaults from the environment, with the given fields (e.g. command-line flags) set."""
+        return cls(**{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None})
+
+    @property
+    def snapshot(self) -> Path:
+        return Path(self.marts_dir) / "clinic.duckdb"
+
+    @property
+    def dashboards_dir(self) -> Path:
+        return Path(self.marts_dir) / "dashboards"
+
+    @property
+    def release_dir(self) -> Path:
+        return Path(self.marts_dir) / "release"
+
+    def contract(self):
+        from pipelines.ingest.contract import load_contract
+
+        return load_contract(Path(self.contract_file))
+
+    def rules(self) -> dict:
+        from pipelines.response.rules import load_rules
+
+        return load_rules(Path(self.rules_file), self.contract())
+
+    def check(self) -> None:
+        """Stop before any work when a setting or a rules file cannot be used."""
+        import duckdb
+
+        from pipelines.ingest.contract import ContractError
+        from pipelines.response.rules import RulesError
+
+        if self.min_cell_size < 1:
+            raise ConfigError(f"min_cell_size {self.min_cell_size} must be at least 1 (CLINIC_MIN_CELL_SIZE)")
+        try:
+            duckdb.connect(config={"memory_limit": self.duckdb_memory_limit}).close()
+        except duckdb.Error:
+            raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is not a size DuckDB understands "
+                              "(CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)") from None
+        try:
+            self.rules()
+        except FileNotFoundError as error:
+            raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
+        except (ContractError, RulesError) as error:
+            raise ConfigError(str(error)) from None
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.check()

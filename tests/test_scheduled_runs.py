@@ -1,0 +1,255 @@
+"""Scheduled runs are the tested path: one in-process job and one run history, nothing
+published is ever emptied by a slip, failures say why, a crash leaves nothing half-done."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines.demo.generator import generate
+from pipelines.orchestration.schedules import clinic_job, new_export_sensor
+from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, settings_for
+
+
+def clinic(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def run_args(s) -> list[str]:
+    return ["--raw", str(s.raw_dir), "--marts", str(s.marts_dir), "--warehouse", str(s.warehouse)]
+
+
+def published_files(marts: Path) -> dict[str, str]:
+    """Every file readers can reach through the published paths, by content hash."""
+    found = {}
+    for path in sorted(Path(marts).rglob("*")):
+        if path.is_file() and "versions" not in path.relative_to(marts).parts[:1]:
+            found[str(path.relative_to(marts))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def warehouse_contents(path: str) -> dict[str, list]:
+    """Every table of the warehouse, sorted (DuckDB rewrites its file header on open, so bytes
+    are not the measure of an untouched warehouse)."""
+    con = duckdb.connect(path, read_only=True)
+    try:
+        tables = con.execute("SELECT schema_name, table_name FROM duckdb_tables() ORDER BY ALL").fetchall()
+        return {f"{s}.{t}": con.execute(f'SELECT * FROM "{s}"."{t}" ORDER BY ALL').fetchall() for s, t in tables}
+    finally:
+        con.close()
+
+
+def test_the_job_runs_in_process_on_every_path():
+    assert clinic_job.executor_def is dg.in_process_executor
+
+
+def test_the_scheduled_path_and_clinic_run_give_the_same_marts_in_one_run_history(tmp_path):
+    """`dagster job execute` (what the daemon does for a schedule or sensor tick) and `clinic
+    run`, against one Dagster home: same marts, both in its run history."""
+    home = tmp_path / "dagster_home"
+    runs = {}
+    for how in ("scheduled", "cli"):
+        s = settings_for(tmp_path / how, tmp_path / how / "raw")
+        shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
+        env = {"DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": s.raw_dir, "CLINIC_MARTS_DIR": s.marts_dir,
+               "CLINIC_WAREHOUSE": s.warehouse}
+        if how == "scheduled":
+            home.mkdir()
+            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            out = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions",
+                                  "-j", "clinic_pipeline"], capture_output=True, text=True, timeout=600,
+                                 env={**os.environ, **env})
+        else:
+            out = clinic("run", *run_args(s), env={"DAGSTER_HOME": str(home)})
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[how] = s
+    assert mart_contents(runs["scheduled"]) == mart_contents(runs["cli"])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        history = instance.get_runs()
+    assert len(history) == 2 and all(r.job_name == "clinic_pipeline" and r.is_success for r in history)
+    assert {r.tags.get("clinic/started_by") for r in history} == {None, "clinic run"}
+
+
+def test_the_sensor_asks_the_ledger_not_its_cursor(demo_run, tmp_path):
+    settings, result = demo_run
+    raw = tmp_path / "raw"
+    shutil.copytree(settings.raw_dir, raw)
+    s = settings_for(tmp_path, raw, warehouse=settings.warehouse)
+    with dg.instance_for_test() as instance:
+        first = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s}))
+        assert not first.run_requests  # the demo export is applied already: a fresh cursor changes nothing
+        generate(20, seed=5, id_prefix="S").write(raw / "2026-12-01_new")
+        (raw / "2026-12-02_unfinished").mkdir()  # no _READY: still being written
+        second = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s},
+                                                           cursor=first.cursor))
+        assert [(r.run_key, r.tags["clinic/export"]) for r in second.run_requests] == [
+            ("export:2026-12-01_new", "2026-12-01_new")]
+        third = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s},
+                                                          cursor=second.cursor))
+        assert not third.run_requests  # requested, not applied yet: not requested twice
+        busy = duckdb.connect(str(settings.warehouse))  # a run holds the warehouse
+        try:
+            held = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s}))
+        finally:
+            busy.close()
+        assert not held.run_requests and "writing the warehouse" in held.skip_reason.skip_message
+
+
+@pytest.fixture
+def published(demo_run, tmp_path):
+    """A copy of the demo run's warehouse and published set, to be slipped on."""
+    settings, _ = demo_run
+    for name in ("raw", "marts"):
+        shutil.copytree(Path(settings.marts_dir).parent / name, tmp_path / name, symlinks=True)
+    shutil.copy(settings.warehouse, tmp_path / "warehouse.duckdb")
+    return settings_for(tmp_path, tmp_path / "raw")
+
+
+@pytest.mark.parametrize("slip", ["mistyped", "empty", "vanished", "changed"])
+def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, slip):
+    before = published_files(Path(published.marts_dir))
+    warehouse_before = warehouse_contents(published.warehouse)
+    raw = Path(published.raw_dir)
+    if slip == "mistyped":
+        raw = raw.with_name("rwa")
+    elif slip == "empty":
+        raw = tmp_path / "empty"
+        raw.mkdir()
+    elif slip == "vanished":
+        shutil.move(raw / "demo", tmp_path / "elsewhere")
+        generate(20, seed=5, id_prefix="S").write(raw / "2026-12-01_new")
+    else:
+        with (raw / "demo" / "patients.csv").open("a") as fh:
+            fh.write("ZZZ0001,site-a,crps,ldn,F,50,2024\n")
+    out = clinic("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse)
+    assert out.returncode == 4, out.stderr
+    assert "Nothing was changed or published" in out.stderr and "Traceback" not in out.stderr
+    if slip in ("vanished", "changed"):
+        assert "demo" in out.stderr and "--rebuild" in out.stderr
+    assert published_files(Path(published.marts_dir)) == before
+    assert warehouse_contents(published.warehouse) == warehouse_before
+    if slip == "vanished":  # dropping it is explicit, and says what it drops
+        out = clinic("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse,
+                     "--rebuild")
+        assert out.returncode == 0, out.stderr
+        assert "dropping: export demo is gone" in out.stderr
+        assert query_snapshot(published, "SELECT count(*) FROM marts.patient_response") == [(20,)]
+
+
+def test_failures_say_why(published, tmp_path):
+    args = run_args(published)
+    bogus = clinic("run", *args, env={"CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
+    assert bogus.returncode == 2 and "'bogus' is not a size DuckDB understands" in bogus.stderr
+    missing = clinic("run", *args, "--rules", str(tmp_path / "no_rules.yaml"))
+    assert missing.returncode == 2 and "no_rules.yaml" in missing.stderr
+    damaged = tmp_path / "damaged.duckdb"
+    damaged.write_bytes(b"not a database" * 100)
+    opened = clinic("run", "--raw", published.raw_dir, "--marts", published.marts_dir, "--warehouse", str(damaged))
+    assert opened.returncode == 5 and "cannot be opened" in opened.stderr
+    assert "another run" not in opened.stderr
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    step = clinic("run", "--raw", published.raw_dir, "--marts", str(blocked / "marts"), "--warehouse",
+                  str(tmp_path / "fresh.duckdb"))
+    assert step.returncode == 5
+    assert "clinic_snapshot: NotADirectoryError" in step.stderr and "Error occurred while executing" not in step.stderr
+    for out in (bogus, missing, opened, step):
+        assert "Traceback" not in out.stderr
+
+
+def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidies_up(published):
+    marts = Path(published.marts_dir)
+    current = os.readlink(marts / "current")
+    before = published_files(marts)
+    generate(30, seed=8, id_prefix="K").write(Path(published.raw_dir) / "2026-12-03_more")
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", *run_args(published)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any((marts / "versions").glob(".building-*/*.parquet")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the run finished before it could be killed"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # Readers still see the whole previous set: the same files, consistent with each other.
+    assert os.readlink(marts / "current") == current
+    assert published_files(marts) == before
+    runs_in_snapshot = query_snapshot(published, "SELECT run_id FROM marts.run_info ORDER BY ALL")
+    con = duckdb.connect()
+    runs_in_parquet = con.execute("SELECT run_id FROM read_parquet(?) ORDER BY ALL",
+                                  [str(marts / "run_info.parquet")]).fetchall()
+    assert runs_in_snapshot == runs_in_parquet
+    assert list((marts / "versions").glob(".building-*"))  # the killed run's leftovers...
+    out = clinic("run", *run_args(published))
+    assert out.returncode == 0, out.stderr
+    assert not list((marts / "versions").glob(".building-*"))  # ...are gone after the next run
+    assert not list(marts.glob(".*.tmp*"))
+    statuses = [s for (s,) in query_snapshot(published, "SELECT status FROM marts.run_info ORDER BY run_time")]
+    assert statuses == ["published", "interrupted", "published"]
+
+
+def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path):
+    s = settings_for(tmp_path, tmp_path / "raw")
+    full = generate(25, seed=4, id_prefix="O")
+    export = Path(s.raw_dir) / "2026-12-04_partial"
+    full.write(export)
+    for table in ("fiqr_items", "adverse_events", "discontinuations"):
+        (export / f"{table}.csv").unlink()
+    (export / "notes.csv").write_text("a,b\n1,2\n")
+    (export / "doses.txt").write_text("x")
+    (export / "attachments").mkdir()
+    (export / "jane.doe@example.com.csv").write_text("x")
+    out = clinic("run", *run_args(s))
+    assert out.returncode == 0, out.stderr
+    for name in ("fiqr_items", "adverse_events", "discontinuations", "notes.csv", "doses.txt", "attachments/"):
+        assert name in out.stdout, name
+    assert "jane.doe" not in out.stdout + out.stderr
+    found = query_snapshot(s, "SELECT check_name, table_name, severity, status FROM marts.data_quality "
+                              "WHERE check_name IN ('missing_table', 'unknown_file') ORDER BY ALL")
+    assert found == [("missing_table", t, "info", "fail") for t in ("adverse_events", "discontinuations",
+                                                                    "fiqr_items")] + \
+        [("unknown_file", "(export)", "warning", "fail")]
+    assert query_snapshot(s, "SELECT count(*) FROM marts.patient_response") == [(25,)]
+    assert b"jane.doe" not in Path(s.warehouse).read_bytes()
+
+
+def test_help_that_helps():
+    run = clinic("run", "--help").stdout
+    assert "exit codes:" in run and "CLINIC_DUCKDB_MEMORY_LIMIT" in run and "DAGSTER_HOME" in run
+    for flag in ("--raw", "--marts", "--warehouse", "--rules", "--rebuild"):
+        assert flag in run
+    sql = clinic("sql", "--help").stdout
+    assert "--marts" in sql and not any(f in sql for f in ("--raw", "--warehouse", "--rules"))
+    for command in ("run", "sql", "demo-data", "ui"):
+        text = clinic(command, "--help").stdout
+        options = [line for line in text.splitlines() if line.strip().startswith("--")]
+        assert options and all("default" in line or "required" in line or line.strip().startswith("--help")
+                               for line in _option_blocks(text)), command
+
+
+def _option_blocks(help_text: str) -> list[str]:
+    """Each option's help, joined over its wrapped lines."""
+    blocks, current = [], None
+    for line in help_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("-") and line.startswith("  "):
+            if current:
+                blocks.append(current)
+            current = stripped
+        elif current and line.startswith("    "):
+            current += " " + stripped
+        else:
+            if current:
+                blocks.append(current)
+            current = None
+    return [b for b in blocks + ([current] if current else []) if not b.startswith("-h")]
