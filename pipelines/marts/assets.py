@@ -9,6 +9,7 @@ from dagster_duckdb import DuckDBResource
 from pipelines.marts.suppression import Rollup, SumGroup, suppress
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, no_fatal_check_failed
+from pipelines.release.disclosure import COUNT_COLUMNS, DERIVED_COLUMNS
 from pipelines.resources import ClinicConfig
 from pipelines.sqlfiles import run_sql, write_frame
 
@@ -30,19 +31,15 @@ def _to_all(*by: str) -> tuple[Rollup, ...]:
     return (Rollup("indication != 'all'", "indication == 'all'", by),)
 
 
-_PCTS = {c: (f"pct_{c}", f"pct_{c}_low", f"pct_{c}_high") for c in ("meaningful", "minimal", "intolerant")}
-_STATS = ("value_median", "value_p25", "value_p75", "pct_change_median", "pct_change_p25",
-          "pct_change_p75")
-
+# Each mart's counts and the columns derived from them come from pipelines/release/disclosure.py,
+# so the release's disclosure audit and this suppression name the same cells.
 AGGREGATE_MARTS = [
     AggregateMart(
         "response_by_indication",
         "Categories per indication x regimen, per indication group and for all patients: counts, "
         "rates over evaluable patients with Wilson 95% intervals, small cells suppressed.",
         ("patient_response",),
-        ("n_patients", "n_evaluable", "n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable"),
-        {"n_meaningful": _PCTS["meaningful"], "n_minimal": _PCTS["minimal"],
-         "n_intolerant": _PCTS["intolerant"], "n_evaluable": sum(_PCTS.values(), ())},
+        COUNT_COLUMNS["response_by_indication"], DERIVED_COLUMNS["response_by_indication"],
         (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
          SumGroup("n_patients", ("n_evaluable", "n_not_assessable"), hide_total_first=True)),
         rollups=(Rollup("level == 'indication'", "level == 'indication_group'", ("indication_group",)),
@@ -53,15 +50,14 @@ AGGREGATE_MARTS = [
         "Every instrument by indication, visit week (0-52, nearest within 2 weeks) and category: "
         "median and quartiles of the value and of percent change from baseline.",
         ("patient_response", "trajectory_points"),
-        ("n_patients",), {"n_patients": _STATS},
+        COUNT_COLUMNS["measure_trajectory"], DERIVED_COLUMNS["measure_trajectory"],
     ),
     AggregateMart(
         "tolerability",
         "Adverse events by indication, regimen and the dose band in effect that day: patients "
         "with the event, share of patients exposed to the band, and discontinuations.",
         ("patient_response", "staged_doses", "staged_adverse_events"),
-        ("n_exposed", "n_patients", "n_discontinued"),
-        {"n_patients": ("pct_exposed",), "n_exposed": ("pct_exposed",)},
+        COUNT_COLUMNS["tolerability"], DERIVED_COLUMNS["tolerability"],
         prepare=("dose_periods",), rollups=_to_all("regimen", "event", "dose_band"),
     ),
     AggregateMart(
@@ -69,17 +65,14 @@ AGGREGATE_MARTS = [
         "LDN starting dose band vs sleep events (insomnia, vivid dreams) in the first 28 days "
         "and intolerance.",
         ("tolerability",),
-        ("n_patients", "n_sleep_event", "n_intolerant"),
-        {"n_patients": ("pct_sleep_event", "pct_intolerant"), "n_sleep_event": ("pct_sleep_event",),
-         "n_intolerant": ("pct_intolerant",)},
+        COUNT_COLUMNS["titration"], DERIVED_COLUMNS["titration"],
         rollups=_to_all("starting_dose_band"),
     ),
     AggregateMart(
         "cohort_flow",
         "Per indication: enrolled, with a baseline, reached day 56, assessed, and each category.",
         ("patient_response", "staged_discontinuations"),
-        ("enrolled", "with_baseline", "reached_day_56", "assessed", "n_meaningful", "n_minimal",
-         "n_intolerant", "n_not_assessable"),
+        COUNT_COLUMNS["cohort_flow"], DERIVED_COLUMNS["cohort_flow"],
         groups=(SumGroup("enrolled", ("n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable")),),
         rollups=_to_all(),
     ),
