@@ -171,6 +171,23 @@ def marts_from(patients: list[Patient]) -> dict[str, pd.DataFrame]:
             "measure_trajectory": _trajectory(people)}
 
 
+def _patients(cohort: list[tuple]) -> list[Patient]:
+    """Patients from (profile, how many) pairs; a profile is the tuple the strategy below draws."""
+    out = []
+    for profile, repeat in cohort:
+        indication, regimen, category, baseline, assessed, early, bands, sleep, events, points = profile
+        if category == "meaningful":
+            baseline = assessed = True  # the rules call nobody meaningful without both values
+        bands = bands if regimen == "ldn" else ([regimen] if bands else [])
+        events = [(e, bands[i % len(bands)], d) for e, i, d in events] if bands else []
+        for _ in range(repeat):
+            n = len(out)
+            out.append(Patient(f"p{n}", indication, regimen, category, baseline, assessed, early, bands,
+                               sleep and regimen == "ldn", events,
+                               [(ins, week, float(10 + n % 7 + week)) for ins, week in points]))
+    return out
+
+
 # --- an LP written out in full (one dense system, no components), to check the module ----------
 
 class DenseLP:
@@ -281,6 +298,38 @@ def test_components_are_solved_apart_and_agree_with_one_dense_lp():
     assert ranges[A] == pytest.approx((1, 12)) and ranges[d] == pytest.approx((1, 21))
 
 
+# --- the relations ------------------------------------------------------------------------------
+
+FAMILIES = {
+    "response.categories", "response.totals", "response.indications_to_group", "response.groups_to_all",
+    "flow.categories", "flow.indications_to_all", "flow.steps", "flow.meaningful_needs_values",
+    "flow_vs_response.indication", "flow_vs_response.all",
+    "tolerability.nested", "tolerability.exposed_repeated", "tolerability.indications_to_all",
+    "tolerability.exposed_to_all", "tolerability_vs_response.exposed",
+    "titration.nested", "titration.indications_to_all", "titration_vs_tolerability.exposed",
+    "titration_vs_response.ldn", "trajectory_vs_flow.category",
+}
+
+
+def test_every_family_of_relations_is_collected_and_holds_on_the_marts():
+    profile = ("fibromyalgia", "ldn", "meaningful", True, True, False, ["1.5-3 mg", "3-4.5 mg"], True,
+               [("insomnia", 0, False), ("nausea", 0, True), ("headache", 1, False)],
+               [("fiqr_total", 0), ("fiqr_total", 4)])
+    cohort = [(profile, 12), (("crps", "ldn", "intolerant", True, False, True, ["< 1.5 mg"], False,
+                               [("nausea", 0, True)], [("pain_nrs", 0)]), 3),
+              (("crohns_disease", "standard_oral", "not_assessable", False, False, False, ["x"], False,
+                [("headache", 0, False)], []), 4)]
+    marts = marts_from(_patients(cohort))
+    relations = collect_relations(marts)
+    assert {r.family for r in relations} == FAMILIES
+    values = cell_values(marts)
+    assert all(r.holds(values) for r in relations)
+    # Break one published number: the relations notice, and protect refuses to audit such marts.
+    marts["cohort_flow"].loc[marts["cohort_flow"].indication == "all", "enrolled"] += 1
+    with pytest.raises(ValueError, match="do not hold"):
+        protect(marts, MIN)
+
+
 # --- the old per-equation suppression leaks across marts; protect() does not ----------------------
 
 def _small_cohort() -> dict[str, pd.DataFrame]:
@@ -370,22 +419,6 @@ profiles = st.tuples(
     st.lists(st.tuples(st.sampled_from(INSTRUMENTS), st.sampled_from(WEEKS)), max_size=3),
 )
 cohorts = st.lists(st.tuples(profiles, st.integers(1, 14)), min_size=1, max_size=7)
-
-
-def _patients(cohort: list[tuple]) -> list[Patient]:
-    out = []
-    for profile, repeat in cohort:
-        indication, regimen, category, baseline, assessed, early, bands, sleep, events, points = profile
-        if category == "meaningful":
-            baseline = assessed = True  # the rules call nobody meaningful without both values
-        bands = bands if regimen == "ldn" else ([regimen] if bands else [])
-        events = [(e, bands[i % len(bands)], d) for e, i, d in events] if bands else []
-        for _ in range(repeat):
-            n = len(out)
-            out.append(Patient(f"p{n}", indication, regimen, category, baseline, assessed, early, bands,
-                               sleep and regimen == "ldn", events,
-                               [(ins, week, float(10 + n % 7 + week)) for ins, week in points]))
-    return out
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
