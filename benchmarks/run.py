@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -74,10 +75,11 @@ def _tree_rss_kb(pid: int) -> int:
     return total
 
 
-def measure(cmd: list[str], cwd: Path = ROOT) -> tuple[float, float]:
+def measure(cmd: list[str], cwd: Path = ROOT, env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of the whole process tree, sampled every 50 ms."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
     peak = 0
     stop = threading.Event()
 
@@ -123,16 +125,31 @@ def main(argv=None) -> int:
     results["floor"] = median_of(runs)
     print(f"floor: {results['floor']}", file=sys.stderr)
 
-    def clinic(raw_dir: Path, tag: str, fresh: bool):
-        wh, marts = work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
-        if fresh:
-            wh.unlink(missing_ok=True)
-            shutil.rmtree(marts, ignore_errors=True)
-        return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
-                        "--marts", str(marts)])
+    home = {"DAGSTER_HOME": str(work / "dagster_home")}  # the benchmark's runs, not the project's history
 
+    def fresh_outputs(tag: str) -> tuple[Path, Path]:
+        wh, marts = work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
+        wh.unlink(missing_ok=True)
+        shutil.rmtree(marts, ignore_errors=True)
+        return wh, marts
+
+    def clinic(raw_dir: Path, tag: str, fresh: bool):
+        wh, marts = fresh_outputs(tag) if fresh else (work / f"wh_{tag}.duckdb", work / f"marts_{tag}")
+        return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
+                        "--marts", str(marts)], env=home)
+
+    def scheduled():
+        """The job as the daemon runs it for a schedule or sensor tick (`dagster job execute`)."""
+        wh, marts = fresh_outputs("scheduled")
+        return measure([py, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions", "-j",
+                        "clinic_pipeline"], env={**home, "CLINIC_RAW_DIR": str(raw), "CLINIC_WAREHOUSE": str(wh),
+                                                 "CLINIC_MARTS_DIR": str(marts)})
+
+    (work / "dagster_home").mkdir(parents=True, exist_ok=True)
     results["clinic_cold"] = median_of([clinic(raw, "cold", True) for _ in range(args.repeats)])
     print(f"clinic cold: {results['clinic_cold']}", file=sys.stderr)
+    results["scheduled_cold"] = median_of([scheduled() for _ in range(args.repeats)])
+    print(f"scheduled path, cold: {results['scheduled_cold']}", file=sys.stderr)
     profiled = subprocess.run([py, "-m", "benchmarks.profile", str(raw), str(work / "profile")],
                               check=True, cwd=ROOT, capture_output=True, text=True)
     results["clinic_cold_steps"] = json.loads(profiled.stdout)  # one extra cold run, in process
@@ -157,11 +174,12 @@ def main(argv=None) -> int:
                                  for _ in range(args.repeats)])
     print(f"peer: {results['peer']}", file=sys.stderr)
 
-    f, c, w, p = (results[k]["seconds"] for k in ("floor", "clinic_cold", "clinic_warm", "peer"))
-    results["ratios"] = {"clinic_cold/floor": round(c / f, 2), "clinic_warm/floor": round(w / f, 2),
-                         "peer/clinic_cold": round(p / c, 2)}
+    f, c, w, p, sch = (results[k]["seconds"] for k in ("floor", "clinic_cold", "clinic_warm", "peer",
+                                                        "scheduled_cold"))
+    results["ratios"] = {"clinic_cold/floor": round(c / f, 2), "clinic_warm/clinic_cold": round(w / c, 2),
+                         "peer/clinic_cold": round(p / c, 2), "scheduled/clinic_cold": round(sch / c, 2)}
     results["scale"] = args.scale
-    results["machine"] = {"cpus": __import__("os").cpu_count(), "platform": platform.platform(),
+    results["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}
     out = Path(args.out or ROOT / "benchmarks" / "results" / f"{args.scale}.json")
     out.parent.mkdir(parents=True, exist_ok=True)

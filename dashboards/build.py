@@ -1,15 +1,16 @@
-"""The five dashboards and their index, built from the published snapshot.
+"""The dashboards and their index, built from a snapshot: the internal one (unsuppressed,
+for the clinic's own team) or the release bundle's (small cells suppressed).
 
 Pages open from disk with no network: Plotly is one local `plotly.min.js` beside the
-pages (include_plotlyjs='directory'). Charts use only aggregate marts, which are
-small-cell suppressed; patient_response and quarantine never feed a chart.
+pages (include_plotlyjs='directory'), and no chart offers a link or an upload to an online
+service. Charts use only aggregate marts; patient_response and quarantine never feed a
+chart. A suppressed cell is drawn as suppressed (hatched, labelled), never as 0.
 """
 
 from __future__ import annotations
 
 import html
-import os
-import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,12 @@ CATEGORY_COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant":
 STATUS_COLOURS = {"pass": "#1b7837", "fail (info)": "#92c5de", "fail (warning)": "#f4a582",
                   "fail (fatal)": "#b2182b"}
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=13)
+SUPPRESSED = "suppressed"
+SUPPRESSED_STYLE = dict(color="rgba(160,160,160,0.25)", pattern=dict(shape="/", fgcolor="#6f6f6f", size=8))
+# Keep "download as PNG"; no share / Chart Studio / cloud link of any kind (plotly.js 4 shows a
+# "Share chart..." button that uploads the data unless told not to).
+PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "showLink": False,
+               "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"]}
 
 
 @dataclass(frozen=True)
@@ -30,10 +37,12 @@ class RunLabel:
     run_id: str
     run_time: str
     rules_version: str
+    min_cell_size: int | None = None  # set for the release bundle
 
     def subtitle(self) -> str:
-        return (f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version}"
-                " · counts 1-10 suppressed")
+        audience = (f"release bundle: counts 1-{self.min_cell_size - 1} and cells that would reveal them "
+                    "are suppressed" if self.min_cell_size else "internal: unsuppressed, for the clinic's own team")
+        return f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version} · {audience}"
 
 
 def _titled(fig: go.Figure, title: str, run: RunLabel, height: int = 560) -> go.Figure:
@@ -67,11 +76,13 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
             pct = rows[f"pct_{cat}"]
             fig.add_bar(
                 name=f"{cat} (measured)", x=labels, y=pct, marker_color=CATEGORY_COLOURS[cat],
+                offsetgroup=cat, legendgroup=cat,
                 error_y=dict(type="data", symmetric=False,
                              array=(rows[f"pct_{cat}_high"] - pct).tolist(),
                              arrayminus=(pct - rows[f"pct_{cat}_low"]).tolist()),
                 hovertemplate="%{x}<br>" + cat + ": %{y:.1f}%<extra></extra>",
             )
+            _suppressed_bars(fig, labels, pct.isna(), 100, cat, cat)
         for value in sorted(set(belief.values())):  # one label per level: 20% minimal / intolerant
             cats = [c for c in ("meaningful", "minimal", "intolerant") if belief[c] == value]
             for cat in cats:
@@ -79,19 +90,22 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
             fig.add_annotation(x=1, xref="paper", xanchor="right", y=value, yanchor="bottom",
                                showarrow=False, text=f"clinic belief: {value:.0f}% {' / '.join(cats)}")
         fig.update_layout(barmode="group")
-        fig.update_xaxes(title_text="Indication: n evaluable (n/a = not assessable; * = suppressed, 1-10)",
+        fig.update_xaxes(title_text="Indication: n evaluable (n/a = not assessable; * = suppressed)",
                          tickangle=0, tickfont=dict(size=11))
         fig.update_yaxes(title_text="Patients, % of evaluable (Wilson 95% interval)", range=[0, 100])
         figures.append(_titled(fig, title, run, height=620))
     return figures
 
 
-def trajectory_figures(con, run: RunLabel) -> list[go.Figure]:
+def trajectory_figures(con, run: RunLabel, primary: dict[str, str]) -> list[go.Figure]:
+    """`primary`: each indication's primary measure (from the rules file). Weeks whose count is
+    suppressed in the release are gaps in their line."""
     traj = con.execute("""
         SELECT t.* FROM marts.measure_trajectory t
-        JOIN (SELECT DISTINCT indication, primary_measure FROM marts.patient_response) p
+        JOIN (SELECT unnest(CAST(? AS VARCHAR[])) AS indication, unnest(CAST(? AS VARCHAR[])) AS primary_measure) p
           ON p.indication = t.indication AND p.primary_measure = t.instrument
-        WHERE t.n_patients IS NOT NULL ORDER BY indication, category, visit_week""").df()
+        WHERE t.n_patients IS NOT NULL ORDER BY indication, category, visit_week""",
+                       [list(primary), list(primary.values())]).df()
     indications = sorted(traj.indication.unique())
     if not indications:
         return [_empty("Primary measure by visit week", run)]
@@ -120,28 +134,32 @@ def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
     tol = con.execute("""
         SELECT event, dose_band, band_order, n_patients, pct_exposed
         FROM marts.tolerability
-        WHERE regimen = 'ldn' AND indication = 'all' AND n_patients IS NOT NULL
-          AND n_exposed IS NOT NULL
+        WHERE regimen = 'ldn' AND indication = 'all'
         ORDER BY band_order, event""").df()
     fig = go.Figure()
-    for _, part in tol.groupby("band_order"):
-        fig.add_bar(name=f"dose {part.dose_band.iloc[0]}", x=part.event, y=part.pct_exposed,
+    top = float(tol.pct_exposed.max()) if tol.pct_exposed.notna().any() else 100.0
+    for band_order, part in tol.groupby("band_order"):
+        group = f"band{band_order}"
+        fig.add_bar(name=f"dose {part.dose_band.iloc[0]}", x=part.event, y=part.pct_exposed, offsetgroup=group,
                     hovertemplate="%{x}: %{y:.1f}% of exposed<extra></extra>")
+        _suppressed_bars(fig, part.event, part.pct_exposed.isna(), top, group, group)
     fig.update_layout(barmode="group", showlegend=True)
-    fig.update_xaxes(title_text="Adverse event (all LDN patients; suppressed cells not drawn)")
+    fig.update_xaxes(title_text="Adverse event (all LDN patients)")
     fig.update_yaxes(title_text="Patients with event, % of exposed")
     figs = [_titled(fig, "Adverse events by LDN dose band", run)]
 
     tit = con.execute("""
         SELECT starting_dose_band, band_order, n_patients, pct_sleep_event, pct_intolerant
-        FROM marts.titration WHERE indication = 'all' AND n_patients IS NOT NULL
+        FROM marts.titration WHERE indication = 'all'
         ORDER BY band_order""").df()
-    labels = [f"{r.starting_dose_band}<br>n {r.n_patients}" for r in tit.itertuples()]
+    labels = [f"{r.starting_dose_band}<br>n {_n(r.n_patients)}" for r in tit.itertuples()]
     fig = go.Figure()
     fig.add_bar(name="sleep event (insomnia, vivid dreams) in first 28 days", x=labels,
-                y=tit.pct_sleep_event, marker_color="#5e3c99")
+                y=tit.pct_sleep_event, marker_color="#5e3c99", offsetgroup="sleep")
+    _suppressed_bars(fig, labels, tit.pct_sleep_event.isna(), 100, "sleep", "sleep")
     fig.add_bar(name="intolerant (stopped for an adverse event)", x=labels, y=tit.pct_intolerant,
-                marker_color=CATEGORY_COLOURS["intolerant"])
+                marker_color=CATEGORY_COLOURS["intolerant"], offsetgroup="intolerant")
+    _suppressed_bars(fig, labels, tit.pct_intolerant.isna(), 100, "intolerant", "intolerant")
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="LDN starting dose band (patients)")
     fig.update_yaxes(title_text="Patients, %", range=[0, 100])
@@ -152,12 +170,15 @@ def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
 def cohort_flow_figures(con, run: RunLabel) -> list[go.Figure]:
     flow = con.execute("SELECT * FROM marts.cohort_flow").df()
     stages = ["enrolled", "with_baseline", "reached_day_56", "assessed"]
+    top = float(flow.enrolled.max()) if flow.enrolled.notna().any() else 1.0
     fig = go.Figure()
     for stage in stages:
-        fig.add_bar(name=stage.replace("_", " "), x=flow.indication, y=flow[stage])
+        fig.add_bar(name=stage.replace("_", " "), x=flow.indication, y=flow[stage], offsetgroup=stage)
+        _suppressed_bars(fig, flow.indication, flow[stage].isna(), top, stage, stage)
     for cat in ("meaningful", "minimal", "intolerant", "not_assessable"):
         fig.add_bar(name=f"categorised: {cat.replace('_', ' ')}", x=flow.indication,
-                    y=flow[f"n_{cat}"], marker_color=CATEGORY_COLOURS[cat])
+                    y=flow[f"n_{cat}"], marker_color=CATEGORY_COLOURS[cat], offsetgroup=cat)
+        _suppressed_bars(fig, flow.indication, flow[f"n_{cat}"].isna(), top, cat, cat)
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="Indication")
     fig.update_yaxes(title_text="Patients")
@@ -198,6 +219,20 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     return figs
 
 
+def _suppressed_bars(fig: go.Figure, x, hidden, height: float, offsetgroup: str, legendgroup: str) -> None:
+    """Hatched bars labelled "suppressed" where a value is hidden in the release bundle, in the
+    place its bar would be: a missing bar would read as 0. One legend entry explains them."""
+    hidden = list(hidden)
+    if not any(hidden):
+        return
+    shown_before = any(t.name == SUPPRESSED for t in fig.data)
+    fig.add_bar(name=SUPPRESSED, x=[v for v, h in zip(x, hidden, strict=True) if h],
+                y=[height] * sum(hidden), marker=SUPPRESSED_STYLE, offsetgroup=offsetgroup,
+                legendgroup=SUPPRESSED, showlegend=not shown_before, text=["suppressed"] * sum(hidden),
+                textposition="inside", textangle=-90, insidetextfont=dict(color="#444", size=11),
+                hovertemplate="%{x}: suppressed (a count of 1-10, or one that would reveal it)<extra></extra>")
+
+
 def _empty(title: str, run: RunLabel) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text="no unsuppressed data for this chart", showarrow=False)
@@ -221,9 +256,11 @@ PAGES = [
 
 def _write_page(figures: list[go.Figure], path: Path, title: str) -> None:
     parts = []
-    for i, fig in enumerate(figures):
-        parts.append(fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False,
-                                 div_id=f"chart-{i}", config={"displaylogo": False}))
+    with warnings.catch_warnings():  # plotly.py does not list every plotly.js option it passes on
+        warnings.filterwarnings("ignore", message=r"\s*Unrecognized config options")
+        for i, fig in enumerate(figures):
+            parts.append(fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False,
+                                     div_id=f"chart-{i}", config=PLOT_CONFIG))
     body = "\n".join(f'<section class="chart">{p}</section>' for p in parts)
     path.write_text(
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -233,45 +270,49 @@ def _write_page(figures: list[go.Figure], path: Path, title: str) -> None:
         f"{body}</body></html>", encoding="utf-8")
 
 
-def build_dashboards(snapshot: Path, out_dir: Path, belief: dict[str, float]) -> list[Path]:
-    """Build every page into a new folder, then swap it in for the old one."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    building = out_dir.parent / f".dashboards.{os.getpid()}.tmp"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir()
+def _run_label(con) -> RunLabel:
+    tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'marts'"
+                                        ).fetchall()}
+    if "release_info" in tables:  # the release bundle's own database
+        return RunLabel(*con.execute("SELECT run_id, strftime(created_at, '%Y-%m-%d %H:%M'), rules_version, "
+                                     "min_cell_size FROM marts.release_info").fetchall()[0])
+    return RunLabel(*con.execute("SELECT run_id, strftime(run_time, '%Y-%m-%d %H:%M'), rules_version "
+                                 "FROM marts.run_info ORDER BY run_time DESC LIMIT 1").fetchall()[0])
+
+
+def build_dashboards(snapshot: Path, out_dir: Path, rules: dict) -> list[Path]:
+    """Build every page of a snapshot (internal, or a release bundle's database, which has no
+    data-quality mart) into `out_dir`, a folder of the run's publication set. `rules`: the
+    rules file (the clinic's belief, each indication's primary measure)."""
+    belief = rules["clinic_belief"]
+    primary = {i: spec["primary_measure"] for i, spec in rules["indications"].items()}
+    out_dir.mkdir(parents=True, exist_ok=True)
     from plotly.offline import get_plotlyjs
 
-    (building / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
+    (out_dir / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        run_id, run_time, rules_version = con.execute(
-            "SELECT run_id, strftime(run_time, '%Y-%m-%d %H:%M'), rules_version "
-            "FROM marts.run_info ORDER BY run_time DESC LIMIT 1").fetchone()
-        run = RunLabel(run_id, run_time, rules_version)
+        run = _run_label(con)
         builders = {
             "outcomes": lambda: outcomes_figures(con, run, belief),
-            "trajectories": lambda: trajectory_figures(con, run),
+            "trajectories": lambda: trajectory_figures(con, run, primary),
             "tolerability": lambda: tolerability_figures(con, run),
             "cohort_flow": lambda: cohort_flow_figures(con, run),
             "data_quality": lambda: data_quality_figures(con, run),
         }
+        pages = [p for p in PAGES if not (run.min_cell_size and p[0] == "data_quality")]
         written = []
-        for slug, title, _ in PAGES:
-            path = building / f"{slug}.html"
+        for slug, title, _ in pages:
+            path = out_dir / f"{slug}.html"
             _write_page(builders[slug](), path, title)
-            written.append(out_dir / path.name)
+            written.append(path)
     finally:
         con.close()
     links = "".join(f"<li><a href='{slug}.html'>{html.escape(t)}</a>: {html.escape(d)}</li>"
-                    for slug, t, d in PAGES)
-    (building / "index.html").write_text(
+                    for slug, t, d in pages)
+    (out_dir / "index.html").write_text(
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Clinic outcomes"
         "</title><style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;}</style>"
         f"</head><body><h1>Clinic outcomes dashboards</h1><p>{html.escape(run.subtitle())}</p>"
         f"<ul>{links}</ul></body></html>", encoding="utf-8")
-    old = out_dir.parent / f".dashboards.{os.getpid()}.old"
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(building, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
     return [out_dir / "index.html", *written]

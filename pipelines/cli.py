@@ -59,6 +59,11 @@ def _root(error):
     return error
 
 
+def _named(cls_name: str, message: str) -> str:
+    """An error's message, led by its class name once (Python's messages often carry it)."""
+    return message if message.split(":", 1)[0].endswith(cls_name) else f"{cls_name}: {message}"
+
+
 def _advice(cls_name: str, message: str) -> str:
     text = f"{cls_name} {message}".lower()
     if "no space left" in text or "errno 28" in text:
@@ -87,12 +92,12 @@ def run_failures(result) -> list[tuple[int, str]]:
             if root is None or root.cls_name == CHECK_FAILED:
                 continue
             cls, message = root.cls_name, root.message.strip()
-            steps.append((EXIT_STEP_FAILED, f"{event.step_key}: {cls}: {message} -> {_advice(cls, message)}"))
+            steps.append((EXIT_STEP_FAILED, f"{event.step_key}: {_named(cls, message)} -> {_advice(cls, message)}"))
         elif event.event_type_value in ("RESOURCE_INIT_FAILURE", "PIPELINE_FAILURE", "RUN_FAILURE"):
             root = _root(getattr(event.event_specific_data, "error", None))
             if root is not None and root.cls_name != CHECK_FAILED:
                 code = EXIT_CONFIG if root.cls_name == "ConfigError" else EXIT_STEP_FAILED
-                run_level.append((code, f"{root.cls_name}: {root.message.strip()}"))
+                run_level.append((code, _named(root.cls_name, root.message.strip())))
     return steps or run_level
 
 

@@ -10,6 +10,7 @@ from pipelines.ingest.staging import staged_checks, staged_tables
 from pipelines.marts.assets import aggregate_marts, data_quality, mart_checks, quarantine
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
 from pipelines.publish.assets import clinic_snapshot, dashboards, published_set, run_info, run_info_checks
+from pipelines.release.assets import release_bundle, release_disclosure_audit
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
     patient_response,
@@ -21,8 +22,8 @@ from pipelines.response.assets import (
 
 ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr,
           patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality, run_info,
-          clinic_snapshot, dashboards, published_set]
-CHECKS = [*staged_checks, *response_checks, *mart_checks, *run_info_checks]
+          clinic_snapshot, dashboards, release_bundle, published_set]
+CHECKS = [*staged_checks, *response_checks, *mart_checks, *run_info_checks, release_disclosure_audit]
 
 
 def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:

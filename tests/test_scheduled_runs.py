@@ -253,3 +253,10 @@ def _option_blocks(help_text: str) -> list[str]:
                 blocks.append(current)
             current = None
     return [b for b in blocks + ([current] if current else []) if not b.startswith("-h")]
+
+
+def test_the_schedule_runs_the_whole_pipeline_daily():
+    from pipelines.orchestration.schedules import daily_schedule
+
+    assert daily_schedule.cron_schedule == "0 6 * * *"
+    assert daily_schedule.job_name == "clinic_pipeline"

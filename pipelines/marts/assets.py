@@ -1,17 +1,19 @@
-"""Summary marts: SQL in sql/marts/, then small-cell suppression on what leaves the clinic."""
+"""Summary marts for the clinic's own team: the SQL in sql/marts/, unsuppressed.
 
+What leaves the clinic is the release bundle (pipelines/release/), built from these same
+marts with small cells suppressed and audited across all of them at once.
+"""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
-from pipelines.marts.suppression import Rollup, SumGroup, suppress
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.checks import gx_check, no_fatal_check_failed
-from pipelines.sqlfiles import run_sql, write_frame
+from pipelines.sqlfiles import run_sql
 
 
 @dataclass(frozen=True)
@@ -19,90 +21,52 @@ class AggregateMart:
     name: str
     description: str
     deps: tuple[str, ...]
-    counts: tuple[str, ...]
-    derived: dict = field(default_factory=dict)
-    groups: tuple[SumGroup, ...] = ()
     prepare: tuple[str, ...] = ()  # sql/marts files to run first
-    rollups: tuple[Rollup, ...] = ()  # rows that add up to other rows (for suppression)
 
-
-# Indication rows add up to the 'all' row with the same other keys.
-def _to_all(*by: str) -> tuple[Rollup, ...]:
-    return (Rollup("indication != 'all'", "indication == 'all'", by),)
-
-
-_PCTS = {c: (f"pct_{c}", f"pct_{c}_low", f"pct_{c}_high") for c in ("meaningful", "minimal", "intolerant")}
-_STATS = ("value_median", "value_p25", "value_p75", "pct_change_median", "pct_change_p25",
-          "pct_change_p75")
 
 AGGREGATE_MARTS = [
     AggregateMart(
         "response_by_indication",
         "Categories per indication x regimen, per indication group and for all patients: counts, "
-        "rates over evaluable patients with Wilson 95% intervals, small cells suppressed.",
+        "and rates over evaluable patients with Wilson 95% intervals.",
         ("patient_response",),
-        ("n_patients", "n_evaluable", "n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable"),
-        {"n_meaningful": _PCTS["meaningful"], "n_minimal": _PCTS["minimal"],
-         "n_intolerant": _PCTS["intolerant"], "n_evaluable": sum(_PCTS.values(), ())},
-        (SumGroup("n_evaluable", ("n_meaningful", "n_minimal", "n_intolerant")),
-         SumGroup("n_patients", ("n_evaluable", "n_not_assessable"), hide_total_first=True)),
-        rollups=(Rollup("level == 'indication'", "level == 'indication_group'", ("indication_group",)),
-                 Rollup("level == 'indication_group'", "level == 'all'")),
     ),
     AggregateMart(
         "measure_trajectory",
         "Every instrument by indication, visit week (0-52, nearest within 2 weeks) and category: "
         "median and quartiles of the value and of percent change from baseline.",
         ("patient_response", "trajectory_points"),
-        ("n_patients",), {"n_patients": _STATS},
     ),
     AggregateMart(
         "tolerability",
         "Adverse events by indication, regimen and the dose band in effect that day: patients "
         "with the event, share of patients exposed to the band, and discontinuations.",
         ("patient_response", "staged_doses", "staged_adverse_events"),
-        ("n_exposed", "n_patients", "n_discontinued"),
-        {"n_patients": ("pct_exposed",), "n_exposed": ("pct_exposed",)},
-        prepare=("dose_periods",), rollups=_to_all("regimen", "event", "dose_band"),
+        prepare=("dose_periods",),
     ),
     AggregateMart(
         "titration",
         "LDN starting dose band vs sleep events (insomnia, vivid dreams) in the first 28 days "
         "and intolerance.",
         ("tolerability",),
-        ("n_patients", "n_sleep_event", "n_intolerant"),
-        {"n_patients": ("pct_sleep_event", "pct_intolerant"), "n_sleep_event": ("pct_sleep_event",),
-         "n_intolerant": ("pct_intolerant",)},
-        rollups=_to_all("starting_dose_band"),
     ),
     AggregateMart(
         "cohort_flow",
         "Per indication: enrolled, with a baseline, reached day 56, assessed, and each category.",
         ("patient_response", "staged_discontinuations"),
-        ("enrolled", "with_baseline", "reached_day_56", "assessed", "n_meaningful", "n_minimal",
-         "n_intolerant", "n_not_assessable"),
-        groups=(SumGroup("enrolled", ("n_meaningful", "n_minimal", "n_intolerant", "n_not_assessable")),),
-        rollups=_to_all(),
     ),
 ]
 
 
 def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
     @dg.asset(name=spec.name, group_name="marts", deps=list(spec.deps), description=spec.description)
-    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-               warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
             for name in spec.prepare:
                 run_sql(con, "marts", name)
             run_sql(con, "marts", spec.name)
-            frame = con.execute(f"SELECT * FROM marts.{spec.name}").df()
-            published = suppress(frame, spec.counts, spec.derived, spec.groups,
-                                 clinic.min_cell_size, spec.rollups)
-            write_frame(con, f"marts.{spec.name}", published)
-            meta = table_metadata(con, f"marts.{spec.name}",
-                                  suppressed_rows=int(published["suppressed"].sum()))
-        report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows "
-                        f"({meta['suppressed_rows']} with suppressed cells)")
+            meta = table_metadata(con, f"marts.{spec.name}")
+        report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows")
         return dg.MaterializeResult(metadata=meta)
 
     return _asset

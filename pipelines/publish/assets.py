@@ -50,17 +50,17 @@ def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                       "plotly.min.js), built from this run's snapshot.")
 def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
     folder = building_dir(Path(clinic.marts_dir), context.run_id)
-    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules()["clinic_belief"])
+    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules())
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],
     })
 
 
-@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards],
-          description="What analysts, dashboards and the release read: the marts folder's `current` "
+@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards, "release_bundle"],
+          description="What analysts, dashboards and recipients read: the marts folder's `current` "
                       "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
-                      "Parquet files, dashboards/), then the run marked published in run_info.")
+                      "Parquet files, dashboards/, release/), then the run marked published in run_info.")
 def published_set(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                   warehouse: DuckDBResource) -> dg.MaterializeResult:
     marts_dir = Path(clinic.marts_dir)

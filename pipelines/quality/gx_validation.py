@@ -59,7 +59,8 @@ def load_suite(path: Path):
 
 def _check_name(expectation) -> str:
     kwargs = expectation.configuration.kwargs
-    target = kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
+    target = (kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
+              or ",".join(kwargs[k] for k in ("column_A", "column_B") if kwargs.get(k)))
     return f"gx:{expectation.expectation_type}" + (f"({target})" if target else "")
 
 

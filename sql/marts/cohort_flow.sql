@@ -19,6 +19,6 @@ flow AS (
     GROUP BY GROUPING SETS ((p.indication), ())
 )
 SELECT indication, enrolled, with_baseline, reached_day_56, assessed,
-       n_meaningful, n_minimal, n_intolerant, n_not_assessable, false AS suppressed, rules_version
+       n_meaningful, n_minimal, n_intolerant, n_not_assessable, rules_version
 FROM flow
 ORDER BY indication = 'all', indication;

@@ -10,7 +10,7 @@ SELECT indication, instrument, visit_week, category,
        percentile_cont(0.5) WITHIN GROUP (ORDER BY pct_change) AS pct_change_median,
        percentile_cont(0.25) WITHIN GROUP (ORDER BY pct_change) AS pct_change_p25,
        percentile_cont(0.75) WITHIN GROUP (ORDER BY pct_change) AS pct_change_p75,
-       false AS suppressed, max(p.rules_version) AS rules_version
+       max(p.rules_version) AS rules_version
 FROM response.trajectory_points t
 JOIN marts.patient_response p USING (patient_id)
 GROUP BY indication, instrument, visit_week, category

@@ -1,7 +1,7 @@
 -- Response categories per indication x regimen, per indication group, and for all
 -- patients. Rates are over evaluable patients (meaningful + minimal + intolerant), with
 -- Wilson 95% intervals (clamped to 0-100 against rounding at p = 0 or 1); small cells are
--- suppressed afterwards (pipelines/marts/suppression.py).
+-- suppressed only in the release bundle (pipelines/release/disclosure.py).
 CREATE OR REPLACE TABLE marts.response_by_indication AS
 WITH counted AS (
     SELECT level, indication_group, indication, regimen,
@@ -56,7 +56,7 @@ SELECT level, indication_group, indication, regimen, n_patients, n_evaluable,
        least(100, greatest(0, 100 * (p_intolerant + z * z / (2 * n_evaluable)
               + z * sqrt(p_intolerant * (1 - p_intolerant) / n_evaluable + z * z / (4 * n_evaluable * n_evaluable)))
            / (1 + z * z / n_evaluable))) AS pct_intolerant_high,
-       false AS suppressed, rules_version
+       rules_version
 FROM wilson
 ORDER BY CASE level WHEN 'indication' THEN 1 WHEN 'indication_group' THEN 2 ELSE 3 END,
          indication_group, indication, regimen;

@@ -17,7 +17,7 @@ SELECT coalesce(s.indication, 'all') AS indication, s.starting_dose_band, s.band
        100.0 * count(sl.patient_id) / count(*) AS pct_sleep_event,
        count(CASE WHEN r.category = 'intolerant' THEN 1 END) AS n_intolerant,
        100.0 * count(CASE WHEN r.category = 'intolerant' THEN 1 END) / count(*) AS pct_intolerant,
-       false AS suppressed, max(r.rules_version) AS rules_version
+       max(r.rules_version) AS rules_version
 FROM starts s
 JOIN marts.patient_response r USING (patient_id)
 LEFT JOIN sleep sl USING (patient_id)

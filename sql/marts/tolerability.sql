@@ -24,7 +24,7 @@ counted AS (
 )
 SELECT c.indication, c.regimen, c.event, c.dose_band, x.band_order, x.n_exposed,
        c.n_patients, 100.0 * c.n_patients / NULLIF(x.n_exposed, 0) AS pct_exposed,
-       c.n_discontinued, false AS suppressed,
+       c.n_discontinued,
        (SELECT max(rules_version) FROM response.rules) AS rules_version
 FROM counted c JOIN exposed x USING (indication, regimen, dose_band)
 ORDER BY c.indication = 'all', c.indication, c.regimen, c.event, x.band_order;

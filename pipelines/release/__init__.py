@@ -1,0 +1,1 @@
+"""The release bundle: what leaves the clinic, with small cells suppressed and audited."""

@@ -1,0 +1,92 @@
+"""The release bundle: what may leave the clinic, written as files.
+
+Built on every run from the same marts as the internal outputs, after `disclosure.protect`
+has suppressed small counts and audited the whole set: its own DuckDB file (schema
+`marts`, so the dashboards and any SQL read it like the internal snapshot), one Parquet
+file per table, the dashboards, and `manifest.json` with each file's SHA-256, the run, the
+rules version, the threshold and the audit result. No patient-level table, no source
+lineage (no export, file or line), no free text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipelines.release.disclosure import COUNT_COLUMNS, KEY_COLUMNS, Cell
+from pipelines.sqlfiles import quote_literal, write_frame
+
+RELEASE_MARTS = list(COUNT_COLUMNS)  # the five aggregate marts
+RELEASE_DB = "clinic_release.duckdb"
+MANIFEST = "manifest.json"
+
+
+def read_marts(con, schema: str = "marts") -> dict[str, pd.DataFrame]:
+    """The aggregate marts in a stable row order (their key columns), so two reads line up."""
+    frames = {}
+    for mart in RELEASE_MARTS:
+        order = ", ".join(f"{k} NULLS FIRST" for k in KEY_COLUMNS[mart])
+        frames[mart] = con.execute(f"SELECT * FROM {schema}.{mart} ORDER BY {order}").df()
+    return frames
+
+
+def hidden_cells(frames: dict[str, pd.DataFrame]) -> set[Cell]:
+    """The cells a released table hides (a NULL count: counts are never NULL otherwise)."""
+    return {Cell(mart, int(i), column) for mart, frame in frames.items() for column in COUNT_COLUMNS[mart]
+            for i in frame.index[frame[column].isna()]}
+
+
+def _with_marks(frame: pd.DataFrame, mart: str) -> pd.DataFrame:
+    """Name each row's hidden counts beside the flag: `suppressed_counts`, e.g. 'n_minimal, n_intolerant'."""
+    hidden = [frame[c].isna() for c in COUNT_COLUMNS[mart]]
+    names = [", ".join(c for c, h in zip(COUNT_COLUMNS[mart], row, strict=True) if h)
+             for row in zip(*hidden, strict=True)] if hidden else []
+    return frame.assign(suppressed_counts=[n or None for n in names])
+
+
+def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], info: dict) -> Path:
+    """clinic_release.duckdb (schema marts: the suppressed tables and release_info) and one
+    Parquet file per table, in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RELEASE_DB
+    con.execute(f"ATTACH {quote_literal(str(path))} AS release_target")
+    try:
+        con.execute("CREATE SCHEMA release_target.marts")
+        for mart, frame in frames.items():
+            write_frame(con, f"release_target.marts.{mart}", _with_marks(frame, mart))
+        write_frame(con, "release_target.marts.release_info", pd.DataFrame([info]))
+        for table in [*frames, "release_info"]:
+            con.execute(f"COPY release_target.marts.{table} TO {quote_literal(str(folder / f'{table}.parquet'))} "
+                        "(FORMAT parquet)")
+    finally:
+        con.execute("DETACH release_target")
+    return path
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, info: dict, audit: dict) -> Path:
+    """manifest.json: the run, the rules version, the threshold, the audit result, and every
+    file of the bundle with its size and SHA-256 (so a recipient can check what arrived)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {
+        "bundle": "clinic outcomes release (suppressed and audited; may leave the clinic)",
+        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **info,
+        "disclosure_audit": audit,
+        "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha256(p)}
+                  for p in files],
+    }
+    path = folder / MANIFEST
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return path
