@@ -245,12 +245,32 @@ def load_rules(path: Path, contract: Contract) -> dict:
     return doc
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def criteria_text(spec: dict) -> dict[str, str | None]:
+    """Each criterion of an indication's rule in the rules file's words (what
+    patient_response.criterion names), and the whole rule."""
+    text = {
+        "relative_criterion": (f"relative_reduction_pct >= {_number(spec['relative_reduction_pct'])}"
+                               if spec.get("relative_reduction_pct") is not None else None),
+        "absolute_criterion": (f"absolute_reduction >= {_number(spec['absolute_reduction'])}"
+                               if spec.get("absolute_reduction") is not None else None),
+        "remission_criterion": (f"remission_below {_number(spec['remission_below'])}"
+                                if spec.get("remission_below") is not None else None),
+        "zero_criterion": "assessment_zero" if spec.get("assessment_zero") else None,
+    }
+    return {**text, "rule_text": " or ".join(t for t in text.values() if t)}
+
+
 def rules_frame(rules: dict) -> pd.DataFrame:
     """One row per indication, with the windows repeated so the SQL needs no constants."""
     w = rules["windows"]
     rows = []
     for indication, spec in rules["indications"].items():
         rows.append({
+            **criteria_text(spec),
             "indication": indication,
             "indication_group": spec["group"],
             "primary_measure": spec["primary_measure"],

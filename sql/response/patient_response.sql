@@ -32,18 +32,26 @@ assessment AS (
     FROM primary_values WHERE study_day BETWEEN assessment_from AND assessment_to
     GROUP BY patient_id
 ),
+-- One discontinuation row per patient (the contract's key), so its day and reason are the stop's.
 stops AS (
     SELECT d.patient_id,
            max(CASE WHEN d.reason = 'adverse_event' THEN 1 ELSE 0 END) AS stopped_for_ae,
-           max(CASE WHEN d.reason = 'lack_of_effect' THEN 1 ELSE 0 END) AS stopped_for_lack
+           max(CASE WHEN d.reason = 'lack_of_effect' THEN 1 ELSE 0 END) AS stopped_for_lack,
+           min(d.study_day) AS stop_day
     FROM staging.discontinuations d JOIN patients p USING (patient_id)
     WHERE d.study_day <= p.stop_counts_until_day
     GROUP BY d.patient_id
 ),
+-- The first adverse event that ended treatment (the earliest day; on a tie the first event
+-- by name), for the criterion.
 ae_stops AS (
-    SELECT DISTINCT a.patient_id
-    FROM staging.adverse_events a JOIN patients p USING (patient_id)
-    WHERE a.action = 'discontinued' AND a.study_day <= p.stop_counts_until_day
+    SELECT patient_id, ae_stop_day, min(event) AS ae_stop_event
+    FROM (SELECT a.patient_id, a.event, a.study_day,
+                 min(a.study_day) OVER (PARTITION BY a.patient_id) AS ae_stop_day
+          FROM staging.adverse_events a JOIN patients p USING (patient_id)
+          WHERE a.action = 'discontinued' AND a.study_day <= p.stop_counts_until_day) t
+    WHERE study_day = ae_stop_day
+    GROUP BY patient_id, ae_stop_day
 ),
 joined AS (
     SELECT p.*, b.baseline_day, b.baseline_value,
@@ -53,26 +61,32 @@ joined AS (
            a.assessment_value - b.baseline_value AS change_abs,
            100.0 * (a.assessment_value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS change_pct,
            coalesce(s.stopped_for_ae, 0) = 1 OR e.patient_id IS NOT NULL AS stopped_for_ae,
-           coalesce(s.stopped_for_lack, 0) = 1 AS stopped_for_lack
+           coalesce(s.stopped_for_lack, 0) = 1 AS stopped_for_lack,
+           s.stopped_for_ae AS discontinued_for_ae, s.stop_day, e.ae_stop_day, e.ae_stop_event
     FROM patients p
     LEFT JOIN baseline b USING (patient_id)
     LEFT JOIN assessment a USING (patient_id)
     LEFT JOIN stops s USING (patient_id)
     LEFT JOIN ae_stops e USING (patient_id)
 ),
+-- Each criterion on its own (the rule meets when any does), so the criterion that decided
+-- can be named.
+criteria AS (
+    SELECT *,
+        relative_reduction_pct IS NOT NULL AND baseline_value > 0
+            AND baseline_value - assessment_value >= relative_reduction_pct / 100.0 * baseline_value - tolerance
+            AS relative_met,
+        absolute_reduction IS NOT NULL
+            AND baseline_value - assessment_value >= absolute_reduction - tolerance AS absolute_met,
+        remission_below IS NOT NULL
+            AND baseline_value >= remission_below - tolerance AND assessment_value < remission_below AS remission_met,
+        assessment_zero AND abs(assessment_value) <= tolerance AS zero_met
+    FROM joined
+),
 judged AS (
     SELECT *,
-        coalesce(
-            (relative_reduction_pct IS NOT NULL AND baseline_value > 0
-             AND baseline_value - assessment_value
-                 >= relative_reduction_pct / 100.0 * baseline_value - tolerance)
-         OR (absolute_reduction IS NOT NULL
-             AND baseline_value - assessment_value >= absolute_reduction - tolerance)
-         OR (remission_below IS NOT NULL
-             AND baseline_value >= remission_below - tolerance AND assessment_value < remission_below)
-         OR (assessment_zero AND abs(assessment_value) <= tolerance),
-        false) AS threshold_met
-    FROM joined
+        coalesce(relative_met OR absolute_met OR remission_met OR zero_met, false) AS threshold_met
+    FROM criteria
 ),
 categorised AS (
     SELECT *,
@@ -92,7 +106,30 @@ categorised AS (
             WHEN baseline_zero_not_assessable AND abs(baseline_value) <= tolerance THEN 'baseline_zero'
             WHEN threshold_met THEN 'threshold_met'
             ELSE 'threshold_not_met'
-        END AS reason
+        END AS reason,
+        -- What decided, in the rules file's words: the criterion met, the stop or adverse event,
+        -- the window with no value (see response-rules.md; `reason` keeps the spec's codes).
+        CASE
+            WHEN stopped_for_ae AND coalesce(discontinued_for_ae, 0) = 1
+                THEN 'discontinuation adverse_event on day ' || CAST(stop_day AS VARCHAR)
+            WHEN stopped_for_ae
+                THEN 'adverse event ' || ae_stop_event || ' discontinued on day ' || CAST(ae_stop_day AS VARCHAR)
+            WHEN stopped_for_lack AND NOT threshold_met
+                THEN 'discontinuation lack_of_effect on day ' || CAST(stop_day AS VARCHAR)
+            WHEN baseline_value IS NULL
+                THEN 'no ' || primary_measure || ' value in days ' || CAST(baseline_from AS VARCHAR) || '..'
+                     || CAST(baseline_to AS VARCHAR)
+            WHEN assessment_value IS NULL
+                THEN 'no ' || primary_measure || ' value in days ' || CAST(assessment_from AS VARCHAR) || '..'
+                     || CAST(assessment_to AS VARCHAR)
+            WHEN baseline_zero_not_assessable AND abs(baseline_value) <= tolerance
+                THEN 'baseline 0: ' || rule_text || ' cannot be met'
+            WHEN relative_met THEN relative_criterion
+            WHEN absolute_met THEN absolute_criterion
+            WHEN remission_met THEN remission_criterion
+            WHEN zero_met THEN zero_criterion
+            ELSE 'not met: ' || rule_text
+        END AS criterion
     FROM judged
 )
 SELECT patient_id, site_id, indication, indication_group, regimen, sex,
@@ -100,6 +137,6 @@ SELECT patient_id, site_id, indication, indication_group, regimen, sex,
             ELSE CAST(CAST(floor(age_years / 10) * 10 AS INTEGER) AS VARCHAR) || '-'
                  || CAST(CAST(floor(age_years / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END AS age_band,
        start_year, primary_measure, baseline_day, baseline_value, assessment_day, assessment_value,
-       change_abs, change_pct, category, reason, rules_version, baseline_source, assessment_source
+       change_abs, change_pct, category, reason, criterion, rules_version, baseline_source, assessment_source
 FROM categorised
 ORDER BY patient_id;
