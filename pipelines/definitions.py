@@ -6,24 +6,25 @@ import dagster as dg
 
 from pipelines.config import ClinicConfig
 from pipelines.ingest.assets import export_plan, loaded_tables
-from pipelines.ingest.staging import staged_checks, staged_tables
-from pipelines.marts.assets import aggregate_marts, data_quality, mart_checks, quarantine
+from pipelines.ingest.staging import staged_tables
+from pipelines.marts.assets import aggregate_marts, data_quality, quarantine
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
-from pipelines.publish.assets import clinic_snapshot, dashboards, published_set, run_info, run_info_checks
+from pipelines.publish.assets import clinic_snapshot, dashboards, gx_data_docs, published_set, run_info
+from pipelines.quality.assets import quality_assets, quality_checks
 from pipelines.release.assets import release_bundle, release_disclosure_audit
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
+    measure_values,
     patient_response,
-    response_checks,
     response_rules,
     scored_fiqr,
     trajectory_points,
 )
 
-ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr,
-          patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality, run_info,
-          clinic_snapshot, dashboards, release_bundle, published_set]
-CHECKS = [*staged_checks, *response_checks, *mart_checks, *run_info_checks, release_disclosure_audit]
+ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr, measure_values,
+          *quality_assets, patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality,
+          run_info, clinic_snapshot, dashboards, gx_data_docs, release_bundle, published_set]
+CHECKS = [*quality_checks, release_disclosure_audit]
 
 
 def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:

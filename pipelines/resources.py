@@ -50,11 +50,18 @@ class GreatExpectations(dg.ConfigurableResource):
             self._worker.close()
             self._worker = None
 
-    def validate(self, con, query: str, suite_file: Path, table_name: str):
-        """(rows validated, one ExpectationOutcome per expectation) for the rows of `query`."""
+    def _started(self) -> GxWorker:
         if self._worker is None:  # used outside a run (a direct call in a script or test)
             self._worker = take_or_start()
-        return self._worker.validate(con, query, suite_file, table_name)
+        return self._worker
+
+    def validate(self, con, query: str, suite_file: Path, table_name: str):
+        """(rows validated, one ExpectationOutcome per expectation) for the rows of `query`."""
+        return self._started().validate(con, query, suite_file, table_name)
+
+    def build_data_docs(self, folder: Path) -> Path:
+        """GX's Data Docs site of this run's validations, in `folder`; returns its index page."""
+        return self._started().build_data_docs(folder)
 
 
 def build_resources(clinic: ClinicConfig) -> dict:

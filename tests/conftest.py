@@ -42,7 +42,7 @@ def mart_contents(settings: ClinicConfig, gx_outcomes: bool = True) -> dict[str,
     from pipelines.publish.snapshot import MARTS
 
     def rows(mart: str) -> str:
-        keep = "" if gx_outcomes or mart != "data_quality" else "WHERE kind <> 'great_expectations'"
+        keep = "" if gx_outcomes or mart != "data_quality" else "WHERE implemented_by <> 'great_expectations'"
         return f"SELECT * FROM marts.{mart} {keep} ORDER BY ALL"
 
     return {m: query_snapshot(settings, rows(m)) for m in MARTS if m != "run_info"}

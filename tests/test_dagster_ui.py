@@ -59,9 +59,11 @@ def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
     assert {"export_plan", "loaded_measurements", "staged_measurements", "patient_response",
             "response_by_indication", "data_quality", "clinic_snapshot", "dashboards"} <= set(nodes)
     assert nodes["loaded_patients"]["groupName"] == "ingest"
-    checks = {c["name"]: c["blocking"]
-              for c in nodes["staged_measurements"]["assetChecksOrError"]["checks"]}
-    assert checks == {"rows_reconcile": True, "gx_staged_measurements": True}
+    checks = {c["name"]: c["blocking"] for c in nodes["reconciliation"]["assetChecksOrError"]["checks"]}
+    assert checks == {"rows_reconcile": True}
+    # Every table's producer is an asset the graph shows.
+    assert {"reconciliation", "export_profiles", "dataset_expectations", "mart_expectations", "measure_values",
+            "dose_periods", "gx_data_docs", "release_bundle", "published_set"} <= set(nodes)
     repo = data["repositoriesOrError"]["nodes"][0]
     assert [s["name"] for s in repo["schedules"]] == ["clinic_daily"]
     assert [s["name"] for s in repo["sensors"]] == ["new_export_sensor"]

@@ -68,7 +68,7 @@ def test_a_broken_reconciliation_fails_the_run_and_names_the_check(fiqr_run):
                           "--marts", str(fiqr_run.marts_dir), "--warehouse", str(fiqr_run.warehouse)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 1
-    assert "staged_measurements.rows_reconcile" in out.stderr
+    assert "reconciliation.rows_reconcile" in out.stderr
     assert "measurements.parquet" in out.stderr
 
 

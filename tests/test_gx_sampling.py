@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pipelines.quality.checks import gx_sample_query
+from pipelines.quality.assets import gx_sample_query
 
 
 def test_large_tables_get_the_same_sample_of_about_max_rows_every_time():

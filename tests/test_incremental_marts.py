@@ -39,8 +39,8 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     shutil.copytree(DEMO_EXPORT, Path(warm.raw_dir) / FIRST)
     first = run_pipeline(warm)
     assert refresh_of(first, "patient_response") == ("full", 230)
-    staged_first = query_snapshot(warm, "SELECT max(rows_checked) FROM marts.data_quality WHERE "
-                                        "table_name = 'staging.measurements' AND kind = 'great_expectations'")
+    first_outcomes = query_snapshot(warm, "SELECT check_name, rows_checked FROM marts.data_quality WHERE "
+                                          "table_name = 'measurements' AND level = 'dataset' ORDER BY ALL")
 
     # A correction: one patient's assessment value re-delivered as 0 (a full response).
     patient, day, measure = query_snapshot(warm, """
@@ -61,15 +61,19 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     assert refresh_of(second, "trajectory_points") == ("incremental", 2)
     assert query_snapshot(warm, f"SELECT category, assessment_value FROM marts.patient_response "
                                 f"WHERE patient_id = '{patient}'") == [("meaningful", 0.0)]
-    # Great Expectations validated what changed: the corrected row (the late patient's
-    # measurements wait in quarantine as orphans; no patients row came) and the one
-    # patient recomputed; the first export keeps the outcomes of the run that applied it.
+    # Great Expectations validated what changed: the new export as a whole (one instrument:
+    # the late patient's measurements wait in quarantine as orphans; no patients row came)
+    # and the one patient recomputed; the first export keeps the outcomes of the run that
+    # applied it.
     gx = query_snapshot(warm, "SELECT table_name, export_id, max(rows_checked) FROM marts.data_quality "
-                              "WHERE kind = 'great_expectations' AND table_name IN "
-                              "('staging.measurements', 'staging.patients', 'marts.patient_response') "
+                              "WHERE implemented_by = 'great_expectations' AND level = 'dataset' "
+                              "AND table_name = 'measurements' OR table_name = 'marts.patient_response' "
                               "GROUP BY ALL ORDER BY ALL")
-    assert gx == [("marts.patient_response", "(all)", 1), ("staging.measurements", "(all)", staged_first[0][0]),
-                  ("staging.measurements", CORRECTION, 1), ("staging.patients", "(all)", 230)]
+    assert gx == [("marts.patient_response", "(all)", 1), ("measurements", FIRST, max(n for _, n in first_outcomes)),
+                  ("measurements", CORRECTION, 1)]
+    assert query_snapshot(warm, "SELECT check_name, rows_checked FROM marts.data_quality WHERE "
+                                f"table_name = 'measurements' AND level = 'dataset' AND export_id = '{FIRST}' "
+                                "ORDER BY ALL") == [(c, n) for c, n in first_outcomes]
 
     write_export(Path(warm.raw_dir) / LATE_PATIENT, {t: rows_of(late_dir, t) for t in
                                                ("patients", "doses", "fiqr_items", "adverse_events",

@@ -7,12 +7,16 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from pipelines.config import ClinicConfig
+from pipelines.ingest.contract import load_contract
 from pipelines.ingest.exports import export_findings
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
+from pipelines.settings import setting_value
 from pipelines.sqlfiles import quote_literal, run_sql
 
-TABLES = ["patients", "doses", "measurements", "fiqr_items", "adverse_events", "discontinuations"]
+# The contract's tables, read once from the deployment's contract (the code location's assets
+# are one per table): the table list is declared only in rules/contract.yaml.
+TABLES = list(load_contract(Path(setting_value("contract_file"))).tables)
 EXIT_INPUTS_MISSING = 4  # what `clinic run` exits with when the plan refuses (see cli.py)
 
 

@@ -59,6 +59,7 @@ class Table:
     key: tuple[str, ...]
     columns: tuple[Column, ...]
     ranges: dict = field(default_factory=dict, hash=False, compare=False)
+    references: dict = field(default_factory=dict, hash=False, compare=False)  # column -> table it points to
 
     @property
     def column_names(self) -> list[str]:
@@ -185,7 +186,15 @@ def load_contract(path: Path) -> Contract:
             key=tuple(spec["key"]),
             columns=tuple(_column(c, s) for c, s in spec["columns"].items()),
             ranges=spec.get("ranges", {}),
+            references={c: s["references"] for c, s in spec["columns"].items() if s.get("references")},
         )
+    for table in tables.values():
+        for column, parent in table.references.items():
+            if parent not in tables or column not in tables[parent].column_names:
+                raise ContractError(f"tables.{table.name}.columns.{column}: references {parent}, which is not a "
+                                    f"contract table with a column {column}")
+        if len(table.references) > 1:
+            raise ContractError(f"tables.{table.name}: one reference per table is supported")
     privacy = doc["privacy"]
     patterns = tuple(IdentifierPattern(p["label"], p["pattern"], tuple(p.get("matches", ())),
                                        tuple(p.get("does_not_match", ())))

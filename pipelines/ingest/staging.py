@@ -1,4 +1,4 @@
-"""Staged tables: the loaded rows whose patient is known, checked before anything uses them."""
+"""Staged tables: the loaded rows whose patient is known, as views over the core tables."""
 
 
 import dagster as dg
@@ -7,8 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pipelines.config import ClinicConfig
 from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.checks import ROWS_OF_APPLIED_EXPORTS, gx_check, reconciliation_check
-from pipelines.sqlfiles import run_sql
+from pipelines.sqlfiles import quote_ident, run_sql
 
 
 def _staged_table_asset(table: str) -> dg.AssetsDefinition:
@@ -21,14 +20,18 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
                            "Staged patients, with the indication group from the rules file."))
     def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                warehouse: DuckDBResource) -> dg.MaterializeResult:
+        spec = clinic.contract().tables[table]
         with warehouse.get_connection() as con:
-            if table == "patients":
-                run_sql(con, "staging", "stage_patients")
+            if not spec.references:
+                run_sql(con, "staging", "stage_patients" if table == "patients" else "stage_unreferenced",
+                        table_name=table)
                 orphans = 0
             else:
-                run_sql(con, "staging", "stage_table", table_name=table)
+                (column, parent), = spec.references.items()
+                run_sql(con, "staging", "stage_table", table_name=table, column=quote_ident(column),
+                        column_name=column, parent=parent)
                 orphans = con.execute("SELECT count(*) FROM quality.orphan_rows WHERE table_name = ?",
-                                      [table]).fetchone()[0]
+                                      [table]).fetchall()[0][0]
             meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans)
         report(context, f"staged {table}: {meta['dagster/row_count']} rows"
                         + (f", {orphans} orphan rows quarantined" if orphans else ""))
@@ -38,7 +41,3 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
 
 
 staged_tables = [_staged_table_asset(t) for t in TABLES]
-staged_checks = [reconciliation_check(t) for t in TABLES] + [
-    gx_check(f"staged_{t}", f"staging.{t}", suite=f"staged_{t}", sample_key="source_file, line_number",
-             changed=ROWS_OF_APPLIED_EXPORTS)
-    for t in TABLES]

@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.checks import gx_check, no_fatal_check_failed
+from pipelines.quality.catalogue import load_catalogue, write_catalogue
 from pipelines.sqlfiles import run_sql
 
 
@@ -21,7 +21,6 @@ class AggregateMart:
     name: str
     description: str
     deps: tuple[str, ...]
-    prepare: tuple[str, ...] = ()  # sql/marts files to run first
 
 
 AGGREGATE_MARTS = [
@@ -41,14 +40,13 @@ AGGREGATE_MARTS = [
         "tolerability",
         "Adverse events by indication, regimen and the dose band in effect that day: patients "
         "with the event, share of patients exposed to the band, and discontinuations.",
-        ("patient_response", "staged_doses", "staged_adverse_events"),
-        prepare=("dose_periods",),
+        ("patient_response", "dose_periods", "staged_adverse_events"),
     ),
     AggregateMart(
         "titration",
         "LDN starting dose band vs sleep events (insomnia, vivid dreams) in the first 28 days "
         "and intolerance.",
-        ("tolerability",),
+        ("patient_response", "dose_periods", "staged_adverse_events"),
     ),
     AggregateMart(
         "cohort_flow",
@@ -62,8 +60,7 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
     @dg.asset(name=spec.name, group_name="marts", deps=list(spec.deps), description=spec.description)
     def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            for name in spec.prepare:
-                run_sql(con, "marts", name)
+            run_sql(con, "marts", "functions")
             run_sql(con, "marts", spec.name)
             meta = table_metadata(con, f"marts.{spec.name}")
         report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows")
@@ -72,7 +69,18 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
     return _asset
 
 
-aggregate_marts = [_aggregate_asset(s) for s in AGGREGATE_MARTS]
+@dg.asset(group_name="marts", deps=["staged_doses", "staged_patients"],
+          description="Which dose each patient was on from day to day (response.dose_periods): a dose row "
+                      "holds until the next; LDN doses get their band from the rules file, other regimens "
+                      "are one band each. Tolerability and titration read it.")
+def dose_periods(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        run_sql(con, "marts", "dose_periods")
+        meta = table_metadata(con, "response.dose_periods")
+    return dg.MaterializeResult(metadata=meta)
+
+
+aggregate_marts = [dose_periods, *(_aggregate_asset(s) for s in AGGREGATE_MARTS)]
 
 
 @dg.asset(group_name="marts", deps=[f"staged_{t}" for t in (
@@ -89,32 +97,21 @@ def quarantine(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> 
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name="marts", deps=["quarantine", "scored_fiqr", "patient_response",
-                                    *[s.name for s in AGGREGATE_MARTS]],
-          description="One row per export x table x check (contract rules, reconciliation, FIQR "
-                      "scoring, Great Expectations) with threshold, severity and status.")
+@dg.asset(group_name="marts", deps=["quarantine", "scored_fiqr", "reconciliation", "dataset_expectations",
+                                    "mart_expectations"],
+          description="One row per export x table x check: the check catalogue (rules/quality_checks.yaml and "
+                      "the Great Expectations suites) crossed with what the run found (contract rules, file "
+                      "findings, reconciliation, FIQR scoring, expectations), with threshold, severity and "
+                      "status: pass, fail, or not run (a declared check that produced no result).")
 def data_quality(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                  warehouse: DuckDBResource) -> dg.MaterializeResult:
-    import yaml
-
-    catalogue = yaml.safe_load(Path(clinic.checks_file).read_text(encoding="utf-8"))["checks"]
+    rows = load_catalogue(Path(clinic.checks_file), clinic.contract(), Path(clinic.expectations_dir))
     with warehouse.get_connection() as con:
-        con.execute("CREATE OR REPLACE TABLE quality.check_catalogue (check_name VARCHAR, "
-                    "kind VARCHAR, description VARCHAR, threshold_pct DOUBLE, severity VARCHAR)")
-        con.executemany("INSERT INTO quality.check_catalogue VALUES (?, ?, ?, ?, ?)", [
-            (c["check"], c["kind"], c["description"], c["threshold_pct"], c["severity"])
-            for c in catalogue])
-        run_sql(con, "quality", "reconciliation")
+        write_catalogue(con, rows)
+        run_sql(con, "quality", "check_results")
         run_sql(con, "quality", "data_quality")
         status = dict(con.execute("SELECT status, count(*) FROM marts.data_quality "
                                   "GROUP BY status").fetchall())
-        meta = table_metadata(con, "marts.data_quality", checks_by_status=status)
-    report(context, f"data quality: {status.get('pass', 0)} checks pass, {status.get('fail', 0)} fail")
+        meta = table_metadata(con, "marts.data_quality", checks_by_status=status, catalogue_checks=len(rows))
+    report(context, "data quality: " + ", ".join(f"{n} {s}" for s, n in sorted(status.items())))
     return dg.MaterializeResult(metadata=meta)
-
-
-# The quarantine's suite runs before data_quality is built, so its results are in that mart;
-# data_quality's and run_info's own suites are shown in Dagster (they run after it).
-mart_checks = [gx_check(name, f"marts.{name}", name)
-               for name in [s.name for s in AGGREGATE_MARTS] + ["quarantine", "data_quality"]] + [
-    no_fatal_check_failed]

@@ -11,7 +11,8 @@ from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
 from pipelines.publish.snapshot import MARTS, building_dir, start_building, switch_to, write_snapshot
-from pipelines.quality.checks import gx_check
+from pipelines.quality.data_docs import make_offline
+from pipelines.resources import GreatExpectations
 from pipelines.sqlfiles import quote_literal, run_sql
 
 
@@ -24,9 +25,6 @@ def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg
         run_sql(con, "marts", "run_info", run_id=quote_literal(context.run_id))
         meta = table_metadata(con, "marts.run_info")
     return dg.MaterializeResult(metadata=meta)
-
-
-run_info_checks = [gx_check("run_info", "marts.run_info", "run_info")]
 
 
 @dg.asset(group_name="publish", deps=["run_info", *MARTS],
@@ -57,7 +55,20 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.Ma
     })
 
 
-@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards, "release_bundle"],
+@dg.asset(group_name="publish", deps=[clinic_snapshot, "dataset_expectations", "mart_expectations"],
+          description="Great Expectations' own Data Docs site of this run's validations (the dataset and "
+                      "mart suites), published beside the dashboards (data_docs/index.html) and made to open "
+                      "offline: GX's references to public CDNs are removed.")
+def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                 great_expectations: GreatExpectations) -> dg.MaterializeResult:
+    folder = building_dir(Path(clinic.marts_dir), context.run_id) / "data_docs"
+    index = great_expectations.build_data_docs(folder)
+    pages = make_offline(folder)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(Path(clinic.marts_dir) / "data_docs")),
+                                          "index": index.name, "pages_made_offline": len(pages)})
+
+
+@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards, gx_data_docs, "release_bundle"],
           description="What analysts, dashboards and recipients read: the marts folder's `current` "
                       "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
                       "Parquet files, dashboards/, release/), then the run marked published in run_info.")

@@ -24,7 +24,7 @@ MARTS = ["patient_response", "response_by_indication", "measure_trajectory", "to
 # Marts refreshed patient by patient are published in a stable order all the same.
 PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id"}
 VERSIONS, CURRENT, BUILDING = "versions", "current", ".building-"
-PUBLISHED_NAMES = ["clinic.duckdb", *(f"{m}.parquet" for m in MARTS), "dashboards", "release"]
+PUBLISHED_NAMES = ["clinic.duckdb", *(f"{m}.parquet" for m in MARTS), "dashboards", "data_docs", "release"]
 
 
 def building_dir(marts_dir: Path, run_id: str) -> Path:

@@ -64,19 +64,38 @@ def _check_name(expectation) -> str:
     return f"gx:{expectation.expectation_type}" + (f"({target})" if target else "")
 
 
+_validations: dict[tuple[str, float, str], object] = {}
+
+
+def _validation(suite_file: Path, table_name: str):
+    """One GX ValidationDefinition per suite and table, made once per process: its runs are
+    kept in the context's results store, which build_data_docs renders."""
+    import great_expectations as gx
+
+    path = Path(suite_file).resolve()
+    key = (str(path), path.stat().st_mtime, table_name)
+    if key not in _validations:
+        context = _context()
+        name = f"{path.stem} @ {table_name}" + (f" #{len(_validations)}" if any(
+            k[0] != key[0] and k[2] == table_name and Path(k[0]).stem == path.stem for k in _validations) else "")
+        try:
+            source = context.data_sources.get("clinic")
+        except (KeyError, ValueError):
+            source = context.data_sources.add_pandas("clinic")
+        batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("whole")
+        suite = load_suite(path)
+        suite.name = name
+        context.suites.add_or_update(suite)
+        _validations[key] = context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=name, data=batch, suite=context.suites.get(name)))
+    return _validations[key]
+
+
 def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str) -> list[ExpectationOutcome]:
     """Validate a frame against one suite; one outcome per expectation."""
-    context = _context()
-    suite = load_suite(suite_file)
-    source_name = f"clinic_{table_name}"
-    try:
-        source = context.data_sources.get(source_name)
-    except (KeyError, ValueError):
-        source = context.data_sources.add_pandas(source_name)
-    asset = source.add_dataframe_asset(name=f"{table_name}_{id(frame)}")
-    batch = asset.add_batch_definition_whole_dataframe("whole").get_batch(
-        batch_parameters={"dataframe": frame})
-    result = batch.validate(suite, result_format="SUMMARY")
+    validation = _validation(suite_file, table_name)
+    suite = validation.suite
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
     outcomes = []
     for expectation, r in zip(suite.expectations, result.results, strict=True):
         stats = r.result or {}
@@ -97,3 +116,16 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str) -> li
             success=bool(r.success),
         ))
     return outcomes
+
+
+def build_data_docs(folder: Path) -> Path:
+    """Render this process's validation results as Great Expectations' own Data Docs site in
+    `folder` (then made to work offline: see pipelines/quality/data_docs.py)."""
+    context = _context()
+    sites = context.get_config().data_docs_sites or {}
+    if "clinic" not in sites:
+        context.add_data_docs_site(site_name="clinic", site_config={
+            "class_name": "SiteBuilder", "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(folder)}})
+    context.build_data_docs(site_names=["clinic"])
+    return Path(folder) / "index.html"

@@ -31,14 +31,17 @@ def serve(requests: TextIO, replies: TextIO) -> None:
     """Answer requests until the run closes the pipe."""
     import pandas as pd
 
-    from pipelines.quality.gx_validation import validate_frame
+    from pipelines.quality.gx_validation import build_data_docs, validate_frame
 
     for line in requests:
         request = json.loads(line)
         try:
-            frame = pd.read_parquet(request["data"])
-            outcomes = validate_frame(frame, Path(request["suite"]), request["table"])
-            reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
+            if "data_docs" in request:
+                reply = {"index": str(build_data_docs(Path(request["data_docs"])))}
+            else:
+                frame = pd.read_parquet(request["data"])
+                outcomes = validate_frame(frame, Path(request["suite"]), request["table"])
+                reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
         except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
             reply = {"error": f"{type(error).__name__}: {error}"}
         replies.write(json.dumps(reply) + "\n")
@@ -126,6 +129,22 @@ class GxWorker:
             raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
                                f"{reply['error']}")
         return reply["rows"], [ExpectationOutcome(**o) for o in reply["outcomes"]]
+
+    def build_data_docs(self, folder: Path) -> Path:
+        """Great Expectations' Data Docs of everything this worker validated, into `folder`."""
+        with self._lock:
+            try:
+                self._process.stdin.write(json.dumps({"data_docs": str(folder)}) + "\n")
+                self._process.stdin.flush()
+                line = self._process.stdout.readline()
+            except BrokenPipeError:
+                line = ""
+            if not line:
+                raise RuntimeError(self._stopped_message())
+            reply = json.loads(line)
+        if "error" in reply:
+            raise RuntimeError(f"Great Expectations could not build its Data Docs: {reply['error']}")
+        return Path(reply["index"])
 
     def _stopped_message(self) -> str:
         self._log.flush()

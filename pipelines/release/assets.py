@@ -21,11 +21,20 @@ from pipelines.release.bundle import (
     write_manifest,
     write_release_database,
 )
-from pipelines.release.disclosure import COUNT_COLUMNS, audit, protect
+from pipelines.release.disclosure import COUNT_COLUMNS, DERIVED_COLUMNS, KEY_COLUMNS, audit, protect
 
 # Columns that would tie a release row to a patient or to the clinic's source files.
 LINEAGE_COLUMNS = {"patient_id", "site_id", "export_id", "source_file", "line_number", "baseline_source",
                    "assessment_source", "detail"}
+# What a released aggregate may hold besides its keys, counts and what derives from the counts
+# (a column declared nowhere could carry a suppressed count through, e.g. an interval).
+DESCRIPTIVE_COLUMNS = {"rules_version", "band_order", "suppressed", "suppressed_counts"}
+
+
+def undeclared_columns(mart: str, columns: list[str]) -> list[str]:
+    allowed = {*KEY_COLUMNS[mart], *COUNT_COLUMNS[mart], *DESCRIPTIVE_COLUMNS,
+               *(d for ds in DERIVED_COLUMNS[mart].values() for d in ds)}
+    return [c for c in columns if c not in allowed]
 
 
 def _release_dir(clinic: ClinicConfig, run_id: str) -> Path:
@@ -90,11 +99,13 @@ def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: Cli
     altered = [f"{m}.{c}" for m in RELEASE_MARTS for c in COUNT_COLUMNS[m]
                if not released[m][c].dropna().astype("int64").equals(true[m][c][released[m][c].notna()].astype("int64"))]
     lineage = sorted({f"{t}.{c}" for t, c in columns if c in LINEAGE_COLUMNS})
+    undeclared = [f"{m}.{c}" for m in RELEASE_MARTS for c in undeclared_columns(m, list(released[m].columns))]
     manifest = json.loads((folder / MANIFEST).read_text())
     tampered = [f["path"] for f in manifest["files"] if sha256(folder / f["path"]) != f["sha256"]]
     problems = ([f"{len(given_away)} small count(s) can be narrowed down or are shown"] if given_away else []) + \
         ([f"counts differ from the marts: {', '.join(altered)}"] if altered else []) + \
         ([f"lineage columns: {', '.join(lineage)}"] if lineage else []) + \
+        ([f"columns neither key, count nor derived from a count: {', '.join(undeclared)}"] if undeclared else []) + \
         ([f"files differ from the manifest: {', '.join(tampered)}"] if tampered else [])
     return dg.AssetCheckResult(
         passed=not problems, severity=dg.AssetCheckSeverity.ERROR,

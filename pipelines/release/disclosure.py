@@ -101,6 +101,9 @@ from scipy.sparse import csr_matrix
 # each count (NULL when it is), and the columns that name a row. pipelines/marts/assets.py builds
 # its AggregateMart list from these, so there is one source of truth.
 _PCTS = {c: (f"pct_{c}", f"pct_{c}_low", f"pct_{c}_high") for c in ("meaningful", "minimal", "intolerant")}
+_EXPOSED = ("pct_exposed", "pct_exposed_low", "pct_exposed_high")
+_SLEEP = ("pct_sleep_event", "pct_sleep_event_low", "pct_sleep_event_high")
+_INTOLERANT = ("pct_intolerant", "pct_intolerant_low", "pct_intolerant_high")
 _STATS = ("value_median", "value_p25", "value_p75", "pct_change_median", "pct_change_p25",
           "pct_change_p75")
 
@@ -118,9 +121,8 @@ DERIVED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
                                "n_intolerant": _PCTS["intolerant"],
                                "n_evaluable": sum(_PCTS.values(), ())},
     "measure_trajectory": {"n_patients": _STATS},
-    "tolerability": {"n_patients": ("pct_exposed",), "n_exposed": ("pct_exposed",)},
-    "titration": {"n_patients": ("pct_sleep_event", "pct_intolerant"), "n_sleep_event": ("pct_sleep_event",),
-                  "n_intolerant": ("pct_intolerant",)},
+    "tolerability": {"n_patients": _EXPOSED, "n_exposed": _EXPOSED},
+    "titration": {"n_patients": (*_SLEEP, *_INTOLERANT), "n_sleep_event": _SLEEP, "n_intolerant": _INTOLERANT},
     "cohort_flow": {},
 }
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {

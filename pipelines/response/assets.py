@@ -10,7 +10,6 @@ from dagster_duckdb import DuckDBResource
 from pipelines.config import ClinicConfig
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
-from pipelines.quality.checks import gx_check, rows_of_refreshed_patients
 from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.response.rules import write_rules_table
 from pipelines.sqlfiles import run_sql, write_frame
@@ -48,13 +47,10 @@ def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 
 @dg.asset(group_name="response", deps=["staged_fiqr_items", "staged_measurements"],
           description=("FIQR questionnaires scored from item answers (Bennett 2009, one missing "
-                       "function item prorated); a scored questionnaire replaces a delivered "
-                       "fiqr_total on the same day. Also the view of every measure value with "
-                       "its source row."))
+                       "function item prorated), and the scored-vs-delivered disagreements."))
 def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
         run_sql(con, "response", "fiqr_scores")
-        run_sql(con, "response", "measure_values")
         unscorable, disagree = con.execute(
             "SELECT (SELECT count(*) FROM response.fiqr_questionnaires WHERE NOT scorable), "
             "(SELECT count(*) FROM response.fiqr_disagreements)").fetchone()
@@ -65,13 +61,30 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) ->
     return dg.MaterializeResult(metadata=meta)
 
 
+@dg.asset(group_name="response", deps=[scored_fiqr, "staged_measurements"],
+          description=("Every measurement value the response rules and trajectories use, with its source "
+                       "row: delivered rows (`<export>/<file>:<line>`) and scored FIQR questionnaires "
+                       "(`<export>/fiqr_items.csv`), a scored one replacing a delivered fiqr_total on the "
+                       "same day (a view, sql/response/measure_values.sql)."))
+def measure_values(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    with warehouse.get_connection() as con:
+        run_sql(con, "response", "measure_values")
+        meta = table_metadata(con, "response.measure_values")
+    return dg.MaterializeResult(metadata=meta)
+
+
+# Categories are computed only from data whose files reconcile and whose exports pass the
+# dataset expectations (both blocking): the graph shows the gate.
+VALIDATED = ["reconciliation", "dataset_expectations"]
+
+
 def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str) -> Refresh:
     return refresh_per_patient(con, table_name, sql_name, fingerprint(Path(clinic.rules_file)),
                                list(clinic.contract().tables))
 
 
-@dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "staged_discontinuations",
-                                       "staged_adverse_events", "response_rules"],
+@dg.asset(group_name="response", deps=[measure_values, "staged_patients", "staged_discontinuations",
+                                       "staged_adverse_events", "response_rules", *VALIDATED],
           description=("One row per patient: baseline and assessment of the primary measure, "
                        "change, category (meaningful, minimal, intolerant, not_assessable), reason "
                        "and the source rows of both values (sql/response/patient_response.sql). "
@@ -88,7 +101,7 @@ def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name="response", deps=["scored_fiqr", "staged_patients", "response_rules"],
+@dg.asset(group_name="response", deps=[measure_values, "staged_patients", "response_rules", *VALIDATED],
           description=("One row per patient, instrument and visit week: the value nearest the "
                        "week's day and its percent change from the instrument's baseline "
                        "(sql/response/trajectory_points.sql); measure_trajectory sums these up. "
@@ -101,8 +114,3 @@ def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     report(context, f"trajectory points: {meta['dagster/row_count']} ({done.mode}: {done.patients} "
                     f"patients recomputed)")
     return dg.MaterializeResult(metadata=meta)
-
-
-response_checks = [gx_check("patient_response", "marts.patient_response", "patient_response",
-                            sample_key="patient_id",
-                            changed=rows_of_refreshed_patients("marts.patient_response"))]

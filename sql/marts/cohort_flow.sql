@@ -10,10 +10,10 @@ flow AS (
            count(p.baseline_value) AS with_baseline,
            count(*) - count(e.patient_id) AS reached_day_56,
            count(p.assessment_value) AS assessed,
-           count(CASE WHEN p.category = 'meaningful' THEN 1 END) AS n_meaningful,
-           count(CASE WHEN p.category = 'minimal' THEN 1 END) AS n_minimal,
-           count(CASE WHEN p.category = 'intolerant' THEN 1 END) AS n_intolerant,
-           count(CASE WHEN p.category = 'not_assessable' THEN 1 END) AS n_not_assessable,
+           n_category(p.category, 'meaningful') AS n_meaningful,
+           n_category(p.category, 'minimal') AS n_minimal,
+           n_category(p.category, 'intolerant') AS n_intolerant,
+           n_category(p.category, 'not_assessable') AS n_not_assessable,
            max(p.rules_version) AS rules_version
     FROM marts.patient_response p LEFT JOIN early_stop e USING (patient_id)
     GROUP BY GROUPING SETS ((p.indication), ())

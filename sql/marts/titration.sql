@@ -10,16 +10,26 @@ sleep AS (
     FROM staging.adverse_events a
     JOIN response.early_sleep_events e ON e.event = a.event
     WHERE a.study_day >= 0 AND a.study_day < e.within_days
+),
+counted AS (
+    SELECT coalesce(s.indication, 'all') AS indication, s.starting_dose_band, s.band_order,
+           count(*) AS n_patients,
+           count(sl.patient_id) AS n_sleep_event,
+           n_category(r.category, 'intolerant') AS n_intolerant,
+           max(r.rules_version) AS rules_version
+    FROM starts s
+    JOIN marts.patient_response r USING (patient_id)
+    LEFT JOIN sleep sl USING (patient_id)
+    GROUP BY GROUPING SETS ((s.indication, s.starting_dose_band, s.band_order),
+                            (s.starting_dose_band, s.band_order))
 )
-SELECT coalesce(s.indication, 'all') AS indication, s.starting_dose_band, s.band_order,
-       count(*) AS n_patients,
-       count(sl.patient_id) AS n_sleep_event,
-       100.0 * count(sl.patient_id) / count(*) AS pct_sleep_event,
-       count(CASE WHEN r.category = 'intolerant' THEN 1 END) AS n_intolerant,
-       100.0 * count(CASE WHEN r.category = 'intolerant' THEN 1 END) / count(*) AS pct_intolerant,
-       max(r.rules_version) AS rules_version
-FROM starts s
-JOIN marts.patient_response r USING (patient_id)
-LEFT JOIN sleep sl USING (patient_id)
-GROUP BY GROUPING SETS ((s.indication, s.starting_dose_band, s.band_order), (s.starting_dose_band, s.band_order))
-ORDER BY coalesce(s.indication, 'all') = 'all', coalesce(s.indication, 'all'), s.band_order;
+SELECT indication, starting_dose_band, band_order, n_patients,
+       n_sleep_event, pct_of(n_sleep_event, n_patients) AS pct_sleep_event,
+       wilson_low(n_sleep_event, n_patients) AS pct_sleep_event_low,
+       wilson_high(n_sleep_event, n_patients) AS pct_sleep_event_high,
+       n_intolerant, pct_of(n_intolerant, n_patients) AS pct_intolerant,
+       wilson_low(n_intolerant, n_patients) AS pct_intolerant_low,
+       wilson_high(n_intolerant, n_patients) AS pct_intolerant_high,
+       rules_version
+FROM counted
+ORDER BY indication = 'all', indication, band_order;

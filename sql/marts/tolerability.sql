@@ -23,7 +23,9 @@ counted AS (
     GROUP BY GROUPING SETS ((indication, regimen, event, dose_band), (regimen, event, dose_band))
 )
 SELECT c.indication, c.regimen, c.event, c.dose_band, x.band_order, x.n_exposed,
-       c.n_patients, 100.0 * c.n_patients / NULLIF(x.n_exposed, 0) AS pct_exposed,
+       c.n_patients, pct_of(c.n_patients, x.n_exposed) AS pct_exposed,
+       wilson_low(c.n_patients, x.n_exposed) AS pct_exposed_low,
+       wilson_high(c.n_patients, x.n_exposed) AS pct_exposed_high,
        c.n_discontinued,
        (SELECT max(rules_version) FROM response.rules) AS rules_version
 FROM counted c JOIN exposed x USING (indication, regimen, dose_band)

@@ -1,79 +1,63 @@
--- One row per export x table x check (the OHDSI DQD results table): every declared check
--- appears, failing or not. Great Expectations checks name the exports whose rows they
--- validated ('(all)': rows of every export, as for the marts). `detail` names what a
--- file- or export-level finding is about (a missing table, an unknown file, extra columns).
+-- One row per export x table x check (the OHDSI DQD results table): the check catalogue
+-- (quality.check_catalogue: rules/quality_checks.yaml and the Great Expectations suites)
+-- crossed with what the checks found (quality.check_results). A check that ran and found
+-- nothing passes; a declared check that produced no result is "not run", never passing; a
+-- finding that no catalogue entry declares is a fatal failure, so nothing disappears.
 CREATE OR REPLACE TABLE marts.data_quality AS
-WITH rows_checked AS (
-    SELECT export_id, table_name, sum(rows_read) AS rows_checked
-    FROM ingest.applied_files GROUP BY export_id, table_name
+WITH applied AS (
+    SELECT DISTINCT export_id FROM ingest.applied_exports
 ),
-failed AS (
-    SELECT export_id, table_name, rule AS check_name, sum(rows_affected) AS rows_failed
-    FROM marts.quarantine GROUP BY export_id, table_name, rule
+delivered AS (  -- the tables each export held a file for
+    SELECT DISTINCT export_id, table_name FROM ingest.applied_files
+),
+expected AS (
+    -- Row and file checks run on every file an export delivered.
+    SELECT d.export_id, c.* FROM quality.check_catalogue c JOIN delivered d USING (table_name)
+    WHERE c.implemented_by IN ('contract', 'ingest', 'staging', 'reconciliation')
+      AND c.check_name NOT IN ('missing_table', 'unknown_file')
     UNION ALL
-    SELECT export_id, table_name, 'exact_duplicate', sum(duplicates)
-    FROM ingest.applied_files GROUP BY export_id, table_name
+    -- What an export lacks or holds besides tables: looked at for every export.
+    SELECT a.export_id, c.* FROM quality.check_catalogue c, applied a
+    WHERE c.check_name IN ('missing_table', 'unknown_file')
     UNION ALL
-    SELECT export_id, table_name, 'reconciliation', sum(abs(unaccounted))
-    FROM quality.reconciliation GROUP BY export_id, table_name
+    -- Findings over all exports at once, and the mart suites.
+    SELECT '(all)', c.* FROM quality.check_catalogue c
+    WHERE c.implemented_by = 'derived'
+       OR (c.level = 'mart' AND c.table_name NOT IN ('marts.data_quality', 'marts.run_info'))
+    UNION ALL
+    -- Dataset suites: every export and table; freshness for the newest export only.
+    SELECT a.export_id, c.* FROM quality.check_catalogue c, applied a
+    WHERE c.level = 'dataset'
+      AND (c.table_name <> '(export)' OR a.export_id = (SELECT max(export_id) FROM applied))
 ),
-contract AS (
-    SELECT r.export_id, r.table_name, c.check_name, c.kind, c.description, r.rows_checked,
-           coalesce(f.rows_failed, 0) AS rows_failed, c.threshold_pct, c.severity, NULL AS detail
-    FROM rows_checked r
-    CROSS JOIN quality.check_catalogue c
-    LEFT JOIN failed f ON f.export_id = r.export_id AND f.table_name = r.table_name
-                      AND f.check_name = c.check_name
-    WHERE c.kind IN ('contract', 'file', 'reconciliation')
-),
--- Extra columns are counted per file (files of the table with extra columns), not against rows.
-extra AS (
-    SELECT a.export_id, a.table_name, c.check_name, c.kind, c.description,
-           count(*) AS rows_checked, count(x.source_file) AS rows_failed, c.threshold_pct, c.severity,
-           string_agg(x.columns, '; ' ORDER BY x.source_file) AS detail
-    FROM ingest.applied_files a
-    LEFT JOIN (SELECT source_file, string_agg(column_name, ', ' ORDER BY column_name) AS columns
-               FROM ingest.extra_columns GROUP BY source_file) x USING (source_file)
-    CROSS JOIN quality.check_catalogue c
-    WHERE c.kind = 'columns'
-    GROUP BY ALL
-),
--- What an export lacks (tables: exports are deltas) or holds besides tables (unknown files),
--- one row per export, table and check, the names in detail.
-findings AS (
-    SELECT f.export_id, f.table_name, c.check_name, c.kind, c.description, count(*) AS rows_checked,
-           count(*) AS rows_failed, c.threshold_pct, c.severity, string_agg(f.detail, '; ' ORDER BY f.detail)
-    FROM ingest.export_findings f JOIN quality.check_catalogue c USING (check_name)
-    WHERE f.export_id IN (SELECT export_id FROM ingest.applied_exports)
-    GROUP BY ALL
-),
-fiqr AS (
-    SELECT '(all)' AS export_id, 'fiqr_items' AS table_name, c.check_name, c.kind, c.description,
-           (SELECT count(*) FROM response.fiqr_questionnaires) AS rows_checked,
-           CASE c.check_name
-               WHEN 'fiqr_unscorable' THEN (SELECT count(*) FROM response.fiqr_questionnaires WHERE NOT scorable)
-               ELSE (SELECT count(*) FROM response.fiqr_disagreements) END AS rows_failed,
-           c.threshold_pct, c.severity, NULL AS detail
-    FROM quality.check_catalogue c WHERE c.kind = 'derived'
-),
-gx AS (
-    SELECT export_id, table_name, check_name, 'great_expectations', description, rows_checked,
-           rows_failed, threshold_pct, severity, NULL AS detail
-    FROM quality.gx_outcomes
-    -- The suites of this mart and of run_info run after it is built (they show in Dagster);
-    -- what they found last run would describe a mart that is being replaced.
-    WHERE table_name NOT IN ('marts.data_quality', 'marts.run_info')
-),
-all_checks AS (
-    SELECT * FROM contract UNION ALL SELECT * FROM extra UNION ALL SELECT * FROM findings
-    UNION ALL SELECT * FROM fiqr UNION ALL SELECT * FROM gx
+judged AS (
+    SELECT e.export_id, e.table_name, e.column_name, e.check_name, e.level, e.implemented_by, e.description,
+           CAST(coalesce(r.rows_checked, CASE WHEN e.implemented_by <> 'great_expectations' THEN
+                (SELECT sum(rows_read) FROM ingest.applied_files f
+                 WHERE f.export_id = e.export_id AND f.table_name = e.table_name) END) AS BIGINT) AS rows_checked,
+           CAST(CASE WHEN r.check_name IS NOT NULL OR e.implemented_by <> 'great_expectations'
+                     THEN coalesce(r.rows_failed, 0) END AS BIGINT) AS rows_failed,
+           e.threshold_pct, e.severity,
+           r.check_name IS NULL AND e.implemented_by = 'great_expectations' AS not_run, r.detail
+    FROM expected e
+    LEFT JOIN quality.check_results r
+      ON r.export_id = e.export_id AND r.table_name = e.table_name AND r.check_name = e.check_name
+    UNION ALL
+    SELECT r.export_id, r.table_name, '', r.check_name, 'row', 'unknown',
+           'found by the pipeline but not declared in the check catalogue (rules/quality_checks.yaml)',
+           CAST(r.rows_checked AS BIGINT), CAST(r.rows_failed AS BIGINT), 0, 'fatal', false, r.detail
+    FROM quality.check_results r
+    WHERE r.rows_failed > 0 AND NOT EXISTS (
+        SELECT 1 FROM quality.check_catalogue c WHERE c.check_name = r.check_name AND c.table_name = r.table_name)
 )
-SELECT export_id, table_name, check_name, kind, description, rows_checked, rows_failed,
+SELECT export_id, table_name, column_name, check_name, level, implemented_by, description,
+       rows_checked, rows_failed,
        round(100.0 * rows_failed / NULLIF(rows_checked, 0), 4) AS pct_failed,
        threshold_pct, severity,
-       CASE WHEN coalesce(100.0 * rows_failed / NULLIF(rows_checked, 0), 0) <= threshold_pct
-                 AND NOT (threshold_pct = 0 AND rows_failed > 0)
-            THEN 'pass' ELSE 'fail' END AS status,
+       CASE WHEN not_run THEN 'not run'
+            WHEN coalesce(100.0 * rows_failed / NULLIF(rows_checked, 0), 0) <= threshold_pct
+                 AND NOT (threshold_pct = 0 AND rows_failed > 0) THEN 'pass'
+            ELSE 'fail' END AS status,
        detail
-FROM all_checks
+FROM judged
 ORDER BY export_id, table_name, check_name;

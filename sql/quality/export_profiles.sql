@@ -1,0 +1,35 @@
+-- Profiles of the exports this run applied, for the dataset-level checks (Great Expectations,
+-- expectations/dataset_*.json), which compare each export with the earlier ones: what no row
+-- check can see. A profile is taken once, when its export is applied (a rebuild takes them
+-- all again), from the staged rows the export delivered. Approximate quantiles (t-digest)
+-- keep memory flat at any size; a ratio check needs no exact p90.
+CREATE TABLE IF NOT EXISTS quality.export_profiles (
+    export_id VARCHAR, table_name VARCHAR, measure VARCHAR, n_rows BIGINT, n_patients BIGINT,
+    mean DOUBLE, p90 DOUBLE, with_baseline BIGINT
+);
+DELETE FROM quality.export_profiles WHERE export_id IN (SELECT export_id FROM ingest.pending_exports);
+
+-- The distribution of each instrument's values.
+INSERT INTO quality.export_profiles
+SELECT export_id, 'measurements', instrument, count(*), count(DISTINCT patient_id), avg(value),
+       approx_quantile(value, 0.9), NULL
+FROM staging.measurements
+WHERE export_id IN (SELECT export_id FROM ingest.pending_exports)
+GROUP BY export_id, instrument;
+
+-- Rows and patients per table: one SELECT per contract table (sql/quality/table_volume.sql).
+INSERT INTO quality.export_profiles ${volume};
+
+-- Completeness: the export's patients with a baseline value of their primary measure.
+INSERT INTO quality.export_profiles
+SELECT p.export_id, 'patients', 'baseline', count(*), count(*), NULL, NULL, count(b.patient_id)
+FROM staging.patients p
+LEFT JOIN (
+    SELECT DISTINCT v.patient_id
+    FROM response.measure_values v
+    JOIN staging.patients q USING (patient_id)
+    JOIN response.rules r ON r.indication = q.indication AND r.primary_measure = v.instrument
+    WHERE v.study_day BETWEEN r.baseline_from AND r.baseline_to
+) b USING (patient_id)
+WHERE p.export_id IN (SELECT export_id FROM ingest.pending_exports)
+GROUP BY p.export_id;
