@@ -405,8 +405,8 @@ def collect_relations(marts: Mapping[str, pd.DataFrame]) -> list[Relation]:
 
 class _Optimum(NamedTuple):
     value: float  # -inf when unbounded below
-    x: np.ndarray  # a minimising solution, one value per cell id (empty when unbounded)
-    duals: np.ndarray  # one per relation (empty when unbounded)
+    x: np.ndarray  # a minimising solution, one value per cell id (empty unless asked for, or unbounded)
+    duals: np.ndarray  # one per relation (likewise)
 
     def binding(self) -> frozenset[int]:
         """The relations whose dual is not zero: where a wider range must come from."""
@@ -438,7 +438,9 @@ class _System:
         cols = np.fromiter((i for ids in self.terms for i in ids), dtype=np.int64, count=sum(lengths))
         coefs = np.fromiter((coef for r in self.relations for _, coef in r.terms), dtype=float,
                             count=sum(lengths))
-        return csc_matrix((coefs, (rows, cols)), shape=(len(self.terms), len(self.cells)))
+        matrix = csc_matrix((coefs, (rows, cols)), shape=(len(self.terms), len(self.cells)))
+        matrix.eliminate_zeros()  # a cell repeated with opposite signs
+        return matrix
 
     def component(self, start: int, hidden: Collection[int]) -> tuple[list[int], list[int]]:
         """The hidden cells linked to `start` by relations through hidden cells, and those relations."""
@@ -526,8 +528,10 @@ class _Model:
         values = [float(self.system.value[i]) for i in gone]
         self._bounds(gone, values, values)
 
-    def minimum(self, costs: Mapping[int, float], caps: Mapping[int, float] | None = None) -> _Optimum:
-        """Minimise sum(cost * cell) over hidden cells, those in caps also at most their cap."""
+    def minimum(self, costs: Mapping[int, float], caps: Mapping[int, float] | None = None, *,
+                with_x: bool = False, with_duals: bool = False) -> _Optimum:
+        """Minimise sum(cost * cell) over hidden cells, those in caps also at most their cap. The
+        solution and duals are read only when asked for (each is a list copied out of HiGHS)."""
         idx = np.fromiter(costs, dtype=np.int32, count=len(costs))
         self.highs.changeColsCost(len(idx), idx, np.fromiter(costs.values(), dtype=float, count=len(idx)))
         caps = caps or {}
@@ -537,9 +541,10 @@ class _Model:
             status = self._run()
             if status == highspy.HighsModelStatus.kUnbounded:
                 return _Optimum(-math.inf, np.array([]), np.array([]))
-            solution = self.highs.getSolution()
-            return _Optimum(self.highs.getObjectiveValue(), np.asarray(solution.col_value),
-                            np.asarray(solution.row_dual))
+            solution = self.highs.getSolution() if with_x or with_duals else None
+            return _Optimum(self.highs.getObjectiveValue(),
+                            np.array(solution.col_value if with_x else [], dtype=float),
+                            np.array(solution.row_dual if with_duals else [], dtype=float))
         finally:
             self.highs.changeColsCost(len(idx), idx, np.zeros(len(idx)))
             self._bounds(capped, self.lower, _INF)
@@ -556,12 +561,12 @@ class _Model:
                                "published cells contradict a relation?")
         return status
 
-    def low(self, cell: int) -> _Optimum:
-        return self.minimum({cell: 1.0})
+    def low(self, cell: int, with_duals: bool = False) -> _Optimum:
+        return self.minimum({cell: 1.0}, with_duals=with_duals)
 
-    def high(self, cell: int, cap: float | None = None) -> _Optimum:
+    def high(self, cell: int, cap: float | None = None, with_duals: bool = False) -> _Optimum:
         """The maximum (as a negated minimum), followed only up to cap if given."""
-        return self.minimum({cell: -1.0}, None if cap is None else {cell: cap})
+        return self.minimum({cell: -1.0}, None if cap is None else {cell: cap}, with_duals=with_duals)
 
     def ranges(self, cells: list[int], rels: list[int], targets: list[int]) -> dict[int, tuple[float, float]]:
         """Exact LP range of each target in one component (maximum inf when unbounded)."""
@@ -569,7 +574,7 @@ class _Model:
             return {t: (self.lower, math.inf) for t in targets}
         lows: dict[int, float] = {}
         if len(targets) > 1:  # a solution with a cell at its lower bound proves that is its minimum
-            x = self.minimum(dict.fromkeys(cells, 1.0)).x
+            x = self.minimum(dict.fromkeys(cells, 1.0), with_x=True).x
             lows = {t: self.lower for t in targets if x[t] <= self.lower + _EPS}
         for t in targets:
             if t not in lows:
@@ -626,7 +631,7 @@ class _Floors:
             nonzero = [i for i, v in enumerate(self.system.value) if v != 0]
             self.model = _Model(self.system, nonzero, 1)
             # cells at 1 here have floor 1: one LP for most
-            x = self.model.minimum(dict.fromkeys(nonzero, 1.0)).x
+            x = self.model.minimum(dict.fromkeys(nonzero, 1.0), with_x=True).x
             self.known = {i: 1 for i in nonzero if x[i] <= 1 + _EPS}
         if cell not in self.known:
             self.known[cell] = int(_int_low(self.model.low(cell).value))
@@ -707,9 +712,10 @@ class _Protector:
             todo = [c for c, (lo, hi) in sides.items() if (lo if low else hi)]
             while todo:
                 if low:
-                    x = self.model.minimum(dict.fromkeys(todo, 1.0)).x
+                    x = self.model.minimum(dict.fromkeys(todo, 1.0), with_x=True).x
                 else:
-                    x = self.model.minimum(dict.fromkeys(todo, -1.0), dict.fromkeys(todo, float(self.top))).x
+                    x = self.model.minimum(dict.fromkeys(todo, -1.0), dict.fromkeys(todo, float(self.top)),
+                                           with_x=True).x
                 proven = {c for c in todo if (x[c] <= 1 + _EPS if low else x[c] >= self.top - _EPS)}
                 for c in proven:
                     sides[c][0 if low else 1] = False
@@ -732,16 +738,18 @@ class _Protector:
         return sorted(c for c, (low, high) in self.unproven().items()
                       if any(self.side_bounds(c, low, high)[:2]))
 
-    def side_bounds(self, target: int, low: bool, high: bool) -> tuple[int, int, frozenset[int]]:
-        """The target's gaps below and above (for the sides asked) and the relations binding them."""
+    def side_bounds(self, target: int, low: bool, high: bool,
+                    with_binding: bool = False) -> tuple[int, int, frozenset[int]]:
+        """The target's gaps below and above (for the sides asked) and, if asked for, the
+        relations binding them."""
         if not self.system.by_cell[target]:  # in no relation: [1, inf)
             return 0, 0, frozenset()
         low_gap, high_gap, binding = 0, 0, frozenset()
         if low:
-            found = self.model.low(target)
+            found = self.model.low(target, with_duals=with_binding)
             low_gap, binding = self.low_gap(target, found.value), binding | found.binding()
         if high:
-            found = self.model.high(target, cap=self.top)
+            found = self.model.high(target, cap=self.top, with_duals=with_binding)
             high_gap, binding = self.high_gap(-found.value), binding | found.binding()
         return low_gap, high_gap, binding
 
@@ -788,7 +796,7 @@ class _Protector:
             low, high = pending.pop(target)
             needed_complements, protected = False, False
             while not protected:
-                low_gap, high_gap, binding = self.side_bounds(target, low, high)
+                low_gap, high_gap, binding = self.side_bounds(target, low, high, with_binding=True)
                 low, high = low_gap > 0, high_gap > 0
                 if not (low or high):
                     break
