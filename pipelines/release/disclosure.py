@@ -64,15 +64,20 @@ shown, so a hidden cell is known to be non-zero), and the LP minimum and maximum
 cell bound what an outsider can infer about it. Relaxing integrality only widens the range, so
 the integer range ([ceil(low), floor(high)], which is what the protection test uses) lies
 inside the LP range. Suppressed cells linked by no chain of relations cannot inform each other,
-so each connected component of suppressed cells is solved on its own, as a sparse LP (scipy's
-`linprog`, HiGHS).
+so each connected component of suppressed cells is solved on its own. All of them live in one
+HiGHS model (highspy) over every cell, published cells fixed by their bounds: hiding a cell or
+asking about another changes bounds and costs only, and each solve starts from the last basis
+(a few simplex iterations instead of an LP built and solved from scratch).
 
 Protection: a primary cell (true count 1..min_cell_size - 1) is protected when its range covers
 [floor, min_cell_size - 1], where `floor` is what the pattern of zeros alone says (its minimum
 with every non-zero cell hidden). That floor is 1 for nearly every cell; a total of k non-zero
 parts is at least k whatever else is hidden (zero is shown), so demanding 1 there could never
 be met, and the outsider learns nothing from it that the zeros did not already say.
-Complementary cells need no protection of their own.
+Complementary cells need no protection of their own. Most sides are proven by a witness: one
+LP pushes every cell in question down to 1 (or up to min_cell_size - 1) at once, and a cell
+that gets there is protected on that side; only the others need their exact bound. `audit` and
+protect's last check give the same answer as the exact range of every cell, for a few LPs.
 
 `protect` suppresses every count 1..min_cell_size - 1 (zero is shown), then takes the disclosed
 primary cells one at a time and suppresses published non-zero cells next to each (in a relation
@@ -87,15 +92,16 @@ outsider they are at most min_cell_size - 1).
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, NamedTuple
 
+import highspy
 import numpy as np
 import pandas as pd
-from scipy.optimize import linprog
-from scipy.sparse import csr_matrix
+from scipy.sparse import csc_matrix
 
 # The columns of each aggregate mart: its counts (what can be small), the columns computed from
 # each count (NULL when it is), and the columns that name a row. pipelines/marts/assets.py builds
@@ -276,8 +282,8 @@ def _tolerability_relations(t: pd.DataFrame, values: Mapping[Cell, int], out: _C
         for k in rows[1:]:
             out.adds_up(Cell(m, rows[0], "n_exposed"), [Cell(m, k, "n_exposed")],
                         "tolerability.exposed_repeated")
+    names = dict(zip(t.index, _keys(t, ["indication"]), strict=True))  # once: t.loc per group was slow
     for rows in _rows_by(t, ["regimen", "event", "dose_band"]).values():
-        names = dict(zip(rows, _keys(t.loc[rows], ["indication"]), strict=True))
         kids = [k for k in rows if names[k] != ("all",)]
         for a in (k for k in rows if names[k] == ("all",)):
             for c in ("n_patients", "n_discontinued"):
@@ -308,8 +314,8 @@ def _titration_relations(ti: pd.DataFrame, out: _Collector) -> None:
     for i in ti.index:
         for c in ("n_sleep_event", "n_intolerant"):
             out.at_most([Cell(m, i, c)], Cell(m, i, "n_patients"), "titration.nested")
+    names = dict(zip(ti.index, _keys(ti, ["indication"]), strict=True))
     for rows in _rows_by(ti, ["starting_dose_band"]).values():
-        names = dict(zip(rows, _keys(ti.loc[rows], ["indication"]), strict=True))
         kids = [k for k in rows if names[k] != ("all",)]
         for a in (k for k in rows if names[k] == ("all",)):
             for c in COUNT_COLUMNS[m]:
@@ -399,90 +405,61 @@ def collect_relations(marts: Mapping[str, pd.DataFrame]) -> list[Relation]:
 
 # --- the audit ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Optimum:
+class _Optimum(NamedTuple):
     value: float  # -inf when unbounded below
-    x: np.ndarray
-    binding: frozenset[int]  # relations whose dual is not zero: where a wider range must come from
+    x: np.ndarray  # a minimising solution, one value per cell id (empty unless asked for, or unbounded)
+    duals: np.ndarray  # one per relation (likewise)
 
-
-@dataclass
-class _LP:
-    """One component's LP: its hidden cells as variables, published cells moved to the right side."""
-
-    cells: list[Cell]
-    col: dict[Cell, int]
-    a_eq: csr_matrix | None
-    b_eq: np.ndarray | None
-    eq_relations: list[int]
-    a_ub: csr_matrix | None
-    b_ub: np.ndarray | None
-    ub_relations: list[int]
-    lower: float
-
-    def minimum(self, objective: np.ndarray, caps: Mapping[int, float] | None = None) -> _Optimum:
-        bounds = np.full((len(self.cells), 2), [self.lower, np.inf])
-        for j, cap in (caps or {}).items():
-            bounds[j, 1] = cap
-        res = linprog(objective, A_ub=self.a_ub, b_ub=self.b_ub, A_eq=self.a_eq, b_eq=self.b_eq,
-                      bounds=bounds, method="highs")
-        if res.status in (2, 4):
-            # HiGHS's presolve can call an unbounded LP infeasible ("infeasible or unbounded",
-            # ERGO-Code/HiGHS#499); these LPs are feasible (the true counts satisfy them), so
-            # ask the simplex without presolve, which tells the two apart.
-            res = linprog(objective, A_ub=self.a_ub, b_ub=self.b_ub, A_eq=self.a_eq, b_eq=self.b_eq,
-                          bounds=bounds, method="highs", options={"presolve": False})
-        if res.status == 3:
-            return _Optimum(-math.inf, np.array([]), frozenset())
-        if res.status != 0:
-            raise RuntimeError(f"disclosure LP failed ({res.message}); do published cells contradict "
-                               "a relation?")
-        binding = set()
-        for relations, duals in ((self.eq_relations, res.eqlin), (self.ub_relations, res.ineqlin)):
-            if relations:
-                binding.update(k for k, y in zip(relations, duals.marginals, strict=True) if abs(y) > _EPS)
-        return _Optimum(float(res.fun), res.x, frozenset(binding))
-
-    def low(self, cell: Cell) -> _Optimum:
-        objective = np.zeros(len(self.cells))
-        objective[self.col[cell]] = 1.0
-        return self.minimum(objective)
-
-    def high(self, cell: Cell, cap: float | None = None) -> _Optimum:
-        """The maximum (as a negated minimum), followed only up to cap if given."""
-        objective = np.zeros(len(self.cells))
-        objective[self.col[cell]] = -1.0
-        return self.minimum(objective, None if cap is None else {self.col[cell]: cap})
+    def binding(self) -> frozenset[int]:
+        """The relations whose dual is not zero: where a wider range must come from."""
+        return frozenset(np.flatnonzero(np.abs(self.duals) > _EPS).tolist())
 
 
 class _System:
-    """The relations indexed by cell, with the true values, for LPs over any set of hidden cells."""
+    """The relations over every cell, cells by integer id, indexed both ways to find components.
+
+    Ids follow the sorted cells, so ordering ids orders cells (the greedy's tie-breaks stay the
+    same); sets of ints and lists instead of Cell tuples keep the many component searches cheap.
+    """
 
     def __init__(self, values: Mapping[Cell, int], relations: Sequence[Relation]):
-        self.values = values
+        self.cells = sorted(values)
+        self.id = {c: i for i, c in enumerate(self.cells)}
+        self.value = [values[c] for c in self.cells]
         self.relations = list(relations)
-        self.by_cell: dict[Cell, list[int]] = defaultdict(list)
-        for k, relation in enumerate(self.relations):
-            for cell, _ in relation.terms:
-                self.by_cell[cell].append(k)
+        self.terms = [[self.id[c] for c, _ in r.terms] for r in self.relations]
+        self.by_cell: list[list[int]] = [[] for _ in self.cells]
+        for k, ids in enumerate(self.terms):
+            for i in ids:
+                self.by_cell[i].append(k)
 
-    def component(self, start: Cell, hidden: Collection[Cell]) -> tuple[list[Cell], list[int]]:
+    def matrix(self) -> csc_matrix:
+        """Relations x cells, repeated cells summed."""
+        lengths = [len(ids) for ids in self.terms]
+        rows = np.repeat(np.arange(len(self.terms)), lengths)
+        cols = np.fromiter((i for ids in self.terms for i in ids), dtype=np.int64, count=sum(lengths))
+        coefs = np.fromiter((coef for r in self.relations for _, coef in r.terms), dtype=float,
+                            count=sum(lengths))
+        matrix = csc_matrix((coefs, (rows, cols)), shape=(len(self.terms), len(self.cells)))
+        matrix.eliminate_zeros()  # a cell repeated with opposite signs
+        return matrix
+
+    def component(self, start: int, hidden: Collection[int]) -> tuple[list[int], list[int]]:
         """The hidden cells linked to `start` by relations through hidden cells, and those relations."""
-        seen, rels, queue = {start}, set(), deque([start])
+        seen, rels, queue = {start}, set(), [start]
         while queue:
-            for k in self.by_cell.get(queue.popleft(), ()):
+            for k in self.by_cell[queue.pop()]:
                 if k in rels:
                     continue
                 rels.add(k)
-                for cell, _ in self.relations[k].terms:
-                    if cell in hidden and cell not in seen:
-                        seen.add(cell)
-                        queue.append(cell)
+                for i in self.terms[k]:
+                    if i in hidden and i not in seen:
+                        seen.add(i)
+                        queue.append(i)
         return sorted(seen), sorted(rels)
 
-    def components(self, hidden: Collection[Cell],
-                   starts: Iterable[Cell]) -> list[tuple[list[Cell], list[int]]]:
-        done: set[Cell] = set()
+    def components(self, hidden: Collection[int], starts: Iterable[int]) -> list[tuple[list[int], list[int]]]:
+        done: set[int] = set()
         found = []
         for start in starts:
             if start not in done:
@@ -491,61 +468,122 @@ class _System:
                 found.append((cells, rels))
         return found
 
-    def closed(self, rels: list[int], hidden: Collection[Cell]) -> bool:
+    def closed(self, rels: list[int], hidden: Collection[int]) -> bool:
         """True when no published non-zero count enters these relations: then the LP is the zero
         pattern's own (every minimum is its floor) and scaling a solution up keeps it feasible
         (every maximum is inf), so the cells are protected without solving anything."""
-        return all(self.relations[k].rhs == 0 and all(c in hidden or self.values[c] == 0
-                                                     for c, _ in self.relations[k].terms) for k in rels)
+        return all(self.relations[k].rhs == 0
+                   and all(i in hidden or self.value[i] == 0 for i in self.terms[k]) for k in rels)
 
-    def lp(self, cells: list[Cell], rels: list[int], hidden: Collection[Cell], lower: float) -> _LP:
-        col = {c: j for j, c in enumerate(cells)}
-        parts: dict[str, tuple[list, list, list, list, list]] = {"==": ([], [], [], [], []),
-                                                                 "<=": ([], [], [], [], [])}
-        for k in rels:
-            relation = self.relations[k]
-            rhs, entries = relation.rhs, []
-            for cell, coef in relation.terms:
-                if cell in hidden:
-                    entries.append((col[cell], coef))
-                else:
-                    rhs -= coef * self.values[cell]
-            if not entries:
-                continue
-            r_idx, c_idx, vals, b, owners = parts[relation.sense]
-            for j, coef in entries:
-                r_idx.append(len(b))
-                c_idx.append(j)
-                vals.append(coef)
-            b.append(rhs)
-            owners.append(k)
 
-        def matrix(sense: str) -> tuple[csr_matrix | None, np.ndarray | None, list[int]]:
-            r_idx, c_idx, vals, b, owners = parts[sense]
-            if not b:
-                return None, None, []
-            return (csr_matrix((vals, (r_idx, c_idx)), shape=(len(b), len(cells)), dtype=float),
-                    np.asarray(b, dtype=float), owners)
+_INF = highspy.kHighsInf
 
-        return _LP(cells, col, *matrix("=="), *matrix("<="), lower)
 
-    def ranges(self, cells: list[Cell], rels: list[int], hidden: Collection[Cell], targets: Iterable[Cell],
-               lower: float) -> dict[Cell, tuple[float, float]]:
+class _Model:
+    """Every cell a column of one HiGHS LP: published cells fixed to their values, hidden ones in
+    [lower, inf).
+
+    Why one model for everything: hiding a cell, asking about another or capping one only
+    changes bounds and costs, and each solve starts from the last basis, so most take a few
+    simplex iterations (scipy's linprog rebuilt and solved every LP from scratch, ~8 ms each).
+    An objective over one component's cells leaves the others where they are, so its optimum is
+    that component's own. Presolve is off: a warm start needs the model's own basis, and the
+    simplex alone tells an unbounded LP from an infeasible one (ERGO-Code/HiGHS#499).
+    """
+
+    def __init__(self, system: _System, hidden: Iterable[int], lower: float):
+        self.system, self.lower = system, float(lower)
+        self.hidden: set[int] = set()
+        a = system.matrix()
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
+        lp.col_cost_ = np.zeros(a.shape[1])
+        lp.col_lower_ = lp.col_upper_ = np.asarray(system.value, dtype=float)
+        is_eq = np.array([r.sense == "==" for r in system.relations], dtype=bool)
+        rhs = np.array([r.rhs for r in system.relations], dtype=float)
+        lp.row_lower_, lp.row_upper_ = np.where(is_eq, rhs, -_INF), rhs
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
+        self.highs = highspy.Highs()
+        self.highs.setOptionValue("output_flag", False)
+        self.highs.setOptionValue("presolve", "off")
+        self.highs.passModel(lp)
+        self.hide(hidden)
+
+    def _bounds(self, ids: Sequence[int], lower: Sequence[float] | float,
+                upper: Sequence[float] | float) -> None:
+        def floats(bound: Sequence[float] | float) -> np.ndarray:
+            return np.full(len(ids), bound) if isinstance(bound, float) else np.asarray(bound, dtype=float)
+
+        if ids:
+            self.highs.changeColsBounds(len(ids), np.asarray(ids, dtype=np.int32), floats(lower),
+                                        floats(upper))
+
+    def hide(self, ids: Iterable[int]) -> None:
+        new = [i for i in ids if i not in self.hidden]
+        self.hidden.update(new)
+        self._bounds(new, self.lower, _INF)
+
+    def show(self, ids: Iterable[int]) -> None:
+        gone = [i for i in ids if i in self.hidden]
+        self.hidden.difference_update(gone)
+        values = [float(self.system.value[i]) for i in gone]
+        self._bounds(gone, values, values)
+
+    def minimum(self, costs: Mapping[int, float], caps: Mapping[int, float] | None = None, *,
+                with_x: bool = False, with_duals: bool = False) -> _Optimum:
+        """Minimise sum(cost * cell) over hidden cells, those in caps also at most their cap. The
+        solution and duals are read only when asked for (each is a list copied out of HiGHS)."""
+        idx = np.fromiter(costs, dtype=np.int32, count=len(costs))
+        self.highs.changeColsCost(len(idx), idx, np.fromiter(costs.values(), dtype=float, count=len(idx)))
+        caps = caps or {}
+        capped = list(caps)
+        self._bounds(capped, self.lower, [caps[i] for i in capped])
+        try:
+            status = self._run()
+            if status == highspy.HighsModelStatus.kUnbounded:
+                return _Optimum(-math.inf, np.array([]), np.array([]))
+            solution = self.highs.getSolution() if with_x or with_duals else None
+            return _Optimum(self.highs.getObjectiveValue(),
+                            np.array(solution.col_value if with_x else [], dtype=float),
+                            np.array(solution.row_dual if with_duals else [], dtype=float))
+        finally:
+            self.highs.changeColsCost(len(idx), idx, np.zeros(len(idx)))
+            self._bounds(capped, self.lower, _INF)
+
+    def _run(self) -> highspy.HighsModelStatus:
+        ok = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded)
+        self.highs.run()
+        if self.highs.getModelStatus() not in ok:
+            self.highs.clearSolver()  # from scratch, in case the warm start was the trouble
+            self.highs.run()
+        status = self.highs.getModelStatus()
+        if status not in ok:
+            raise RuntimeError(f"disclosure LP failed ({self.highs.modelStatusToString(status)}); do "
+                               "published cells contradict a relation?")
+        return status
+
+    def low(self, cell: int, with_duals: bool = False) -> _Optimum:
+        return self.minimum({cell: 1.0}, with_duals=with_duals)
+
+    def high(self, cell: int, cap: float | None = None, with_duals: bool = False) -> _Optimum:
+        """The maximum (as a negated minimum), followed only up to cap if given."""
+        return self.minimum({cell: -1.0}, None if cap is None else {cell: cap}, with_duals=with_duals)
+
+    def ranges(self, cells: list[int], rels: list[int], targets: list[int]) -> dict[int, tuple[float, float]]:
         """Exact LP range of each target in one component (maximum inf when unbounded)."""
-        targets = list(targets)
         if not rels:  # nothing links these cells to anything: >= lower, no upper bound
-            return {t: (lower, math.inf) for t in targets}
-        lp = self.lp(cells, rels, hidden, lower)
-        lows = dict.fromkeys(targets, -math.inf)
+            return {t: (self.lower, math.inf) for t in targets}
+        lows: dict[int, float] = {}
         if len(targets) > 1:  # a solution with a cell at its lower bound proves that is its minimum
-            x = lp.minimum(np.ones(len(cells))).x
-            lows.update({t: lower for t in targets if x[lp.col[t]] <= lower + _EPS})
+            x = self.minimum(dict.fromkeys(cells, 1.0), with_x=True).x
+            lows = {t: self.lower for t in targets if x[t] <= self.lower + _EPS}
         for t in targets:
-            if lows[t] == -math.inf:
-                lows[t] = lp.low(t).value
-        if self.closed(rels, hidden) and lower > 0:  # homogeneous: any solution scales up
+            if t not in lows:
+                lows[t] = self.low(t).value
+        if self.system.closed(rels, self.hidden) and self.lower > 0:  # homogeneous: any solution scales up
             return {t: (lows[t], math.inf) for t in targets}
-        return {t: (lows[t], -lp.high(t).value) for t in targets}
+        return {t: (lows[t], -self.high(t).value) for t in targets}
 
 
 def feasible_ranges(values: Mapping[Cell, int], shown: Collection[Cell], relations: Sequence[Relation], *,
@@ -555,19 +593,22 @@ def feasible_ranges(values: Mapping[Cell, int], shown: Collection[Cell], relatio
 
     `values` holds every cell (those of suppressed cells are not used); `shown` the published
     ones, fixed to their values; every other cell is suppressed and at least `lower` (1: zero is
-    always shown). The maximum is inf where nothing bounds the cell. Each connected component of
-    suppressed cells is solved separately.
+    always shown). The maximum is inf where nothing bounds the cell. Connected components of
+    suppressed cells are solved one at a time (in one model, see _Model).
     """
     shown = set(shown)
     hidden = {c for c in values if c not in shown}
     wanted = sorted(hidden if targets is None else set(targets))
     if missing := [c for c in wanted if c not in hidden]:
         raise ValueError(f"not suppressed, nothing to bound: {missing[:3]}")
-    wanted_set = set(wanted)
     system = _System(values, relations)
+    model = _Model(system, (system.id[c] for c in hidden), lower)
+    wanted_ids = [system.id[c] for c in wanted]
+    wanted_set = set(wanted_ids)
     out: dict[Cell, tuple[float, float]] = {}
-    for cells, rels in system.components(hidden, wanted):
-        out.update(system.ranges(cells, rels, hidden, [c for c in cells if c in wanted_set], lower))
+    for cells, rels in system.components(model.hidden, wanted_ids):
+        found = model.ranges(cells, rels, [i for i in cells if i in wanted_set])
+        out.update((system.cells[i], bounds) for i, bounds in found.items())
     return out
 
 
@@ -584,25 +625,18 @@ class _Floors:
 
     def __init__(self, system: _System):
         self.system = system
-        self.nonzero = {c for c, v in system.values.items() if v != 0}
-        self.known: dict[Cell, int] = {}
-        self.lp_of: dict[Cell, _LP] = {}
+        self.model: _Model | None = None  # built when first needed: most cells never need a floor
+        self.known: dict[int, int] = {}
 
-    def __call__(self, cell: Cell) -> int:
-        if cell not in self.known and cell not in self.lp_of:
-            cells, rels = self.system.component(cell, self.nonzero)
-            if not rels:
-                self.known[cell] = 1
-                return 1
-            lp = self.system.lp(cells, rels, self.nonzero, 1)
-            x = lp.minimum(np.ones(len(cells))).x  # cells at 1 here have floor 1: one LP for most
-            for c, j in lp.col.items():
-                if x[j] <= 1 + _EPS:
-                    self.known[c] = 1
-                else:
-                    self.lp_of[c] = lp
+    def __call__(self, cell: int) -> int:
+        if self.model is None:
+            nonzero = [i for i, v in enumerate(self.system.value) if v != 0]
+            self.model = _Model(self.system, nonzero, 1)
+            # cells at 1 here have floor 1: one LP for most
+            x = self.model.minimum(dict.fromkeys(nonzero, 1.0), with_x=True).x
+            self.known = {i: 1 for i in nonzero if x[i] <= 1 + _EPS}
         if cell not in self.known:
-            self.known[cell] = int(_int_low(self.lp_of.pop(cell).low(cell).value))
+            self.known[cell] = int(_int_low(self.model.low(cell).value))
         return self.known[cell]
 
 
@@ -616,7 +650,8 @@ class ReleaseResult:
     are below min_cell_size (or how many are not: with none complementary, every hidden cell is
     at most min_cell_size - 1) narrows them for an outsider. Only `public_report` (the threshold,
     the relations, how many cells are hidden, and that none is disclosed) may leave the clinic.
-    `ranges` are the final LP ranges of the primary cells.
+    `ranges` are the final LP ranges of the primary cells, solved when first asked for: protection
+    is proven without them (most cells by witness solutions), and nothing in a run needs them.
     """
 
     frames: dict[str, pd.DataFrame]
@@ -624,49 +659,66 @@ class ReleaseResult:
     public_report: dict
     primary: frozenset[Cell]
     complementary: tuple[Cell, ...]
-    ranges: dict[Cell, tuple[float, float]]
+    values: Mapping[Cell, int] = field(repr=False)
+    relations: Sequence[Relation] = field(repr=False)
+
+    @cached_property
+    def ranges(self) -> dict[Cell, tuple[float, float]]:
+        hidden = self.primary.union(self.complementary)
+        return feasible_ranges(self.values, [c for c in self.values if c not in hidden], self.relations,
+                               targets=self.primary)
 
 
 class _Protector:
-    """Greedy complementary suppression until every primary cell's range covers [floor, top]."""
+    """Greedy complementary suppression until every primary cell's range covers [floor, top].
+
+    Works on cell ids of its _System; `hidden` (default: the primary cells) is the suppression
+    pattern to start from, and the primary cells are the small counts in it.
+    """
 
     def __init__(self, values: Mapping[Cell, int], relations: Sequence[Relation], min_cell_size: int,
-                 max_candidates: int):
+                 max_candidates: int, hidden: Collection[Cell] | None = None):
         self.system = _System(values, relations)
-        self.values = values
         self.top = min_cell_size - 1
         self.max_candidates = max_candidates
-        self.primary = {c for c, v in values.items() if 0 < v < min_cell_size}
-        self.hidden = set(self.primary)
+        small = {i for i, v in enumerate(self.system.value) if 0 < v < min_cell_size}
+        ids = self.system.id
+        start = small if hidden is None else {ids[c] for c in hidden if c in ids}
+        self.primary = small & start
+        self.model = _Model(self.system, start, 1)
         self.floor = _Floors(self.system)
 
-    def low_gap(self, cell: Cell, low: float) -> int:
+    @property
+    def hidden(self) -> set[int]:
+        return self.model.hidden
+
+    def low_gap(self, cell: int, low: float) -> int:
         low_int = _int_low(low)
         return 0 if low_int <= 1 else int(max(0, low_int - self.floor(cell)))  # floor >= 1: skip its LP
 
     def high_gap(self, high: float) -> int:
         return int(max(0, self.top - _int_high(high)))
 
-    def floor_of(self, cell: Cell, low: float) -> int:
-        return 1 if _int_low(low) <= 1 else self.floor(cell)  # floor <= low
+    def needs_lp(self, rels: list[int]) -> bool:
+        """False for a component linked to nothing, or to nothing published but zeros: its ranges
+        are [floor, inf) and every cell in it is protected."""
+        return bool(rels) and not self.system.closed(rels, self.hidden)
 
-    def certify(self, cells: list[Cell], rels: list[int],
-                pending: Mapping[Cell, tuple[bool, bool]]) -> dict[Cell, tuple[bool, bool]]:
+    def certify(self, pending: Mapping[int, tuple[bool, bool]]) -> dict[int, tuple[bool, bool]]:
         """Drop the sides that witness solutions prove: one LP pushes every pending cell down to 1
         (or up to top) at once, and any cell that gets there is proven; repeated on the rest
-        while it proves some. Returns the sides (low, high) still unproven."""
+        while it proves some. The cells may lie in any components: one LP serves them all, as
+        components are independent. Returns the sides (low, high) still unproven."""
         sides = {c: list(s) for c, s in pending.items()}
-        if not rels or self.system.closed(rels, self.hidden):
-            return {}  # unlinked, or linked to nothing published but zeros: [floor, inf)
-        lp = self.system.lp(cells, rels, self.hidden, 1)
         for low in (True, False):
             todo = [c for c, (lo, hi) in sides.items() if (lo if low else hi)]
             while todo:
-                objective = np.zeros(len(cells))
-                objective[[lp.col[c] for c in todo]] = 1.0 if low else -1.0
-                x = lp.minimum(objective, None if low else {lp.col[c]: float(self.top) for c in todo}).x
-                at = {c: x[lp.col[c]] for c in todo}
-                proven = {c for c in todo if (at[c] <= 1 + _EPS if low else at[c] >= self.top - _EPS)}
+                if low:
+                    x = self.model.minimum(dict.fromkeys(todo, 1.0), with_x=True).x
+                else:
+                    x = self.model.minimum(dict.fromkeys(todo, -1.0), dict.fromkeys(todo, float(self.top)),
+                                           with_x=True).x
+                proven = {c for c in todo if (x[c] <= 1 + _EPS if low else x[c] >= self.top - _EPS)}
                 for c in proven:
                     sides[c][0 if low else 1] = False
                 if not proven:
@@ -674,101 +726,108 @@ class _Protector:
                 todo = [c for c in todo if c not in proven]
         return {c: (lo, hi) for c, (lo, hi) in sides.items() if lo or hi}
 
-    def side_bounds(self, target: Cell, low: bool, high: bool) -> tuple[int, int, frozenset[int]]:
-        """The target's gaps below and above (for the sides asked) and the relations binding them."""
-        cells, rels = self.system.component(target, self.hidden)
-        if not rels:
+    def unproven(self) -> dict[int, tuple[bool, bool]]:
+        """The sides (low, high) of primary cells that certify() does not prove."""
+        pending: dict[int, tuple[bool, bool]] = {}
+        for cells, rels in self.system.components(self.hidden, sorted(self.primary)):
+            if self.needs_lp(rels):
+                pending.update((c, (True, True)) for c in cells if c in self.primary)
+        return self.certify(pending)
+
+    def disclosed(self) -> list[int]:
+        """The primary cells whose range does not cover [floor, top]: witnesses settle most sides
+        in a few LPs, exact bounds the rest (the same answer as the exact range of every cell)."""
+        return sorted(c for c, (low, high) in self.unproven().items()
+                      if any(self.side_bounds(c, low, high)[:2]))
+
+    def side_bounds(self, target: int, low: bool, high: bool,
+                    with_binding: bool = False) -> tuple[int, int, frozenset[int]]:
+        """The target's gaps below and above (for the sides asked) and, if asked for, the
+        relations binding them."""
+        if not self.system.by_cell[target]:  # in no relation: [1, inf)
             return 0, 0, frozenset()
-        lp = self.system.lp(cells, rels, self.hidden, 1)
         low_gap, high_gap, binding = 0, 0, frozenset()
         if low:
-            found = lp.low(target)
-            low_gap, binding = self.low_gap(target, found.value), binding | found.binding
+            found = self.model.low(target, with_duals=with_binding)
+            low_gap, binding = self.low_gap(target, found.value), binding | found.binding()
         if high:
-            found = lp.high(target, cap=self.top)
-            high_gap, binding = self.high_gap(-found.value), binding | found.binding
+            found = self.model.high(target, cap=self.top, with_duals=with_binding)
+            high_gap, binding = self.high_gap(-found.value), binding | found.binding()
         return low_gap, high_gap, binding
 
-    def protects(self, candidates: Collection[Cell], target: Cell, low: bool, high: bool) -> bool:
+    def protects(self, candidates: Collection[int], target: int, low: bool, high: bool) -> bool:
         """Would hiding these cells as well protect the target?"""
         extra = [c for c in candidates if c not in self.hidden]
-        self.hidden.update(extra)
+        self.model.hide(extra)
         try:
             return not (low and self.side_bounds(target, True, False)[0]
                         or high and self.side_bounds(target, False, True)[1])
         finally:
-            self.hidden.difference_update(extra)
+            self.model.show(extra)
 
-    def complement_for(self, target: Cell, low: bool, high: bool, binding: frozenset[int]) -> Cell:
+    def complement_for(self, target: int, low: bool, high: bool,
+                       binding: frozenset[int]) -> tuple[int, bool]:
         """The cell to suppress next so that `target` widens: a published non-zero cell in a
         relation with it (else around its component), the smallest that protects it on its own,
-        else the smallest; cells in relations that bind its range (non-zero dual) come first."""
+        else the smallest; cells in relations that bind its range (non-zero dual) come first.
+        Also says whether it is known to protect the target (then nothing is left to check)."""
         _, rels = self.system.component(target, self.hidden)
-        direct = {c for k in self.system.by_cell[target] for c, _ in self.system.relations[k].terms}
-        tight = {c for k in binding for c, _ in self.system.relations[k].terms}
-        around = {c for k in rels for c, _ in self.system.relations[k].terms}
-        pool = sorted((c for c in around if c not in self.hidden and self.values[c] > 0),
-                      key=lambda c: (c not in direct, c not in tight, self.values[c], c))
+        terms, value = self.system.terms, self.system.value
+        direct = {i for k in self.system.by_cell[target] for i in terms[k]}
+        tight = {i for k in binding.intersection(rels) for i in terms[k]}
+        around = {i for k in rels for i in terms[k]}
+        pool = sorted((i for i in around if i not in self.hidden and value[i] > 0),
+                      key=lambda i: (i not in direct, i not in tight, value[i], i))
         if not pool:
-            raise RuntimeError(f"{target} is disclosed and nothing around it can be suppressed")
+            raise RuntimeError(f"{self.system.cells[target]} is disclosed and nothing around it can be "
+                               "suppressed")
         # Relaxing a relation whose dual is zero leaves the bound where it is: only try binding
         # ones. Hiding more only widens, so if all of them at once do not protect, none alone does.
-        trials = [c for c in pool if c in tight][:self.max_candidates]
+        trials = [i for i in pool if i in tight][:self.max_candidates]
         if len(trials) > 1 and not self.protects(trials, target, low, high):
-            return pool[0]
-        return next((c for c in trials if self.protects([c], target, low, high)), pool[0])
+            return pool[0], False
+        return next(((i, True) for i in trials if self.protects([i], target, low, high)), (pool[0], False))
 
-    def run(self) -> list[Cell]:
+    def run(self) -> list[int]:
         """Protect the primary cells one at a time; returns the complementary cells in the order
         added. Hiding more only widens ranges, so a cell once protected stays so."""
-        pending: dict[Cell, tuple[bool, bool]] = {}
-        for cells, rels in self.system.components(self.hidden, sorted(self.primary)):
-            pending.update(self.certify(cells, rels, {c: (True, True) for c in cells if c in self.primary}))
-        added: list[Cell] = []
+        pending = self.unproven()
+        added: list[int] = []
         while pending:
             target = min(pending)
             low, high = pending.pop(target)
-            needed_complements = False
-            while True:
-                low_gap, high_gap, binding = self.side_bounds(target, low, high)
+            needed_complements, protected = False, False
+            while not protected:
+                low_gap, high_gap, binding = self.side_bounds(target, low, high, with_binding=True)
                 low, high = low_gap > 0, high_gap > 0
                 if not (low or high):
                     break
-                pick = self.complement_for(target, low, high, binding)
-                self.hidden.add(pick)
+                pick, protected = self.complement_for(target, low, high, binding)
+                self.model.hide([pick])
                 added.append(pick)
                 needed_complements = True
             if needed_complements:  # what was hidden for it may have protected others in its component
                 cells, rels = self.system.component(target, self.hidden)
                 around = {c: pending.pop(c) for c in cells if c in pending}
-                pending.update(self.certify(cells, rels, around))
+                pending.update(self.certify(around) if self.needs_lp(rels) else {})
         return added
-
-    def final_ranges(self) -> dict[Cell, tuple[float, float]]:
-        """Exact LP range of every primary cell, for the report and the last check."""
-        ranges: dict[Cell, tuple[float, float]] = {}
-        for cells, rels in self.system.components(self.hidden, sorted(self.primary)):
-            targets = [c for c in cells if c in self.primary]
-            ranges.update(self.system.ranges(cells, rels, self.hidden, targets, 1))
-        return ranges
 
 
 def audit(marts: Mapping[str, pd.DataFrame], hidden: Collection[Cell], min_cell_size: int = 11) -> list[Cell]:
     """The small counts a release gives away, given its true marts and which cells it hides:
     those shown, and those hidden whose range an outsider can narrow below [floor,
-    min_cell_size - 1]. Empty for a safe release; the blocking check of the release bundle."""
+    min_cell_size - 1]. Empty for a safe release; the blocking check of the release bundle.
+    Raises if a relation does not hold on the marts or a hidden cell is zero (a release shows
+    every zero, and the audit takes a hidden cell to be at least 1)."""
     relations, values = collect_relations(marts), cell_values(marts)
     if broken := [r for r in relations if not r.holds(values)]:
         raise ValueError(f"{len(broken)} relations do not hold on the marts, e.g. {broken[0].family}")
-    protector = _Protector(values, relations, min_cell_size, 0)
     hidden = set(hidden)
-    shown_small = sorted(protector.primary - hidden)
-    protector.primary &= hidden
-    protector.hidden = hidden
-    ranges = protector.final_ranges()
-    narrowed = sorted(c for c in protector.primary
-                      if protector.low_gap(c, ranges[c][0]) or protector.high_gap(ranges[c][1]))
-    return shown_small + narrowed
+    if zeros := sorted(c for c in hidden if values.get(c) == 0):
+        raise ValueError(f"{len(zeros)} hidden cells are zero, e.g. {zeros[0]}: a release shows every zero")
+    shown_small = sorted(c for c, v in values.items() if 0 < v < min_cell_size and c not in hidden)
+    protector = _Protector(values, relations, min_cell_size, 0, hidden)
+    return shown_small + [protector.system.cells[i] for i in protector.disclosed()]
 
 
 def suppressed_frames(marts: Mapping[str, pd.DataFrame], hidden: Collection[Cell],
@@ -801,16 +860,21 @@ def _json_key(value: object) -> object:
     return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
 
 
-def _describe(marts: Mapping[str, pd.DataFrame], cell: Cell) -> dict:
-    frame = marts[cell.mart]
-    row = _json_key(cell.row)
-    return {"mart": cell.mart, "row": row, "column": cell.column,
-            "key": {k: _json_key(frame.at[cell.row, k]) for k in KEY_COLUMNS[cell.mart]
-                    if k in frame.columns}}
+class _Describer:
+    """A cell for the clinic's report: its mart, row label, column and the values naming its row
+    (read once per mart: looking each cell's row up in its frame was a tenth of a second)."""
 
+    def __init__(self, marts: Mapping[str, pd.DataFrame]):
+        self.keys: dict[str, dict] = {}
+        for name, frame in marts.items():
+            columns = [k for k in KEY_COLUMNS[name] if k in frame.columns]
+            values = [[_json_key(v) for v in frame[k].tolist()] for k in columns]
+            self.keys[name] = {label: {k: column[n] for k, column in zip(columns, values, strict=True)}
+                               for n, label in enumerate(frame.index)}
 
-def _range_json(low: float, high: float) -> dict:
-    return {"low": _int_low(low), "high": None if math.isinf(high) else int(_int_high(high))}
+    def __call__(self, cell: Cell) -> dict:
+        return {"mart": cell.mart, "row": _json_key(cell.row), "column": cell.column,
+                "key": self.keys[cell.mart][cell.row]}
 
 
 def protect(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, *,
@@ -830,24 +894,22 @@ def protect(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, *,
         raise ValueError(f"{len(broken)} relations do not hold on the marts, e.g. {broken[0].family}: "
                          f"{broken[0].terms}")
     protector = _Protector(values, relations, min_cell_size, max_candidates)
-    added = protector.run()
-    ranges = protector.final_ranges()
-    still = sorted(c for c in protector.primary
-                   if protector.low_gap(c, ranges[c][0]) or protector.high_gap(ranges[c][1]))
-    if still:
+    cell = protector.system.cells
+    added = [cell[i] for i in protector.run()]
+    if still := [cell[i] for i in protector.disclosed()]:
         raise RuntimeError(f"disclosure audit: {len(still)} cells still disclosed after protection, "
                            f"e.g. {still[0]}")
-    method = ("LP relaxation (scipy.optimize.linprog, HiGHS) per connected component of suppressed "
-              "cells; a small count is protected when its range covers [floor, min_cell_size - 1]")
+    method = ("LP relaxation (HiGHS) per connected component of suppressed cells; a small count is "
+              "protected when its range covers [floor, min_cell_size - 1]")
     public = {"min_cell_size": min_cell_size, "method": method, "cells_audited": len(values),
               "relations": len(relations),
               "relations_by_family": dict(sorted(Counter(r.family for r in relations).items())),
               "cells_suppressed": len(protector.hidden), "disclosed_after_protection": len(still)}
-    report = {**public, "primary_suppressed": len(protector.primary), "complementary_added": len(added),
-              "rounds": len(added),
-              "primary_cells": [{**_describe(marts, c), **_range_json(*ranges[c]),
-                                 "floor": protector.floor_of(c, ranges[c][0])}
-                                for c in sorted(protector.primary)],
-              "complementary_cells": [_describe(marts, c) for c in added]}
-    return ReleaseResult(suppressed_frames(marts, protector.hidden, derived), report, public,
-                         frozenset(protector.primary), tuple(added), ranges)
+    primary = sorted(cell[i] for i in protector.primary)
+    describe = _Describer(marts)
+    report = {**public, "primary_suppressed": len(primary), "complementary_added": len(added),
+              "rounds": len(added), "primary_cells": [describe(c) for c in primary],
+              "complementary_cells": [describe(c) for c in added]}
+    hidden = [cell[i] for i in protector.hidden]
+    return ReleaseResult(suppressed_frames(marts, hidden, derived), report, public, frozenset(primary),
+                         tuple(added), values, relations)
