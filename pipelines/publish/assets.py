@@ -10,7 +10,14 @@ from dagster_duckdb import DuckDBResource
 from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
-from pipelines.publish.snapshot import MARTS, building_dir, start_building, switch_to, write_snapshot
+from pipelines.publish.snapshot import (
+    MARTS,
+    WAREHOUSE_RELATION,
+    building_dir,
+    start_building,
+    switch_to,
+    write_snapshot,
+)
 from pipelines.quality.checks import gx_check
 from pipelines.sqlfiles import quote_literal, run_sql
 
@@ -29,19 +36,26 @@ def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg
 run_info_checks = [gx_check("run_info", "marts.run_info", "run_info")]
 
 
-@dg.asset(group_name="publish", deps=["run_info", *MARTS],
+@dg.asset(group_name="publish", deps=["run_info", "trajectory_points", "response_rules",
+                                     *(m for m in MARTS if m not in WAREHOUSE_RELATION)],
           description="The marts as a read-only DuckDB snapshot (clinic.duckdb) and one Parquet file "
                       "each, written into this run's new publication folder (switched in by "
-                      "published_set once everything in it is built).")
+                      "published_set once everything in it is built), with the data dictionary "
+                      "(sql/**/*.yml) as table and column comments. Adds the patient-level "
+                      "trajectory points (patient_trajectory) and the rules (response_rules).")
 def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     folder = start_building(Path(clinic.marts_dir), context.run_id)
     with warehouse.get_connection() as con:
-        written = write_snapshot(con, folder, context.run_id)
+        written, documented = write_snapshot(con, folder, context.run_id)
     report(context, f"snapshot and {len(written) - 1} Parquet files built in {folder}")
+    if not documented.complete:
+        report(context, f"data dictionary: no description for {', '.join(documented.undocumented) or '-'}; "
+                        f"described but not published: {', '.join(documented.absent) or '-'}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.snapshot)),
         "files": [p.name for p in written.values()],
+        "undocumented_columns": documented.undocumented,
     })
 
 
