@@ -1,4 +1,4 @@
-"""`clinic`: run the pipeline, query the published marts, make demo data, open the UI."""
+"""`clinic`: run the pipeline, query the published marts, explain a patient, make demo data, open the UI."""
 
 from __future__ import annotations
 
@@ -303,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.sql_shell import add_parser as add_sql_parser
 
     add_sql_parser(sub).set_defaults(func=cmd_sql)
+
+    from pipelines.explain import add_parser as add_explain_parser
+
+    add_explain_parser(sub)
 
     demo = sub.add_parser("demo-data", help="write a synthetic export that follows the contract",
                           description="Write one complete export folder (with _READY) of synthetic "

@@ -117,7 +117,8 @@ class Dictionary:
 
 
 def _value_text(spec: dict) -> str:
-    return spec["description"] + (f" ({spec['unit']})" if spec.get("unit") else "")
+    unit = spec.get("unit")
+    return spec["description"] + (f" ({unit})" if unit and unit not in spec["description"] else "")
 
 
 def _text(value, where: str) -> str:
