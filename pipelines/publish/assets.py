@@ -11,6 +11,7 @@ from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
 from pipelines.publish.snapshot import (
+    CURRENT,
     MARTS,
     WAREHOUSE_RELATION,
     building_dir,
@@ -60,11 +61,15 @@ def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 
 
 @dg.asset(group_name="publish", deps=[clinic_snapshot],
-          description="The five Plotly dashboards and index.html, offline (one shared local "
-                      "plotly.min.js), built from this run's snapshot.")
+          description="The Plotly dashboards, the data dictionary page and the front page (index.html: "
+                      "the answer per indication against the clinic's belief, the run, what changed since "
+                      "the snapshot published before), offline (one shared local plotly.min.js), built "
+                      "from this run's snapshot.")
 def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
     folder = building_dir(Path(clinic.marts_dir), context.run_id)
-    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules())
+    previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
+    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
+                             previous=previous.resolve() if previous.exists() else None)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],
