@@ -310,7 +310,7 @@ def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
 
 
 def cohort_flow_figures(con, run: RunLabel) -> list[go.Figure]:
-    flow = con.execute("SELECT * FROM marts.cohort_flow").df()
+    flow = con.execute("SELECT * FROM marts.cohort_flow ORDER BY indication = 'all', indication").df()
     top = float(flow.enrolled.max()) if flow.enrolled.notna().any() else 1.0
     fig = go.Figure()
     for stage, colour in STAGE_COLOURS.items():
@@ -429,11 +429,13 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
                           xaxis=dict(showgrid=False), yaxis=dict(showgrid=False))
     counts = dq[(dq.rows_failed > 0) & ~dq.check_name.str.startswith("gx:")].groupby(
         "check_name", as_index=False).rows_failed.sum().sort_values("rows_failed")
+    # A count, not a status: one neutral colour (red or salmon would read as a failing check).
     fig = go.Figure(go.Bar(x=counts.rows_failed, y=counts.check_name, orientation="h", name="rows",
-                           marker_color="#b2182b", text=counts.rows_failed, textposition="outside"))
+                           marker_color="#5b6f8a", text=counts.rows_failed, textposition="outside"))
     fig.update_xaxes(title_text="Rows (quarantined, dropped as duplicates or flagged)")
     fig.update_yaxes(title_text="Rule")
-    figs.append(_titled(fig, "Quarantine and findings by rule", run, height=max(360, 40 * len(counts) + 200)))
+    figs.append(_titled(fig, "Quarantine and findings by rule (whether a check fails: the grid above)", run,
+                        height=max(380, 40 * len(counts) + 220)))
     figs[1].update_layout(showlegend=False)
     return figs
 
