@@ -383,8 +383,12 @@ def data_quality_parts(con, run: RunLabel) -> list:
 
 
 def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
-    dq = con.execute("""
-        SELECT table_name, check_name, rows_checked, rows_failed, status, severity FROM marts.data_quality""").df()
+    dq = con.execute("SELECT * FROM marts.data_quality").df()
+    # Great Expectations checks: named `gx:...`, or (the restructured mart) marked by implemented_by.
+    gx = dq.check_name.str.startswith("gx:")
+    if "implemented_by" in dq.columns:
+        gx |= dq.implemented_by.eq("great_expectations")
+    dq["check_name"] = dq.check_name.where(~gx | dq.check_name.str.startswith("gx:"), "gx:" + dq.check_name)
     dq["label"] = dq.check_name.map(check_label)
     dq["state"] = [("fail (" + s + ")" if st == "fail" else st) if st in ("fail", "not run") else "pass"
                    for st, s in zip(dq.status, dq.severity, strict=True)]
@@ -427,7 +431,7 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
                                                                                   yanchor="top"),
                           legend=dict(orientation="h", y=-0.02, x=0, yanchor="top"),
                           xaxis=dict(showgrid=False), yaxis=dict(showgrid=False))
-    counts = dq[(dq.rows_failed > 0) & ~dq.check_name.str.startswith("gx:")].groupby(
+    counts = dq[(dq.rows_failed > 0) & ~gx].groupby(
         "check_name", as_index=False).rows_failed.sum().sort_values("rows_failed")
     # A count, not a status: one neutral colour (red or salmon would read as a failing check).
     fig = go.Figure(go.Bar(x=counts.rows_failed, y=counts.check_name, orientation="h", name="rows",

@@ -153,11 +153,11 @@ def _last_run(con, run: RunLabel) -> str:
         checks += f", {status['not run']} not run"
     listed = "".join(f"<li><code>{html.escape(c)}</code> on {html.escape(t)} ({html.escape(e)}): {n:,} row(s)</li>"
                      for c, t, e, n in failing)
-    exports_now = r.exports_new or "none (nothing new)"
+    exports_now = (r.exports_new or "").replace(",", ", ") or "none (nothing new)"
     return ("<h2>The last run</h2>" + table(pd.DataFrame([
         ("when", f"{r.run_time:%Y-%m-%d %H:%M} UTC, run {r.run_id[:8]} ({r.ingest_mode}), status {r.status}"),
         ("exports applied now", exports_now),
-        ("exports reflected", r.exports_applied or "none"),
+        ("exports reflected", (r.exports_applied or "").replace(",", ", ") or "none"),
         ("rows read now", f"{r.rows_in:,}: accepted {r.rows_accepted:,}, quarantined {r.rows_quarantined:,}, "
                           f"exact duplicates {r.rows_duplicate:,}"),
         ("patients published", f"{r.patients_out:,}"),

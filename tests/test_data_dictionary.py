@@ -74,6 +74,20 @@ def test_comments_say_units_signs_and_suppression_where_an_analyst_looks(demo_ru
     assert "Negative is improvement" in change and "% of baseline" in change
 
 
+def test_clinic_sql_schema_shows_the_descriptions(demo_run):
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    settings, _ = demo_run
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(settings.marts_dir),
+                           ".schema patient_response"], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "-- One row per patient" in done.stdout
+    assert "change_pct DOUBLE,  -- 100 * (assessment_value - baseline_value) / baseline_value" in done.stdout
+
+
 def test_dagster_column_schemas_carry_the_descriptions(demo_run):
     _, result = demo_run
     [materialisation] = result.asset_materializations_for_node("patient_response")
