@@ -1,4 +1,4 @@
-"""`clinic`: run the pipeline, query the published marts, explain a patient, make demo data, open the UI."""
+"""`clinic`: run the pipeline, query the published marts, make demo data, open the UI."""
 
 from __future__ import annotations
 
