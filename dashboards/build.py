@@ -1,17 +1,17 @@
-"""The dashboards and their index, built from a snapshot: the internal one (unsuppressed,
+"""The dashboards and their front page, built from a snapshot: the internal one (unsuppressed,
 for the clinic's own team) or the release bundle's (small cells suppressed).
 
-Pages open from disk with no network: Plotly is one local `plotly.min.js` beside the
-pages (include_plotlyjs='directory'), and no chart offers a link or an upload to an online
-service. Charts use only aggregate marts; patient_response and quarantine never feed a
-chart. A suppressed cell is drawn as suppressed (hatched, labelled), never as 0.
+Pages open from disk with no network: Plotly is one local `plotly.min.js` beside the pages
+(include_plotlyjs='directory'), and no chart offers a link or an upload to an online service.
+Charts use only aggregate marts; patient-level tables never feed a chart. A suppressed cell is
+drawn as suppressed (hatched, labelled), never as 0. Colours are fixed per category, dose band,
+stage and status (mappings below), so they mean the same on every page and every run.
 """
 
 from __future__ import annotations
 
 import html
-import warnings
-from dataclasses import dataclass
+import re
 from pathlib import Path
 
 import duckdb
@@ -19,30 +19,28 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dashboards.front_page import front_page
+from dashboards.page import RunLabel, pages_for, table, write_page
+
+CATEGORIES = ("meaningful", "minimal", "intolerant", "not_assessable")
 CATEGORY_COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant": "#b2182b",
                     "not_assessable": "#878787"}
-STATUS_COLOURS = {"pass": "#1b7837", "fail (info)": "#92c5de", "fail (warning)": "#f4a582",
-                  "fail (fatal)": "#b2182b"}
+# LDN bands light to dark with the dose; the other regimens are one band each.
+DOSE_BAND_COLOURS = {"<1.5 mg": "#9ecae1", "1.5-3 mg": "#4292c6", "3-4.5 mg": "#08519c", ">4.5 mg": "#081d58",
+                     "standard_oral": "#8c6d31", "xr_injectable": "#bd9e39"}
+SPARE_COLOURS = ("#7b4173", "#a55194", "#ce6dbd", "#de9ed6")  # a band the rules file adds later
+STAGE_COLOURS = {"enrolled": "#d0d1e6", "with_baseline": "#a6bddb", "reached_day_56": "#74a9cf",
+                 "assessed": "#2b8cbe"}
+SLEEP_COLOUR = "#5e3c99"
+STATUS_COLOURS = {"pass": "#1b7837", "not run": "#bdbdbd", "fail (info)": "#92c5de",
+                  "fail (warning)": "#f4a582", "fail (fatal)": "#b2182b"}
 FONT = dict(family="DejaVu Sans, Arial, sans-serif", size=13)
 SUPPRESSED = "suppressed"
 SUPPRESSED_STYLE = dict(color="rgba(160,160,160,0.25)", pattern=dict(shape="/", fgcolor="#6f6f6f", size=8))
-# Keep "download as PNG"; no share / Chart Studio / cloud link of any kind (plotly.js 4 shows a
-# "Share chart..." button that uploads the data unless told not to).
-PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "showLink": False,
-               "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"]}
 
 
-@dataclass(frozen=True)
-class RunLabel:
-    run_id: str
-    run_time: str
-    rules_version: str
-    min_cell_size: int | None = None  # set for the release bundle
-
-    def subtitle(self) -> str:
-        audience = (f"release bundle: counts 1-{self.min_cell_size - 1} and cells that would reveal them "
-                    "are suppressed" if self.min_cell_size else "internal: unsuppressed, for the clinic's own team")
-        return f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version} · {audience}"
+def band_colour(label: str, order: int) -> str:
+    return DOSE_BAND_COLOURS.get(label) or SPARE_COLOURS[int(order) % len(SPARE_COLOURS)]
 
 
 def _titled(fig: go.Figure, title: str, run: RunLabel, height: int = 560) -> go.Figure:
@@ -54,7 +52,34 @@ def _titled(fig: go.Figure, title: str, run: RunLabel, height: int = 560) -> go.
     return fig
 
 
-# --- pages -----------------------------------------------------------------------------
+def _label(code: str) -> str:
+    return str(code).replace("_", " ")
+
+
+def _wrapped(code: str, width: int = 13) -> str:
+    """A tick label on lines of about `width` characters, so neighbours do not run together."""
+    lines, line = [], ""
+    for word in _label(code).split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    return "<br>".join([*lines, line])
+
+
+def _n(value) -> str:
+    return "*" if pd.isna(value) else str(int(value))
+
+
+def _value(value) -> str:
+    """A median as an analyst reads it: whole numbers from 100 on, one decimal below."""
+    if pd.isna(value):
+        return "–"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.1f}".removesuffix(".0")
+
+
+# --- outcomes ----------------------------------------------------------------------------
 
 
 def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Figure]:
@@ -66,8 +91,7 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
     ):
         rows = pd.concat([rbi[rbi.level == level], rbi[rbi.level == "all"]])
         labels = [
-            ("<br>".join(str(getattr(r, c)).replace("_", " ") for c in label_cols)
-             if r.level != "all" else "all patients")
+            ("<br>".join(_wrapped(getattr(r, c)) for c in label_cols) if r.level != "all" else "all patients")
             + f"<br>n={_n(r.n_evaluable)} (n/a {_n(r.n_not_assessable)})"
             for r in rows.itertuples()
         ]
@@ -75,151 +99,372 @@ def outcomes_figures(con, run: RunLabel, belief: dict[str, float]) -> list[go.Fi
         for cat in ("meaningful", "minimal", "intolerant"):
             pct = rows[f"pct_{cat}"]
             fig.add_bar(
-                name=f"{cat} (measured)", x=labels, y=pct, marker_color=CATEGORY_COLOURS[cat],
-                offsetgroup=cat, legendgroup=cat,
-                error_y=dict(type="data", symmetric=False,
+                name=f"{cat} (95% CI)", x=labels, y=pct, marker_color=CATEGORY_COLOURS[cat],
+                offsetgroup=cat, legendgroup=cat, meta={"category": cat},
+                error_y=dict(type="data", symmetric=False, color="#333",
                              array=(rows[f"pct_{cat}_high"] - pct).tolist(),
                              arrayminus=(pct - rows[f"pct_{cat}_low"]).tolist()),
-                hovertemplate="%{x}<br>" + cat + ": %{y:.1f}%<extra></extra>",
+                customdata=list(zip(rows[f"n_{cat}"].map(_n), rows.n_evaluable.map(_n), rows[f"pct_{cat}_low"],
+                                    rows[f"pct_{cat}_high"], strict=True)),
+                hovertemplate="%{x}<br>" + cat + ": %{y:.1f}% (%{customdata[0]} of %{customdata[1]}; "
+                              "95% CI %{customdata[2]:.1f}-%{customdata[3]:.1f}%)<extra></extra>",
             )
-            _suppressed_bars(fig, labels, pct.isna(), 100, cat, cat)
+            _suppressed_bars(fig, labels, pct.isna(), 100, cat)
         for value in sorted(set(belief.values())):  # one label per level: 20% minimal / intolerant
             cats = [c for c in ("meaningful", "minimal", "intolerant") if belief[c] == value]
             for cat in cats:
                 fig.add_hline(y=value, line_dash="dash", line_color=CATEGORY_COLOURS[cat])
-            fig.add_annotation(x=1, xref="paper", xanchor="right", y=value, yanchor="bottom",
-                               showarrow=False, text=f"clinic belief: {value:.0f}% {' / '.join(cats)}")
+            fig.add_annotation(x=1.005, xref="paper", xanchor="left", y=value, yanchor="middle", align="left",
+                               showarrow=False, text=f"clinic belief<br>{value:.0f}% {'<br>'.join(cats)}",
+                               font=dict(size=11))
         fig.update_layout(barmode="group")
         fig.update_xaxes(title_text="Indication: n evaluable (n/a = not assessable; * = suppressed)",
                          tickangle=0, tickfont=dict(size=11))
         fig.update_yaxes(title_text="Patients, % of evaluable (Wilson 95% interval)", range=[0, 100])
-        figures.append(_titled(fig, title, run, height=620))
+        figures.append(_titled(fig, title, run, height=640))
+        fig.update_layout(margin=dict(r=110, b=150), legend=dict(y=-0.3))
     return figures
 
 
-def trajectory_figures(con, run: RunLabel, primary: dict[str, str]) -> list[go.Figure]:
-    """`primary`: each indication's primary measure (from the rules file). Weeks whose count is
-    suppressed in the release are gaps in their line."""
-    traj = con.execute("""
+# --- trajectories ------------------------------------------------------------------------
+
+
+def _primary_trajectories(con, primary: dict[str, str]) -> pd.DataFrame:
+    return con.execute("""
         SELECT t.* FROM marts.measure_trajectory t
         JOIN (SELECT unnest(CAST(? AS VARCHAR[])) AS indication, unnest(CAST(? AS VARCHAR[])) AS primary_measure) p
           ON p.indication = t.indication AND p.primary_measure = t.instrument
-        WHERE t.n_patients IS NOT NULL ORDER BY indication, category, visit_week""",
-                       [list(primary), list(primary.values())]).df()
-    indications = sorted(traj.indication.unique())
+        ORDER BY indication, category, visit_week""", [list(primary), list(primary.values())]).df()
+
+
+def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: dict[str, dict],
+                     target_week: int) -> list:
+    """A table of each primary measure's median at week 0 and at the assessment target week
+    by category (what the clinic's stories quote: "calprotectin 980 to 250 ug/g"), then per
+    indication the median % change (left) beside the median value in its unit (right), one
+    line per category with its IQR band, and a legend of its own per row. Weeks whose count is
+    suppressed in the release are gaps in their line."""
+    every = _primary_trajectories(con, primary)
+    drawn = every[every.n_patients.notna()]
+    indications = sorted(drawn.indication.unique())
     if not indications:
         return [_empty("Primary measure by visit week", run)]
-    fig = make_subplots(rows=len(indications), cols=1, shared_xaxes=False, vertical_spacing=0.06,
-                        subplot_titles=[f"{i}: {traj[traj.indication == i].instrument.iloc[0]}"
-                                        for i in indications])
+    parts = [_medians_table(every, instruments, target_week)]
+
+    def unit_of(indication: str) -> tuple[str, str]:
+        info = instruments.get(primary[indication], {})
+        return info.get("label", primary[indication]), info.get("unit", "")
+
+    titles = []
+    for indication in indications:
+        label, unit = unit_of(indication)
+        titles += [f"<b>{_label(indication)}</b>: % change of {label}", f"{label}, {unit}"]
+    fig = make_subplots(rows=len(indications), cols=2, vertical_spacing=0.5 / len(indications), subplot_titles=titles)
+    _titled(fig, "Each primary measure by visit week and category: median % change and median value "
+                 "(bands: IQR)", run, height=330 * len(indications) + 160)
+    fig.update_layout(margin=dict(t=120, l=70, r=10, b=60))
+    # Both panels of a row, then that row's legend, all inside the figure (no margin pushed).
+    for axis in range(1, 2 * len(indications) + 1):
+        fig.layout[f"xaxis{axis if axis > 1 else ''}"].domain = (0, 0.37) if axis % 2 else (0.45, 0.80)
+    for annotation, (left, right) in zip(fig.layout.annotations, [(0, 0.37), (0.45, 0.80)] * len(indications),
+                                         strict=True):
+        annotation.x = (left + right) / 2
     for row, indication in enumerate(indications, start=1):
-        part = traj[traj.indication == indication]
-        for cat, c in part.groupby("category"):
-            colour = CATEGORY_COLOURS[cat]
-            fig.add_scatter(x=list(c.visit_week) + list(c.visit_week[::-1]),
-                            y=list(c.pct_change_p75) + list(c.pct_change_p25[::-1]),
-                            fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
-                            hoverinfo="skip", showlegend=False, row=row, col=1)
-            fig.add_scatter(x=c.visit_week, y=c.pct_change_median, mode="lines+markers",
-                            name=cat, legendgroup=cat, showlegend=row == 1,
-                            line=dict(color=colour), row=row, col=1,
-                            hovertemplate="week %{x}: median %{y:.1f}%<extra>" + cat + "</extra>")
-        fig.update_yaxes(title_text="Change from baseline, %", row=row, col=1)
-        fig.update_xaxes(title_text="Visit week", row=row, col=1)
-    return [_titled(fig, "Median % change of each primary measure by visit week (band: IQR)",
-                    run, height=300 * len(indications) + 150)]
+        legend = "legend" if row == 1 else f"legend{row}"
+        part = drawn[drawn.indication == indication]
+        label, unit = unit_of(indication)
+        for cat in CATEGORIES:
+            c = part[part.category == cat]
+            if c.empty:
+                continue
+            colour, group = CATEGORY_COLOURS[cat], f"{indication}-{cat}"
+            start, end = (c.loc[c.visit_week == w, "value_median"] for w in (0, target_week))
+            name = (f"{_label(cat)}: {_value(start.iloc[0]) if len(start) else '–'} → "
+                    f"{_value(end.iloc[0]) if len(end) else '–'}")
+            for col, stem, text in ((1, "pct_change", "%{y:.1f}%"), (2, "value", "%{y:.4g} " + unit)):
+                fig.add_scatter(x=list(c.visit_week) + list(c.visit_week[::-1]),
+                                y=list(c[f"{stem}_p75"]) + list(c[f"{stem}_p25"][::-1]),
+                                mode="lines", fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                hoverinfo="skip", showlegend=False, legend=legend, legendgroup=group,
+                                row=row, col=col)
+                fig.add_scatter(x=c.visit_week, y=c[f"{stem}_median"], mode="lines+markers", name=name,
+                                legend=legend, legendgroup=group, showlegend=col == 1, line=dict(color=colour),
+                                meta={"category": cat, "panel": indication}, customdata=c.n_patients,
+                                hovertemplate=f"week %{{x}}: median {text} (n %{{customdata}})<extra>{cat}</extra>",
+                                row=row, col=col)
+        fig.update_yaxes(title_text="% of baseline", zeroline=True, zerolinecolor="#999", row=row, col=1)
+        fig.update_yaxes(title_text=unit, rangemode="tozero", row=row, col=2)
+        fig.update_xaxes(title_text="Visit week", tickvals=sorted(every.visit_week.unique()), row=row, col=1)
+        fig.update_xaxes(title_text="Visit week", tickvals=sorted(every.visit_week.unique()), row=row, col=2)
+        top = fig.layout[f"yaxis{2 * row - 1 if row > 1 else ''}"].domain[1]
+        fig.update_layout({legend: dict(x=0.83, xanchor="left", y=top, yanchor="top", font=dict(size=12),
+                                        orientation="v",
+                                        title=dict(text=f"median, week 0 → {target_week}", font=dict(size=11)),
+                                        bgcolor="rgba(255,255,255,0.9)")})
+    fig.update_annotations(font_size=13)
+    parts.append(fig)
+    return parts
+
+
+def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_week: int) -> str:
+    """Per indication and category: median value at week 0 -> at the target week, the median
+    % change there and n (the stories' numbers); suppressed where the release hides them."""
+    rows = []
+    for indication, part in every.groupby("indication"):
+        measure = part.instrument.iloc[0]
+        info = instruments.get(measure, {})
+        row = {"indication": _label(indication),
+               "primary measure": f"{info.get('label', measure)}, {info.get('unit', '')}".rstrip(", ")}
+        for cat in CATEGORIES:
+            at = {w: part[(part.category == cat) & (part.visit_week == w)] for w in (0, target_week)}
+            start, end = at[0], at[target_week]
+            if (not start.empty and start.n_patients.isna().all()) or (not end.empty and end.n_patients.isna().all()):
+                row[_label(cat)] = SUPPRESSED
+            elif start.empty and end.empty:
+                row[_label(cat)] = "–"
+            else:
+                change = f", {end.pct_change_median.iloc[0]:+.0f}%" if not end.empty else ""
+                n = f" (n {_n(end.n_patients.iloc[0])})" if not end.empty else ""
+                row[_label(cat)] = (f"{_value(start.value_median.iloc[0]) if not start.empty else '–'} → "
+                                    f"{_value(end.value_median.iloc[0]) if not end.empty else '–'}{change}{n}")
+        rows.append(row)
+    return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
+            f"{target_week * 7})</h2>"
+            + table(pd.DataFrame(rows))
+            + "<p class='note'>Lower is better for every measure. Each median is over the patients with a value "
+              f"that week (n at week {target_week}), so week 0 and week {target_week} are not always the same "
+              "patients; % change is the median of each patient's own change. – : no patient with a value that "
+              "week.</p>")
+
+
+# --- tolerability ------------------------------------------------------------------------
 
 
 def tolerability_figures(con, run: RunLabel) -> list[go.Figure]:
     tol = con.execute("""
-        SELECT event, dose_band, band_order, n_patients, pct_exposed
+        SELECT event, dose_band, band_order, n_exposed, n_patients, pct_exposed, pct_exposed_low, pct_exposed_high
         FROM marts.tolerability
         WHERE regimen = 'ldn' AND indication = 'all'
         ORDER BY band_order, event""").df()
+    events = sorted(tol.event.unique())
+    bands = tol.groupby(["band_order", "dose_band"], as_index=False).n_exposed.max().sort_values("band_order")
+    # The mart has a row per event and band exposed (a true 0 included): its intervals are the marts'.
+    per_band = {band.dose_band: tol[tol.band_order == band.band_order].set_index("event").reindex(events)
+                for band in bands.itertuples()}
+    labels = [f"{_label(e)}<br>n {' · '.join(_n(per_band[b].n_patients[e]) for b in per_band)}" for e in events]
     fig = go.Figure()
     top = float(tol.pct_exposed.max()) if tol.pct_exposed.notna().any() else 100.0
-    for band_order, part in tol.groupby("band_order"):
-        group = f"band{band_order}"
-        fig.add_bar(name=f"dose {part.dose_band.iloc[0]}", x=part.event, y=part.pct_exposed, offsetgroup=group,
-                    hovertemplate="%{x}: %{y:.1f}% of exposed<extra></extra>")
-        _suppressed_bars(fig, part.event, part.pct_exposed.isna(), top, group, group)
+    for band in bands.itertuples():
+        part, group = per_band[band.dose_band], f"band{band.band_order}"
+        low, high = part.pct_exposed_low, part.pct_exposed_high
+        fig.add_bar(name=f"dose {band.dose_band} (n {_n(band.n_exposed)} exposed)", x=labels, y=part.pct_exposed,
+                    offsetgroup=group, marker_color=band_colour(band.dose_band, band.band_order),
+                    meta={"dose_band": band.dose_band},
+                    error_y=dict(type="data", symmetric=False, color="#333", array=high - part.pct_exposed,
+                                 arrayminus=part.pct_exposed - low),
+                    customdata=list(zip(part.n_patients.map(_n), part.n_exposed.map(_n), low, high, strict=True)),
+                    hovertemplate=f"dose {band.dose_band}<br>" + "%{x}: %{y:.1f}% of exposed (%{customdata[0]} of "
+                                  "%{customdata[1]}; 95% CI %{customdata[2]:.1f}-%{customdata[3]:.1f}%)<extra></extra>")
+        _suppressed_bars(fig, labels, part.pct_exposed.isna(), top, group)
     fig.update_layout(barmode="group", showlegend=True)
-    fig.update_xaxes(title_text="Adverse event (all LDN patients)")
-    fig.update_yaxes(title_text="Patients with event, % of exposed")
-    figs = [_titled(fig, "Adverse events by LDN dose band", run)]
+    fig.update_xaxes(title_text="Adverse event (all LDN patients); n = patients with the event on each band, "
+                                "in legend order", tickfont=dict(size=11))
+    fig.update_yaxes(title_text="Patients with the event, % of exposed (Wilson 95%)", rangemode="tozero")
+    figs = [_titled(fig, "Adverse events by LDN dose band in effect that day", run, height=600)]
 
     tit = con.execute("""
-        SELECT starting_dose_band, band_order, n_patients, pct_sleep_event, pct_intolerant
+        SELECT starting_dose_band, band_order, n_patients, n_sleep_event, pct_sleep_event, pct_sleep_event_low,
+               pct_sleep_event_high, n_intolerant, pct_intolerant, pct_intolerant_low, pct_intolerant_high
         FROM marts.titration WHERE indication = 'all'
         ORDER BY band_order""").df()
-    labels = [f"{r.starting_dose_band}<br>n {_n(r.n_patients)}" for r in tit.itertuples()]
+    labels = [f"start {r.starting_dose_band}<br>n {_n(r.n_patients)} patients" for r in tit.itertuples()]
     fig = go.Figure()
-    fig.add_bar(name="sleep event (insomnia, vivid dreams) in first 28 days", x=labels,
-                y=tit.pct_sleep_event, marker_color="#5e3c99", offsetgroup="sleep")
-    _suppressed_bars(fig, labels, tit.pct_sleep_event.isna(), 100, "sleep", "sleep")
-    fig.add_bar(name="intolerant (stopped for an adverse event)", x=labels, y=tit.pct_intolerant,
-                marker_color=CATEGORY_COLOURS["intolerant"], offsetgroup="intolerant")
-    _suppressed_bars(fig, labels, tit.pct_intolerant.isna(), 100, "intolerant", "intolerant")
+    for stem, name, colour in (("sleep_event", "sleep event (insomnia, vivid dreams) in the first 28 days",
+                                SLEEP_COLOUR),
+                               ("intolerant", "intolerant (stopped for an adverse event)",
+                                CATEGORY_COLOURS["intolerant"])):
+        pct = tit[f"pct_{stem}"]
+        low, high = tit[f"pct_{stem}_low"], tit[f"pct_{stem}_high"]
+        fig.add_bar(name=name, x=labels, y=pct, marker_color=colour, offsetgroup=stem,
+                    error_y=dict(type="data", symmetric=False, color="#333", array=high - pct, arrayminus=pct - low),
+                    text=[f"{_n(k)} of {_n(n)}" if pd.notna(p) else "" for k, n, p in
+                          zip(tit[f"n_{stem}"], tit.n_patients, pct, strict=True)],
+                    textposition="inside", insidetextanchor="start", textfont=dict(color="white"),
+                    customdata=list(zip(low, high, strict=True)),
+                    hovertemplate="%{x}: %{y:.1f}% (%{text}; 95% CI %{customdata[0]:.1f}-%{customdata[1]:.1f}%)"
+                                  "<extra></extra>")
+        _suppressed_bars(fig, labels, pct.isna(), 100, stem)
     fig.update_layout(barmode="group")
-    fig.update_xaxes(title_text="LDN starting dose band (patients)")
-    fig.update_yaxes(title_text="Patients, %", range=[0, 100])
-    figs.append(_titled(fig, "Titration: starting dose vs early sleep events and intolerance", run))
+    fig.update_xaxes(title_text="LDN starting dose band (patients starting on it)")
+    fig.update_yaxes(title_text="% of patients starting on the band", range=[0, 100])
+    figs.append(_titled(fig, "Titration: starting dose vs early sleep events and intolerance (Wilson 95%)", run))
     return figs
 
 
+# --- cohort flow -------------------------------------------------------------------------
+
+
 def cohort_flow_figures(con, run: RunLabel) -> list[go.Figure]:
-    flow = con.execute("SELECT * FROM marts.cohort_flow").df()
-    stages = ["enrolled", "with_baseline", "reached_day_56", "assessed"]
+    flow = con.execute("SELECT * FROM marts.cohort_flow ORDER BY indication = 'all', indication").df()
     top = float(flow.enrolled.max()) if flow.enrolled.notna().any() else 1.0
     fig = go.Figure()
-    for stage in stages:
-        fig.add_bar(name=stage.replace("_", " "), x=flow.indication, y=flow[stage], offsetgroup=stage)
-        _suppressed_bars(fig, flow.indication, flow[stage].isna(), top, stage, stage)
-    for cat in ("meaningful", "minimal", "intolerant", "not_assessable"):
-        fig.add_bar(name=f"categorised: {cat.replace('_', ' ')}", x=flow.indication,
-                    y=flow[f"n_{cat}"], marker_color=CATEGORY_COLOURS[cat], offsetgroup=cat)
-        _suppressed_bars(fig, flow.indication, flow[f"n_{cat}"].isna(), top, cat, cat)
+    for stage, colour in STAGE_COLOURS.items():
+        fig.add_bar(name=_label(stage), x=flow.indication.map(_label), y=flow[stage], offsetgroup=stage,
+                    marker_color=colour)
+        _suppressed_bars(fig, flow.indication.map(_label), flow[stage].isna(), top, stage)
+    for cat in CATEGORIES:
+        fig.add_bar(name=f"categorised: {_label(cat)}", x=flow.indication.map(_label), y=flow[f"n_{cat}"],
+                    marker_color=CATEGORY_COLOURS[cat], offsetgroup=cat, meta={"category": cat})
+        _suppressed_bars(fig, flow.indication.map(_label), flow[f"n_{cat}"].isna(), top, cat)
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text="Indication")
     fig.update_yaxes(title_text="Patients")
     return [_titled(fig, "Cohort flow: enrolled to categorised", run, height=600)]
 
 
+# --- data quality ------------------------------------------------------------------------
+
+SEVERITY_ORDER = "CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
+GX_NAMES = [(r"^gx:expect_column_values_to_(not_)?", lambda m: "GX values " + ("not " if m.group(1) else "")),
+            (r"^gx:expect_column_pair_values_a_to_be_greater_than_b", lambda m: "GX pair a > b"),
+            (r"^gx:expect_compound_columns_to_", lambda m: "GX compound "),
+            (r"^gx:expect_table_", lambda m: "GX table "),
+            (r"^gx:expect_", lambda m: "GX ")]
+
+
+def check_label(check: str) -> str:
+    """A Great Expectations check's family (`GX values not null`), without the column it ran
+    on, so the grid has one row per kind of check; other checks keep their name."""
+    name = re.sub(r"\(.*\)$", "", check)
+    for pattern, short in GX_NAMES:
+        if re.match(pattern, name):
+            words = re.sub(pattern, short, name).replace("_", " ")
+            return re.sub(r"\b(to |be )", "", words).strip()
+    return name
+
+
+def data_quality_parts(con, run: RunLabel) -> list:
+    """What to fix first (failing checks, then the first source lines from the quarantine), then
+    every check as a cell of a table x check grid, then the quarantine by rule."""
+    failing = con.execute(f"""
+        SELECT check_name AS "check", table_name AS "table", export_id AS export, CAST(rows_failed AS BIGINT)
+               AS rows_failed, CAST(rows_checked AS BIGINT) AS rows_checked, pct_failed, severity,
+               coalesce(detail, description) AS detail
+        FROM marts.data_quality WHERE status = 'fail'
+        ORDER BY {SEVERITY_ORDER}, export_id, table_name, check_name""").df()
+    quarantine_total = con.execute("SELECT count(*), coalesce(sum(rows_affected), 0) FROM marts.quarantine").fetchone()
+    lines = con.execute("""
+        SELECT CASE WHEN line_number IS NULL THEN source_file || ' (whole file)'
+                    ELSE source_file || ':' || line_number END AS "where", rule, column_name AS "column", detail
+        FROM marts.quarantine
+        ORDER BY export_id DESC, line_number IS NOT NULL, source_file, line_number LIMIT 20""").df()
+    parts = []
+    if failing.empty:
+        parts.append("<h2>Checks failing: none</h2><p class='status-ok'>Every check passes.</p>")
+    else:
+        shown = failing.assign(**{"rows failed": [f"{f:,} of {c:,} ({p:.2f}%)" for f, c, p in
+                                                  zip(failing.rows_failed, failing.rows_checked,
+                                                      failing.pct_failed.fillna(0), strict=True)]})
+        parts.append(f"<h2>Checks failing: {len(failing)}</h2>"
+                     + table(shown[["check", "table", "export", "rows failed", "severity", "detail"]]))
+    if lines.empty:
+        parts.append("<h2>Source lines to fix: none</h2><p class='note'>Nothing is quarantined.</p>")
+    else:
+        parts.append(f"<h2>Source lines to fix first ({len(lines)} of {quarantine_total[0]:,} quarantine entries, "
+                     f"{quarantine_total[1]:,} rows; latest export first)</h2>" + table(lines)
+                     + "<p class='note'>Every entry: <code>clinic sql \"SELECT * FROM quarantine\"</code>. Line "
+                       "numbers are the lines an editor shows (header = line 1).</p>")
+    return [*parts, *data_quality_figures(con, run)]
+
+
 def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
-    dq = con.execute("""
-        SELECT table_name, check_name, sum(rows_checked) AS rows_checked,
-               sum(rows_failed) AS rows_failed,
-               max(CASE WHEN status = 'fail' THEN 'fail (' || severity || ')' ELSE 'pass' END) AS status
-        FROM marts.data_quality GROUP BY table_name, check_name""").df()
-    order = {"pass": 0, "fail (info)": 1, "fail (warning)": 2, "fail (fatal)": 3}
-    dq["level"] = dq.status.map(order)
-    dq["pct"] = 100 * dq.rows_failed / dq.rows_checked.where(dq.rows_checked > 0)
-    grid = dq.pivot(index="check_name", columns="table_name", values="level")
-    text = dq.pivot(index="check_name", columns="table_name", values="pct")
-    labels = text.map(lambda v: "" if pd.isna(v) else f"{v:.2f}%")
+    dq = con.execute("SELECT * FROM marts.data_quality").df()
+    # Great Expectations checks: named `gx:...`, or (the restructured mart) marked by implemented_by.
+    gx = dq.check_name.str.startswith("gx:")
+    if "implemented_by" in dq.columns:
+        gx |= dq.implemented_by.eq("great_expectations")
+    dq["check_name"] = dq.check_name.where(~gx | dq.check_name.str.startswith("gx:"), "gx:" + dq.check_name)
+    dq["label"] = dq.check_name.map(check_label)
+    dq["state"] = [("fail (" + s + ")" if st == "fail" else st) if st in ("fail", "not run") else "pass"
+                   for st, s in zip(dq.status, dq.severity, strict=True)]
+    rank = {name: i for i, name in enumerate(STATUS_COLOURS)}
+    dq["rank"] = dq.state.map(rank)
+    cells = dq.groupby(["label", "table_name"], as_index=False).agg(
+        rank=("rank", "max"), rows_failed=("rows_failed", "sum"), rows_checked=("rows_checked", "sum"),
+        checks=("check_name", "count"))
+    cells["pct"] = 100 * cells.rows_failed / cells.rows_checked.where(cells.rows_checked > 0)
+    present = sorted(cells["rank"].unique())  # only the statuses that occur get a colour and a legend entry
+    index_of = {r: i for i, r in enumerate(present)}
+    names = list(STATUS_COLOURS)
+    cells["z"] = cells["rank"].map(index_of)
+    order = sorted(cells.label.unique(), key=lambda c: (c.startswith("GX"), c))
+    grid = cells.pivot(index="label", columns="table_name", values="z").reindex(order)
+    text = cells.assign(t=[f"{p:.2f}%" if f > 0 and pd.notna(p) else "" for f, p in
+                           zip(cells.rows_failed, cells.pct, strict=True)]).pivot(
+        index="label", columns="table_name", values="t").reindex(order).fillna("")
+    hover = cells.assign(h=[f"{names[r]}, {int(f):,} of {int(c):,} rows failed" + (f" ({k} checks)" if k > 1 else "")
+                            for r, f, c, k in zip(cells["rank"], cells.rows_failed, cells.rows_checked.fillna(0),
+                                                  cells.checks, strict=True)]).pivot(
+        index="label", columns="table_name", values="h").reindex(order).fillna("not checked")
+    n = len(present)
     scale = []
-    for i, name in enumerate(order):
-        scale += [[i / 4, STATUS_COLOURS[name]], [(i + 1) / 4, STATUS_COLOURS[name]]]
+    for i, r in enumerate(present):
+        scale += [[i / n, STATUS_COLOURS[names[r]]], [(i + 1) / n, STATUS_COLOURS[names[r]]]]
     fig = go.Figure(go.Heatmap(
-        z=grid.values, x=list(grid.columns), y=list(grid.index), text=labels.values,
-        texttemplate="%{text}", zmin=-0.5, zmax=3.5, colorscale=scale, xgap=2, ygap=2,
-        colorbar=dict(tickvals=list(order.values()), ticktext=list(order), title="status"),
-        hovertemplate="%{y} on %{x}: %{text} of rows failed<extra></extra>"))
-    fig.update_xaxes(title_text="Table or mart", side="top", tickangle=-30)
-    fig.update_yaxes(title_text="Check (label: % of rows failing)", autorange="reversed")
-    figs = [_titled(fig, "Data quality: every check, coloured by status", run,
-                    height=max(560, 28 * len(grid.index) + 220))]
-    counts = dq[(dq.rows_failed > 0) & ~dq.check_name.str.startswith("gx:")].groupby(
+        z=grid.values, x=list(grid.columns), y=list(grid.index), text=text.values, customdata=hover.values,
+        texttemplate="%{text}", zmin=-0.5, zmax=n - 0.5, colorscale=scale, xgap=2, ygap=2, showscale=False,
+        hovertemplate="%{y} on %{x}: %{customdata}<extra></extra>"))
+    for r in present:  # a legend with the statuses that occur, instead of a colour bar of all of them
+        fig.add_scatter(x=[None], y=[None], mode="markers", name=names[r], showlegend=True,
+                        marker=dict(symbol="square", size=14, color=STATUS_COLOURS[names[r]]))
+    fig.update_xaxes(title_text="Table or mart", side="top", tickangle=-35, tickfont=dict(size=11))
+    fig.update_yaxes(title_text="Check (label: % of rows failing, where any)", autorange="reversed",
+                     tickfont=dict(size=11))
+    figs = [_titled(fig, "Every check by table (Great Expectations checks grouped by kind; a cell shows the worst)",
+                    run, height=max(560, 24 * len(grid.index) + 330))]
+    figs[0].update_layout(margin=dict(t=260, l=220, r=40, b=40), title=dict(y=1 - 12 / figs[0].layout.height,
+                                                                                  yanchor="top"),
+                          legend=dict(orientation="h", y=-0.02, x=0, yanchor="top"),
+                          xaxis=dict(showgrid=False), yaxis=dict(showgrid=False))
+    counts = dq[(dq.rows_failed > 0) & ~gx].groupby(
         "check_name", as_index=False).rows_failed.sum().sort_values("rows_failed")
-    fig = go.Figure(go.Bar(x=counts.rows_failed, y=counts.check_name, orientation="h",
-                           marker_color="#b2182b", text=counts.rows_failed, textposition="outside"))
+    # A count, not a status: one neutral colour (red or salmon would read as a failing check).
+    fig = go.Figure(go.Bar(x=counts.rows_failed, y=counts.check_name, orientation="h", name="rows",
+                           marker_color="#5b6f8a", text=counts.rows_failed, textposition="outside"))
     fig.update_xaxes(title_text="Rows (quarantined, dropped as duplicates or flagged)")
     fig.update_yaxes(title_text="Rule")
-    figs.append(_titled(fig, "Quarantine and findings by rule", run, height=480))
+    figs.append(_titled(fig, "Quarantine and findings by rule (whether a check fails: the grid above)", run,
+                        height=max(380, 40 * len(counts) + 220)))
+    figs[1].update_layout(showlegend=False)
     return figs
 
 
-def _suppressed_bars(fig: go.Figure, x, hidden, height: float, offsetgroup: str, legendgroup: str) -> None:
+# --- the dictionary ----------------------------------------------------------------------
+
+
+def dictionary_parts(con) -> list[str]:
+    """Every table of this database with its description and its columns' (the comments the
+    run wrote from sql/**/*.yml), so the page lists exactly what this database holds."""
+    tables = con.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts' "
+                         "ORDER BY table_name").fetchall()
+    columns = con.execute("SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
+                          "WHERE schema_name = 'marts' ORDER BY table_name, column_index").df()
+    toc = " · ".join(f"<a href='#{name}'>{name}</a>" for name, _ in tables)
+    parts = [f"<p class='note'>Every table is in schema <code>marts</code> (<code>clinic sql</code>: "
+             f"<code>.schema TABLE</code> shows the same text). Tables: {toc}</p>"]
+    for name, comment in tables:
+        cols = columns[columns.table_name == name].rename(columns={"column_name": "column", "data_type": "type",
+                                                                   "comment": "description"})
+        cols["description"] = cols.description.fillna("(not described yet)")
+        parts.append(f"<h2 id='{name}'>{name}</h2><p class='note'>{html.escape(comment or '(not described yet)')}"
+                     f"</p>" + table(cols[["column", "type", "description"]]))
+    return parts
+
+
+# --- shared ------------------------------------------------------------------------------
+
+
+def _suppressed_bars(fig: go.Figure, x, hidden, height: float, offsetgroup: str) -> None:
     """Hatched bars labelled "suppressed" where a value is hidden in the release bundle, in the
     place its bar would be: a missing bar would read as 0. One legend entry explains them."""
     hidden = list(hidden)
@@ -228,7 +473,8 @@ def _suppressed_bars(fig: go.Figure, x, hidden, height: float, offsetgroup: str,
     shown_before = any(t.name == SUPPRESSED for t in fig.data)
     fig.add_bar(name=SUPPRESSED, x=[v for v, h in zip(x, hidden, strict=True) if h],
                 y=[height] * sum(hidden), marker=SUPPRESSED_STYLE, offsetgroup=offsetgroup,
-                legendgroup=SUPPRESSED, showlegend=not shown_before, text=["suppressed"] * sum(hidden),
+                legendgroup=SUPPRESSED, showlegend=not shown_before, legendrank=2000,
+                text=["suppressed"] * sum(hidden),
                 textposition="inside", textangle=-90, insidetextfont=dict(color="#444", size=11),
                 hovertemplate="%{x}: suppressed (a count of 1-10, or one that would reveal it)<extra></extra>")
 
@@ -237,37 +483,6 @@ def _empty(title: str, run: RunLabel) -> go.Figure:
     fig = go.Figure()
     fig.add_annotation(text="no unsuppressed data for this chart", showarrow=False)
     return _titled(fig, title, run)
-
-
-def _n(value) -> str:
-    return "*" if pd.isna(value) else str(int(value))
-
-
-# --- writing ---------------------------------------------------------------------------
-
-PAGES = [
-    ("outcomes", "Outcomes", "Who improves: categories by indication with Wilson intervals"),
-    ("trajectories", "Trajectories", "Primary measures over time by category"),
-    ("tolerability", "Tolerability", "Adverse events by dose band, and titration"),
-    ("cohort_flow", "Cohort flow", "From enrolment to a category"),
-    ("data_quality", "Data quality", "Every check and the quarantine"),
-]
-
-
-def _write_page(figures: list[go.Figure], path: Path, title: str) -> None:
-    parts = []
-    with warnings.catch_warnings():  # plotly.py does not list every plotly.js option it passes on
-        warnings.filterwarnings("ignore", message=r"\s*Unrecognized config options")
-        for i, fig in enumerate(figures):
-            parts.append(fig.to_html(full_html=False, include_plotlyjs="directory" if i == 0 else False,
-                                     div_id=f"chart-{i}", config=PLOT_CONFIG))
-    body = "\n".join(f'<section class="chart">{p}</section>' for p in parts)
-    path.write_text(
-        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}"
-        "</title><style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:1.5em;}"
-        "nav a{margin-right:1em;}</style></head><body>"
-        f"<nav><a href='index.html'>&larr; all dashboards</a></nav><h1>{html.escape(title)}</h1>"
-        f"{body}</body></html>", encoding="utf-8")
 
 
 def _run_label(con) -> RunLabel:
@@ -280,39 +495,44 @@ def _run_label(con) -> RunLabel:
                                  "FROM marts.run_info ORDER BY run_time DESC LIMIT 1").fetchall()[0])
 
 
-def build_dashboards(snapshot: Path, out_dir: Path, rules: dict) -> list[Path]:
+def target_week(rules: dict) -> int:
+    """The visit week nearest the assessment's target day (week 24 for day 168)."""
+    day = rules["windows"]["assessment"]["target_day"]
+    return min(rules["trajectory"]["visit_weeks"], key=lambda w: abs(7 * w - day))
+
+
+def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path | None = None) -> list[Path]:
     """Build every page of a snapshot (internal, or a release bundle's database, which has no
     data-quality mart) into `out_dir`, a folder of the run's publication set. `rules`: the
-    rules file (the clinic's belief, each indication's primary measure)."""
-    belief = rules["clinic_belief"]
-    primary = {i: spec["primary_measure"] for i, spec in rules["indications"].items()}
-    out_dir.mkdir(parents=True, exist_ok=True)
+    rules file (the clinic's belief, each indication's primary measure). `previous`: the
+    snapshot published before this run's, for the front page's "what changed"."""
     from plotly.offline import get_plotlyjs
 
+    from pipelines.dictionary import load_dictionary
+
+    belief = rules["clinic_belief"]
+    primary = {i: spec["primary_measure"] for i, spec in rules["indications"].items()}
+    instruments = load_dictionary().instruments()
+    week = target_week(rules)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
         run = _run_label(con)
         builders = {
+            "index": lambda: front_page(con, run, belief, previous),
             "outcomes": lambda: outcomes_figures(con, run, belief),
-            "trajectories": lambda: trajectory_figures(con, run, primary),
+            "trajectories": lambda: trajectory_parts(con, run, primary, instruments, week),
             "tolerability": lambda: tolerability_figures(con, run),
             "cohort_flow": lambda: cohort_flow_figures(con, run),
-            "data_quality": lambda: data_quality_figures(con, run),
+            "data_quality": lambda: data_quality_parts(con, run),
+            "dictionary": lambda: dictionary_parts(con),
         }
-        pages = [p for p in PAGES if not (run.min_cell_size and p[0] == "data_quality")]
         written = []
-        for slug, title, _ in pages:
+        for slug, title, _ in pages_for(run):
             path = out_dir / f"{slug}.html"
-            _write_page(builders[slug](), path, title)
+            write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
             written.append(path)
     finally:
         con.close()
-    links = "".join(f"<li><a href='{slug}.html'>{html.escape(t)}</a>: {html.escape(d)}</li>"
-                    for slug, t, d in pages)
-    (out_dir / "index.html").write_text(
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Clinic outcomes"
-        "</title><style>body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;}</style>"
-        f"</head><body><h1>Clinic outcomes dashboards</h1><p>{html.escape(run.subtitle())}</p>"
-        f"<ul>{links}</ul></body></html>", encoding="utf-8")
-    return [out_dir / "index.html", *written]
+    return written

@@ -304,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sql_parser(sub).set_defaults(func=cmd_sql)
 
+    from pipelines.explain import add_parser as add_explain_parser
+
+    add_explain_parser(sub)
+
     demo = sub.add_parser("demo-data", help="write a synthetic export that follows the contract",
                           description="Write one complete export folder (with _READY) of synthetic "
                                       "patients, deterministic for a seed.")

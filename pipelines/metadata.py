@@ -10,13 +10,18 @@ from importlib.metadata import version
 
 import dagster as dg
 
+from pipelines.dictionary import column_descriptions
 from pipelines.settings import REPO_ROOT
 
 
 def table_metadata(con, relation: str, **extra) -> dict:
+    """Row count, and the column schema with each column's description from the data
+    dictionary (pipelines/dictionary.py) when the relation is published."""
     rows = con.execute(f"SELECT count(*) FROM {relation}").fetchone()[0]
     described = con.execute(f"DESCRIBE {relation}").fetchall()
-    schema = dg.TableSchema(columns=[dg.TableColumn(name=r[0], type=r[1]) for r in described])
+    meanings = column_descriptions(relation)
+    schema = dg.TableSchema(columns=[dg.TableColumn(name=r[0], type=r[1], description=meanings.get(r[0]))
+                                     for r in described])
     return {
         "dagster/row_count": rows,
         "dagster/column_schema": schema,

@@ -10,7 +10,15 @@ from dagster_duckdb import DuckDBResource
 from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
-from pipelines.publish.snapshot import MARTS, building_dir, start_building, switch_to, write_snapshot
+from pipelines.publish.snapshot import (
+    CURRENT,
+    MARTS,
+    WAREHOUSE_RELATION,
+    building_dir,
+    start_building,
+    switch_to,
+    write_snapshot,
+)
 from pipelines.quality.data_docs import make_offline
 from pipelines.resources import GreatExpectations
 from pipelines.sqlfiles import quote_literal, run_sql
@@ -27,28 +35,39 @@ def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name="publish", deps=["run_info", *MARTS],
+@dg.asset(group_name="publish", deps=["run_info", "trajectory_points", "response_rules",
+                                     *(m for m in MARTS if m not in WAREHOUSE_RELATION)],
           description="The marts as a read-only DuckDB snapshot (clinic.duckdb) and one Parquet file "
                       "each, written into this run's new publication folder (switched in by "
-                      "published_set once everything in it is built).")
+                      "published_set once everything in it is built), with the data dictionary "
+                      "(sql/**/*.yml) as table and column comments. Adds the patient-level "
+                      "trajectory points (patient_trajectory) and the rules (response_rules).")
 def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     folder = start_building(Path(clinic.marts_dir), context.run_id)
     with warehouse.get_connection() as con:
-        written = write_snapshot(con, folder, context.run_id)
+        written, documented = write_snapshot(con, folder, context.run_id)
     report(context, f"snapshot and {len(written) - 1} Parquet files built in {folder}")
+    if not documented.complete:
+        report(context, f"data dictionary: no description for {', '.join(documented.undocumented) or '-'}; "
+                        f"described but not published: {', '.join(documented.absent) or '-'}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.snapshot)),
         "files": [p.name for p in written.values()],
+        "undocumented_columns": documented.undocumented,
     })
 
 
 @dg.asset(group_name="publish", deps=[clinic_snapshot],
-          description="The five Plotly dashboards and index.html, offline (one shared local "
-                      "plotly.min.js), built from this run's snapshot.")
+          description="The Plotly dashboards, the data dictionary page and the front page (index.html: "
+                      "the answer per indication against the clinic's belief, the run, what changed since "
+                      "the snapshot published before), offline (one shared local plotly.min.js), built "
+                      "from this run's snapshot.")
 def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
     folder = building_dir(Path(clinic.marts_dir), context.run_id)
-    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules())
+    previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
+    pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
+                             previous=previous.resolve() if previous.exists() else None)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],

@@ -17,12 +17,18 @@ import shutil
 import time
 from pathlib import Path
 
+from pipelines.dictionary import write_comments
 from pipelines.sqlfiles import quote_literal
 
 MARTS = ["patient_response", "response_by_indication", "measure_trajectory", "tolerability",
-         "titration", "cohort_flow", "data_quality", "quarantine", "run_info"]
+         "titration", "cohort_flow", "data_quality", "quarantine", "run_info", "patient_trajectory",
+         "response_rules"]
+# Published under another name than the warehouse's (their assets are clinic_snapshot's deps).
+WAREHOUSE_RELATION = {"patient_trajectory": "response.trajectory_points", "response_rules": "response.rules"}
 # Marts refreshed patient by patient are published in a stable order all the same.
-PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id"}
+PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id",
+                 "patient_trajectory": "ORDER BY patient_id, instrument, visit_week",
+                 "response_rules": "ORDER BY indication"}
 VERSIONS, CURRENT, BUILDING = "versions", "current", ".building-"
 PUBLISHED_NAMES = ["clinic.duckdb", *(f"{m}.parquet" for m in MARTS), "dashboards", "data_docs", "release"]
 
@@ -46,11 +52,13 @@ def start_building(marts_dir: Path, run_id: str) -> Path:
     return folder
 
 
-def write_snapshot(con, folder: Path, run_id: str) -> dict[str, Path]:
-    """The marts as `clinic.duckdb` and `<mart>.parquet` in `folder`. In the published copy
+def write_snapshot(con, folder: Path, run_id: str) -> tuple[dict[str, Path], object]:
+    """The marts as `clinic.duckdb` and `<mart>.parquet` in `folder`, with the data dictionary
+    as table and column comments (returned: how it covers the snapshot). In the published copy
     this run's row of run_info reads `published`: it is only seen once the set is switched in."""
     snapshot = folder / "clinic.duckdb"
-    selects = {mart: f"SELECT * FROM marts.{mart} {PUBLISH_ORDER.get(mart, '')}" for mart in MARTS}
+    selects = {mart: f"SELECT * FROM {WAREHOUSE_RELATION.get(mart, f'marts.{mart}')} {PUBLISH_ORDER.get(mart, '')}"
+               for mart in MARTS}
     selects["run_info"] = (f"SELECT * REPLACE (CASE WHEN run_id = {quote_literal(run_id)} THEN 'published' "
                            "ELSE status END AS status) FROM marts.run_info ORDER BY run_time")
     con.execute(f"ATTACH {quote_literal(str(snapshot))} AS publish_target")
@@ -58,6 +66,7 @@ def write_snapshot(con, folder: Path, run_id: str) -> dict[str, Path]:
         con.execute("CREATE SCHEMA publish_target.marts")
         for mart, select in selects.items():
             con.execute(f"CREATE TABLE publish_target.marts.{mart} AS {select}")
+        documented = write_comments(con, "publish_target", "snapshot")
     finally:
         con.execute("DETACH publish_target")
     written = {"clinic.duckdb": snapshot}
@@ -65,7 +74,7 @@ def write_snapshot(con, folder: Path, run_id: str) -> dict[str, Path]:
         target = folder / f"{mart}.parquet"
         con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} (FORMAT parquet)")
         written[target.name] = target
-    return written
+    return written, documented
 
 
 def _link(path: Path, target: str) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipelines.dictionary import write_comments
 from pipelines.release.disclosure import COUNT_COLUMNS, KEY_COLUMNS, Cell
 from pipelines.sqlfiles import quote_literal, write_frame
 
@@ -49,8 +50,8 @@ def _with_marks(frame: pd.DataFrame, mart: str) -> pd.DataFrame:
 
 
 def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], info: dict) -> Path:
-    """clinic_release.duckdb (schema marts: the suppressed tables and release_info) and one
-    Parquet file per table, in `folder`."""
+    """clinic_release.duckdb (schema marts: the suppressed tables and release_info, with the
+    data dictionary as table and column comments) and one Parquet file per table, in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RELEASE_DB
     con.execute(f"ATTACH {quote_literal(str(path))} AS release_target")
@@ -59,6 +60,7 @@ def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], i
         for mart, frame in frames.items():
             write_frame(con, f"release_target.marts.{mart}", _with_marks(frame, mart))
         write_frame(con, "release_target.marts.release_info", pd.DataFrame([info]))
+        write_comments(con, "release_target", "release")
         for table in [*frames, "release_info"]:
             con.execute(f"COPY release_target.marts.{table} TO {quote_literal(str(folder / f'{table}.parquet'))} "
                         "(FORMAT parquet)")

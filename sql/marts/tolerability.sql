@@ -1,6 +1,8 @@
 -- Adverse events by the dose band the patient was on that day: patients with the event,
 -- as a share of the patients ever exposed to that band, and how many stopped because of it.
 -- Per indication, and over all indications (indication = 'all') so small clinics still see rates.
+-- Every event reported for a regimen has a row for every band its patients were exposed to,
+-- a true 0 included (a missing row would read as "unknown", and a chart would draw nothing).
 CREATE OR REPLACE TABLE marts.tolerability AS
 WITH exposed AS (
     SELECT coalesce(indication, 'all') AS indication, regimen, dose_band, band_order,
@@ -22,11 +24,20 @@ counted AS (
     FROM events
     GROUP BY GROUPING SETS ((indication, regimen, event, dose_band), (regimen, event, dose_band))
 )
-SELECT c.indication, c.regimen, c.event, c.dose_band, x.band_order, x.n_exposed,
-       c.n_patients, pct_of(c.n_patients, x.n_exposed) AS pct_exposed,
-       wilson_low(c.n_patients, x.n_exposed) AS pct_exposed_low,
-       wilson_high(c.n_patients, x.n_exposed) AS pct_exposed_high,
-       c.n_discontinued,
+grid AS (
+    SELECT x.*, e.event
+    FROM exposed x JOIN (SELECT DISTINCT regimen, event FROM events) e USING (regimen)
+),
+rows AS (
+    SELECT g.indication, g.regimen, g.event, g.dose_band, g.band_order, g.n_exposed,
+           coalesce(c.n_patients, 0) AS n_patients, coalesce(c.n_discontinued, 0) AS n_discontinued
+    FROM grid g LEFT JOIN counted c USING (indication, regimen, event, dose_band)
+)
+SELECT indication, regimen, event, dose_band, band_order, n_exposed, n_patients,
+       pct_of(n_patients, n_exposed) AS pct_exposed,
+       wilson_low(n_patients, n_exposed) AS pct_exposed_low,
+       wilson_high(n_patients, n_exposed) AS pct_exposed_high,
+       n_discontinued,
        (SELECT max(rules_version) FROM response.rules) AS rules_version
-FROM counted c JOIN exposed x USING (indication, regimen, dose_band)
-ORDER BY c.indication = 'all', c.indication, c.regimen, c.event, x.band_order;
+FROM rows
+ORDER BY indication = 'all', indication, regimen, event, band_order;
