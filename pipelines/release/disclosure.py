@@ -141,6 +141,7 @@ KEY_COLUMNS: dict[str, tuple[str, ...]] = {
 CATEGORY_COUNTS = {"meaningful": "n_meaningful", "minimal": "n_minimal", "intolerant": "n_intolerant",
                    "not_assessable": "n_not_assessable"}
 
+RATED_COST = 3  # a count rates derive from costs this many times its value as a complement
 _EPS = 1e-6  # LP tolerance when rounding bounds to the integers they stand for
 _RESPONSE, _FLOW, _TOLERABILITY, _TITRATION, _TRAJECTORY = (
     "response_by_indication", "cohort_flow", "tolerability", "titration", "measure_trajectory")
@@ -677,8 +678,12 @@ class _Protector:
     """
 
     def __init__(self, values: Mapping[Cell, int], relations: Sequence[Relation], min_cell_size: int,
-                 max_candidates: int, hidden: Collection[Cell] | None = None):
+                 max_candidates: int, hidden: Collection[Cell] | None = None,
+                 rated: Collection[Cell] = ()):
         self.system = _System(values, relations)
+        # Counts that published rates derive from (a rate's numerator or denominator): hiding one
+        # hides its rates and intervals too, so a complement prefers other cells.
+        self.rated = {self.system.id[c] for c in rated if c in self.system.id}
         self.top = min_cell_size - 1
         self.max_candidates = max_candidates
         small = {i for i, v in enumerate(self.system.value) if 0 < v < min_cell_size}
@@ -777,7 +782,7 @@ class _Protector:
         tight = {i for k in binding.intersection(rels) for i in terms[k]}
         around = {i for k in rels for i in terms[k]}
         pool = sorted((i for i in around if i not in self.hidden and value[i] > 0),
-                      key=lambda i: (i not in direct, i not in tight, value[i], i))
+                      key=lambda i: (i not in direct, i not in tight, value[i] * (RATED_COST if i in self.rated else 1), i))
         if not pool:
             raise RuntimeError(f"{self.system.cells[target]} is disclosed and nothing around it can be "
                                "suppressed")
@@ -893,7 +898,8 @@ def protect(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, *,
     if broken := [r for r in relations if not r.holds(values)]:
         raise ValueError(f"{len(broken)} relations do not hold on the marts, e.g. {broken[0].family}: "
                          f"{broken[0].terms}")
-    protector = _Protector(values, relations, min_cell_size, max_candidates)
+    rated = [c for c in values if derived.get(c.mart, {}).get(c.column)]
+    protector = _Protector(values, relations, min_cell_size, max_candidates, rated=rated)
     cell = protector.system.cells
     added = [cell[i] for i in protector.run()]
     if still := [cell[i] for i in protector.disclosed()]:

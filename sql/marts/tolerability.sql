@@ -23,7 +23,7 @@ counted AS (
            count(DISTINCT CASE WHEN action = 'discontinued' THEN patient_id END) AS n_discontinued
     FROM events
     GROUP BY GROUPING SETS ((indication, regimen, event, dose_band), (regimen, event, dose_band))
-)
+),
 grid AS (
     SELECT x.*, e.event
     FROM exposed x JOIN (SELECT DISTINCT regimen, event FROM events) e USING (regimen)
