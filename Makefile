@@ -32,7 +32,7 @@ test: setup browser
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python -m benchmarks.run --scale $${SCALE:-S}
+	$(BIN)/python -m benchmarks.run --scale $${SCALE:-M}
 
 clean:
 	rm -rf $(VENV) data/marts data/warehouse.duckdb data/dagster_home

@@ -233,13 +233,13 @@ def cmd_sql(args) -> int:
 
 
 def cmd_demo_data(args) -> int:
-    from pipelines.demo.generator import generate
+    from pipelines.demo.generator import write_export
 
     started = time.perf_counter()
     out = Path(args.out)
     print(f"generating {args.patients:,} patients (seed {args.seed}) into {out} ...", file=sys.stderr)
-    counts = generate(args.patients, seed=args.seed, defects=args.defects,
-                      id_prefix=args.id_prefix).write(out)
+    counts = write_export(out, args.patients, seed=args.seed, defects=args.defects, id_prefix=args.id_prefix,
+                          progress=lambda m: print(f"  {m}", file=sys.stderr))
     for table, n in counts.items():
         print(f"  {table}: {n:,} rows", file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.1f} s; apply it with "

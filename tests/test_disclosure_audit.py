@@ -109,8 +109,10 @@ def _titration(people: pd.DataFrame) -> pd.DataFrame:
     rows = [r for i, g in ldn.groupby("indication") for r in count(g, i)] + count(ldn, "all")
     out = pd.DataFrame(rows, columns=["indication", "starting_dose_band", "band_order", "n_patients",
                                       "n_sleep_event", "n_intolerant"])
-    out["pct_sleep_event"] = 100.0 * out.n_sleep_event / out.n_patients
-    out["pct_intolerant"] = 100.0 * out.n_intolerant / out.n_patients
+    for stem in ("sleep_event", "intolerant"):
+        out[f"pct_{stem}"] = 100.0 * out[f"n_{stem}"] / out.n_patients
+        out[f"pct_{stem}_low"] = _wilson(out[f"n_{stem}"], out.n_patients, -1)
+        out[f"pct_{stem}_high"] = _wilson(out[f"n_{stem}"], out.n_patients, +1)
     return out.assign(suppressed=False, rules_version="1")
 
 
@@ -133,7 +135,7 @@ def _tolerability(people: pd.DataFrame) -> pd.DataFrame:
         ).reset_index()
 
     columns = ["indication", "regimen", "event", "dose_band", "band_order", "n_exposed", "n_patients",
-               "pct_exposed", "n_discontinued"]
+               "pct_exposed", "pct_exposed_low", "pct_exposed_high", "n_discontinued"]
     if events.empty:
         return pd.DataFrame(columns=columns).assign(suppressed=False, rules_version="1")
     counted = pd.concat([count(events, ["indication", "regimen", "event", "dose_band"]),
@@ -141,6 +143,8 @@ def _tolerability(people: pd.DataFrame) -> pd.DataFrame:
     out = counted.merge(n_exposed, on=["indication", *keys])
     out["band_order"] = out.dose_band.map(BANDS).fillna(99).astype(int)
     out["pct_exposed"] = 100.0 * out.n_patients / out.n_exposed
+    out["pct_exposed_low"] = _wilson(out.n_patients, out.n_exposed, -1)
+    out["pct_exposed_high"] = _wilson(out.n_patients, out.n_exposed, +1)
     out = out.sort_values(["indication", "regimen", "event", "band_order"],
                           key=lambda s: s.eq("all") if s.name == "indication" else s)
     return out[columns].reset_index(drop=True).assign(suppressed=False, rules_version="1")

@@ -24,6 +24,7 @@ from pipelines.ingest.contract import (
     load_contract,
 )
 from pipelines.ingest.load import ingest_table, plan_ingest
+from pipelines.ingest.staging import stage
 from pipelines.response.rules import RulesError, load_rules
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
@@ -40,7 +41,7 @@ def ingest(raw: Path, warehouse: Path) -> duckdb.DuckDBPyConnection:
     plan = plan_ingest(con, raw, CONTRACT)
     for table in CONTRACT.tables:
         ingest_table(con, CONTRACT, table, plan.pending)
-    run_sql(con, "staging", "stage_table", table_name="measurements")
+    stage(con, CONTRACT, "measurements")
     run_sql(con, "quality", "reconciliation")
     return con
 

@@ -62,3 +62,24 @@ def test_every_ldn_dose_falls_in_exactly_one_band():
         LEFT JOIN response.dose_bands b ON {condition} GROUP BY ALL ORDER BY ALL""").fetchall()
     assert got == [(0.5, ["<1.5 mg"]), (1.5, ["1.5-3 mg"]), (2.9, ["1.5-3 mg"]), (3.0, ["3-4.5 mg"]),
                    (4.5, ["3-4.5 mg"]), (4.6, [">4.5 mg"]), (9.0, [">4.5 mg"])]
+
+
+def test_rank_quantiles_equal_percentile_cont():
+    """measure_trajectory reads quantiles off sorted ranks (they spill to disk at 10^8 rows);
+    they must be percentile_cont's, interpolation and NULLs included."""
+    import duckdb
+
+    from pipelines.settings import SQL_DIR
+
+    con = duckdb.connect()
+    con.execute((SQL_DIR / "marts" / "functions.sql").read_text())
+    con.execute("CREATE TABLE v AS SELECT i % 7 AS g, CASE WHEN i % 11 = 0 THEN NULL "
+                "ELSE round(sin(i) * 100, 1) END AS x FROM range(2000) t(i) WHERE i % 7 <> 3 OR i < 5")
+    for p in (0.25, 0.5, 0.75, 0.9):
+        expected = con.execute(f"SELECT g, percentile_cont({p}) WITHIN GROUP (ORDER BY x) FROM v "
+                               "GROUP BY g ORDER BY g").fetchall()
+        got = con.execute(f"""SELECT g, rank_quantile(x, r, n, {p}) FROM (
+            SELECT g, x, row_number() OVER w - 1 AS r, count(*) OVER w AS n FROM v WHERE x IS NOT NULL
+            WINDOW w AS (PARTITION BY g ORDER BY x ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
+            GROUP BY g ORDER BY g""").fetchall()
+        assert [(g, round(q, 9)) for g, q in got] == [(g, round(q, 9)) for g, q in expected], p

@@ -43,12 +43,14 @@ AE_RATES = {"nausea": 0.10, "headache": 0.07, "dizziness": 0.04, "fatigue": 0.03
 class DemoExport:
     tables: dict[str, pd.DataFrame]
 
-    def write(self, out: Path, ready: bool = True) -> dict[str, int]:
+    def write(self, out: Path, ready: bool = True, append: bool = False) -> dict[str, int]:
+        """Each table as `<name>.csv` (appended without a header with `append`), then `_READY`."""
         out.mkdir(parents=True, exist_ok=True)
         counts = {}
         for name, frame in self.tables.items():
-            pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), out / f"{name}.csv",
-                            pacsv.WriteOptions(quoting_style="needed"))
+            options = pacsv.WriteOptions(quoting_style="needed", include_header=not append)
+            with open(out / f"{name}.csv", "ab" if append else "wb") as fh:
+                pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), fh, options)
             counts[name] = len(frame)
         if ready:
             (out / "_READY").touch()
@@ -59,6 +61,28 @@ def _choice(rng, options: dict[str, float], n: int) -> np.ndarray:
     keys = list(options)
     p = np.array([options[k] for k in keys], dtype=float)
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
+
+
+CHUNK_PATIENTS = 200_000  # patients generated (and held in memory) at a time by write_export
+
+
+def write_export(out: Path, patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str = "P",
+                 progress=lambda _: None) -> dict[str, int]:
+    """Generate and write an export of any size a chunk of patients at a time, so scale L
+    (10^6 patients, ~10^8 measurement rows) needs the memory of one chunk. Up to one chunk it
+    is exactly `generate(...).write(out)`; beyond, chunk k has its own seed and id prefix."""
+    if patients <= CHUNK_PATIENTS:
+        return generate(patients, seed=seed, defects=defects, id_prefix=id_prefix).write(out)
+    totals: dict[str, int] = {}
+    chunks = -(-patients // CHUNK_PATIENTS)
+    for k in range(chunks):
+        n = min(CHUNK_PATIENTS, patients - k * CHUNK_PATIENTS)
+        part = generate(n, seed=seed * 1000 + k, defects=defects, id_prefix=f"{id_prefix}{k:02d}")
+        for name, count in part.write(out, ready=False, append=k > 0).items():
+            totals[name] = totals.get(name, 0) + count
+        progress(f"chunk {k + 1}/{chunks}: {(k * CHUNK_PATIENTS) + n:,} patients written")
+    (out / "_READY").touch()
+    return totals
 
 
 def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str = "P") -> DemoExport:

@@ -15,3 +15,10 @@ CREATE OR REPLACE TEMP MACRO wilson_high(k, n) AS
 CREATE OR REPLACE TEMP MACRO pct_of(k, n) AS 100.0 * k / NULLIF(n, 0);
 -- Patients of one response category among those aggregated (the only place categories are counted).
 CREATE OR REPLACE TEMP MACRO n_category(category, wanted) AS count(CASE WHEN category = wanted THEN 1 END);
+-- The p-quantile of v in a group, from v's 0-based rank r among the group's n values: the
+-- value at rank (n - 1) * p, interpolated linearly between the ranks around it (what
+-- percentile_cont gives, from a sort that spills to disk: sql/marts/measure_trajectory.sql).
+CREATE OR REPLACE TEMP MACRO rank_quantile(v, r, n, p) AS
+    max(CASE WHEN r = floor((n - 1) * p) THEN v END)
+    + ((max(n) - 1) * p - floor((max(n) - 1) * p))
+      * (max(CASE WHEN r = ceil((n - 1) * p) THEN v END) - max(CASE WHEN r = floor((n - 1) * p) THEN v END));
