@@ -5,9 +5,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import Compute
+from pipelines.engines.plan import orphan_params, staging_file
 from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
-from pipelines.sqlfiles import quote_ident, run_sql
+from pipelines.sqlfiles import run_sql
 
 
 def _staged_table_asset(table: str) -> dg.AssetsDefinition:
@@ -18,21 +20,19 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
                            "quarantined, and adopted if the patient arrives in a later export)."
                            if table != "patients" else
                            "Staged patients, with the indication group from the rules file."))
-    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-               warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
+               compute: Compute) -> dg.MaterializeResult:
         spec = clinic.contract().tables[table]
         with warehouse.get_connection() as con:
-            if not spec.references:
-                run_sql(con, "staging", "stage_patients" if table == "patients" else "stage_unreferenced",
-                        table_name=table)
-                orphans = 0
-            else:
-                (column, parent), = spec.references.items()
-                run_sql(con, "staging", "stage_table", table_name=table, column=quote_ident(column),
-                        column_name=column, parent=parent)
+            sql_name, params = staging_file(spec)
+            compute.run(con, "staging", sql_name, **params)
+            orphans = 0
+            if (orphan := orphan_params(spec)) is not None:
+                run_sql(con, "staging", "orphan_rows", **orphan)  # bookkeeping: in the warehouse
                 orphans = con.execute("SELECT count(*) FROM quality.orphan_rows WHERE table_name = ?",
                                       [table]).fetchall()[0][0]
-            meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans)
+            meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans,
+                                  engine=compute.engine)
         report(context, f"staged {table}: {meta['dagster/row_count']} rows"
                         + (f", {orphans} orphan rows quarantined" if orphans else ""))
         return dg.MaterializeResult(metadata=meta)
