@@ -93,11 +93,12 @@ class ClinicConfig(dg.ConfigurableResource):
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)} (CLINIC_ENGINE, --engine)")
         if self.engine == "spark":
-            from pipelines.engines.spark import spark_unavailable
+            from pipelines.engines.spark import spark_unavailable, transpile_all
 
             problem = spark_unavailable(self.spark_remote)
             if problem:
                 raise ConfigError(problem)
+            transpile_all(self.contract())  # a file Spark cannot run stops the run here, named
         try:
             self.rules()
         except FileNotFoundError as error:

@@ -96,6 +96,16 @@ def parquet_files(folder: Path) -> str:
     return quote_literal(re.sub(r"([*?\[])", r"[\1]", str(folder)) + "/*.parquet")
 
 
+def transpile_all(contract) -> int:
+    """Transpile every business file a run hands to Spark (cached for the run's steps); the
+    first that cannot run on Spark raises ConfigError naming it. Returns the statements' number."""
+    try:
+        return sum(len(transpile_file(stage, name, tuple(sorted(params.items()))))
+                   for stage, name, params in engine_files(contract))
+    except NotPortable as error:
+        raise ConfigError(str(error)) from None
+
+
 def _active_local_session() -> bool:
     from pyspark import SparkContext
 
@@ -124,12 +134,7 @@ class SparkCompute(Compute):
     def prepare(self) -> int:
         """Transpile every file the run hands to Spark (cached); the first that cannot run on
         Spark stops the run before any work. Returns the number of statements."""
-        contract = load_contract(Path(self.contract_file or ClinicConfig().contract_file))
-        try:
-            return sum(len(transpile_file(stage, name, tuple(sorted(params.items()))))
-                       for stage, name, params in engine_files(contract))
-        except NotPortable as error:
-            raise ConfigError(str(error)) from None
+        return transpile_all(load_contract(Path(self.contract_file or ClinicConfig().contract_file)))
 
     def setup_for_execution(self, context: dg.InitResourceContext | None = None) -> None:
         problem = spark_unavailable(self.remote)
