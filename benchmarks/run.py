@@ -116,7 +116,9 @@ def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
             if col.pattern:
                 found.append({"type": "expect_column_values_to_match_regex",
                               "kwargs": {"column": col.name, "regex": col.pattern}})
-        found.append({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": list(table.key)}})
+        found.append({"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": list(table.key)}}
+                     if len(table.key) > 1 else
+                     {"type": "expect_column_values_to_be_unique", "kwargs": {"column": table.key[0]}})
         suites[table.name] = found
     return suites
 

@@ -119,8 +119,8 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
     try:
         [run] = con.execute("SELECT * FROM marts.run_info WHERE run_id = ?", [run_id]).df().itertuples()
         applied = [e for e in (run.exports_new or "").split(",") if e]
-        print(f"\nRun {run.run_id[:8]} ({run.ingest_mode}), rules version {run.rules_version}, "
-              f"code {run.code_version}", file=out)
+        print(f"\nRun {run.run_id[:8]} ({run.ingest_mode}, engine {run.engine}), rules version "
+              f"{run.rules_version}, code {run.code_version}", file=out)
         print(f"Exports applied now: {', '.join(applied) or 'none (nothing new)'}", file=out)
         print(f"Rows read this run {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
               f"{run.rows_quarantined:,}, exact duplicates {run.rows_duplicate:,}", file=out)
@@ -207,8 +207,9 @@ def cmd_run(args) -> int:
         return unavailable[0]
     os.environ["CLINIC_PROGRESS"] = "1"
     started = time.perf_counter()
-    print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse} (Dagster home {dagster_home()})",
-          file=sys.stderr)
+    engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"
+    print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse}, engine {engine} "
+          f"(Dagster home {dagster_home()})", file=sys.stderr)
     with project_instance() as instance:
         result = run_job(clinic, instance, rebuild=args.rebuild, tags={"clinic/started_by": "clinic run"})
     checks, failures = failed_checks(result), run_failures(result)
@@ -278,7 +279,7 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name, s in SETTINGS.items():
         if s.flag and command in s.commands:
             default = s.default.relative_to(REPO_ROOT) if isinstance(s.default, Path) else s.default
-            parser.add_argument(s.flag, dest=name, metavar="PATH",
+            parser.add_argument(s.flag, dest=name, metavar=s.metavar, choices=s.choices,
                                 help=f"{s.help} (default ${s.env} or {default})")
 
 

@@ -4,7 +4,8 @@ Each field of `ClinicConfig` is at the same time a Dagster resource field (shown
 UI, injected into assets, checks and the sensor), a `CLINIC_*` environment variable and,
 for the paths, a `clinic` command-line option (pipelines/settings.py declares each once):
 the defaults come from the environment, then from the repository's own folders. Before a run does any work the resource checks
-what a mistake in it would quietly break: the contract, the rules file, the memory cap.
+what a mistake in it would quietly break: the contract, the rules file, the memory cap, the
+engine (and, for Spark, that pyspark and a Java runtime are there).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from pipelines.settings import SETTINGS, ConfigError, setting_value
+from pipelines.settings import ENGINES, SETTINGS, ConfigError, setting_value
 
 
 def _from_env(name: str):
@@ -36,6 +37,9 @@ class ClinicConfig(dg.ConfigurableResource):
     min_cell_size: int = _from_env("min_cell_size")
     gx_max_rows: int = _from_env("gx_max_rows")
     duckdb_memory_limit: str = _from_env("duckdb_memory_limit")
+    engine: str = _from_env("engine")
+    spark_remote: str = _from_env("spark_remote")
+    spark_mirror_dir: str = _from_env("spark_mirror_dir")
 
     @classmethod
     def with_overrides(cls, **given: object) -> ClinicConfig:
@@ -53,6 +57,14 @@ class ClinicConfig(dg.ConfigurableResource):
     @property
     def release_dir(self) -> Path:
         return Path(self.marts_dir) / "release"
+
+    @property
+    def spark_mirror(self) -> Path:
+        """Where the warehouse and Spark exchange Parquet files (beside the warehouse by default)."""
+        if self.spark_mirror_dir != SETTINGS["spark_mirror_dir"].default:
+            return Path(self.spark_mirror_dir)
+        warehouse = Path(self.warehouse)
+        return warehouse.with_name(warehouse.name + ".spark")
 
     def contract(self):
         from pipelines.ingest.contract import load_contract
@@ -78,6 +90,15 @@ class ClinicConfig(dg.ConfigurableResource):
         except duckdb.Error:
             raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is not a size DuckDB understands "
                               "(CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)") from None
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)} (CLINIC_ENGINE, --engine)")
+        if self.engine == "spark":
+            from pipelines.engines.spark import spark_unavailable, transpile_all
+
+            problem = spark_unavailable(self.spark_remote)
+            if problem:
+                raise ConfigError(problem)
+            transpile_all(self.contract())  # a file Spark cannot run stops the run here, named
         try:
             self.rules()
         except FileNotFoundError as error:

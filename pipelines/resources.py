@@ -8,6 +8,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import build_compute
 from pipelines.quality.gx_worker import GxWorker, process_alive, take_or_start
 
 
@@ -74,4 +75,7 @@ def build_resources(clinic: ClinicConfig) -> dict:
         "warehouse": Warehouse(database=clinic.warehouse,
                                connection_config={"memory_limit": clinic.duckdb_memory_limit}),
         "great_expectations": GreatExpectations(),
+        # The engine that runs the business SQL after ingest: DuckDB (the warehouse itself) or
+        # Spark (pipelines/engines/spark.py), by the `engine` setting.
+        "compute": build_compute(clinic),
     }

@@ -14,6 +14,9 @@ RULES_DIR = REPO_ROOT / "rules"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
 
 
+ENGINES = ("duckdb", "spark")
+
+
 class ConfigError(ValueError):
     """A setting cannot be used; the message says which and what to do."""
 
@@ -27,6 +30,8 @@ class Setting:
     default: object
     help: str
     commands: tuple[str, ...] = ("run", "ui")
+    choices: tuple[str, ...] | None = None  # the values a flag accepts (None: any)
+    metavar: str = "PATH"
 
 
 SETTINGS = {
@@ -51,6 +56,16 @@ SETTINGS = {
                            "above this many rows Great Expectations validates a fixed hash sample"),
     "duckdb_memory_limit": Setting("CLINIC_DUCKDB_MEMORY_LIMIT", None, "1GB",
                                    "DuckDB's memory cap; it spills to disk beyond it"),
+    "engine": Setting("CLINIC_ENGINE", "--engine", "duckdb",
+                      "the engine that runs the business SQL after ingest (staging, scoring, categories, "
+                      "marts): duckdb, or spark (the same sql/ files transpiled by sqlglot; docs/scale-out.md)",
+                      choices=ENGINES, metavar="{duckdb,spark}"),
+    "spark_remote": Setting("SPARK_REMOTE", "--spark-remote", "local[*]",
+                            "where --engine spark runs: local[*] (pyspark's local mode, this machine) or a "
+                            "Spark Connect URL such as sc://host:15002", metavar="URL"),
+    "spark_mirror_dir": Setting("CLINIC_SPARK_MIRROR", None, "<warehouse>.spark",
+                                "with --engine spark: the folder of Parquet files the warehouse and Spark "
+                                "exchange (a path the cluster shares)", commands=("run", "ui")),
 }
 
 

@@ -57,3 +57,18 @@ def demo_run(tmp_path_factory):
     settings = settings_for(tmp, raw)
     result = run_pipeline(settings)
     return settings, result
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local Spark session for every Spark test (the JVM starts once, ~5-20 s): the
+    pipeline's Spark runs in this process reuse it (pyspark's getOrCreate) and leave it open."""
+    from tests.engine_compare import SPARK_MISSING
+
+    if SPARK_MISSING:
+        pytest.skip(f"Spark cannot run here: {SPARK_MISSING}")
+    from pipelines.engines.spark import start_session
+
+    session = start_session("local[*]", app_name="clinic-tests")
+    yield session
+    session.stop()

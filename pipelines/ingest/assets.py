@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import Compute
 from pipelines.ingest.contract import load_contract
 from pipelines.ingest.exports import export_findings
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
@@ -33,7 +34,7 @@ class ExportPlanConfig(dg.Config):
     "them on purpose); a changed contract or an export sorting before applied ones rebuilds from "
     "the exports present. Missing tables and unknown files are recorded as findings."))
 def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, clinic: ClinicConfig,
-                warehouse: DuckDBResource) -> dg.MaterializeResult:
+                warehouse: DuckDBResource, compute: Compute) -> dg.MaterializeResult:
     contract = clinic.contract()
     with warehouse.get_connection() as con:
         try:
@@ -55,7 +56,8 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
                     [mode, plan.rebuild_reason or "", ",".join(p.name for p in plan.exports),
                      ",".join(plan.pending_ids)])
         run_sql(con, "quality", "run_started", run_id=quote_literal(context.run_id),
-                rules_version=quote_literal(clinic.rules()["version"]), code_version=quote_literal(code_version()))
+                rules_version=quote_literal(clinic.rules()["version"]), code_version=quote_literal(code_version()),
+                engine=quote_literal(compute.engine))
     report(context, f"{len(plan.exports)} complete export(s) in {clinic.raw_dir}; applying "
                     f"{len(plan.pending)} ({mode}{': ' + plan.rebuild_reason if plan.rebuild_reason else ''})")
     for line in findings:
@@ -68,6 +70,7 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
         "dropped_by_rebuild": list(plan.dropped),
         "export_findings": findings,
         "raw_dir": dg.MetadataValue.path(clinic.raw_dir),
+        "engine": compute.engine,
     })
 
 

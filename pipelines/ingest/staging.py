@@ -5,22 +5,23 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import Compute, DuckDBCompute
+from pipelines.engines.plan import orphan_params, staging_file
 from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
-from pipelines.sqlfiles import quote_ident, run_sql
+from pipelines.sqlfiles import run_sql
 
 
-def stage(con, contract, table: str) -> int:
-    """Stage one contract table (a view over core) and quarantine its orphans: rows whose
-    reference (the contract's `references:`) points to no row. Returns the orphans."""
+def stage(con, contract, table: str, compute: Compute | None = None) -> int:
+    """Stage one contract table (a view over core) on the chosen engine and quarantine its
+    orphans in the warehouse: rows whose reference (the contract's `references:`) points to
+    no row. Returns the orphans."""
     spec = contract.tables[table]
-    if not spec.references:
-        run_sql(con, "staging", "stage_patients" if table == "patients" else "stage_unreferenced",
-                table_name=table)
+    sql_name, params = staging_file(spec)
+    (compute or DuckDBCompute()).run(con, "staging", sql_name, **params)
+    if (orphan := orphan_params(spec)) is None:
         return 0
-    (column, parent), = spec.references.items()
-    run_sql(con, "staging", "stage_table", table_name=table, column=quote_ident(column), column_name=column,
-            parent=parent)
+    run_sql(con, "staging", "orphan_rows", **orphan)  # bookkeeping: in the warehouse
     return con.execute("SELECT count(*) FROM quality.orphan_rows WHERE table_name = ?", [table]).fetchall()[0][0]
 
 
@@ -32,11 +33,12 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
                            "quarantined, and adopted if the patient arrives in a later export)."
                            if table != "patients" else
                            "Staged patients, with the indication group from the rules file."))
-    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-               warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
+               compute: Compute) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            orphans = stage(con, clinic.contract(), table)
-            meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans)
+            orphans = stage(con, clinic.contract(), table, compute)
+            meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans,
+                                  engine=compute.engine)
         report(context, f"staged {table}: {meta['dagster/row_count']} rows"
                         + (f", {orphans} orphan rows quarantined" if orphans else ""))
         return dg.MaterializeResult(metadata=meta)

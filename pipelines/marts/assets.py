@@ -11,6 +11,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import Compute
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.catalogue import load_catalogue, write_catalogue
 from pipelines.sqlfiles import run_sql
@@ -58,11 +59,12 @@ AGGREGATE_MARTS = [
 
 def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
     @dg.asset(name=spec.name, group_name="marts", deps=list(spec.deps), description=spec.description)
-    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+               compute: Compute) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            run_sql(con, "marts", "functions")
-            run_sql(con, "marts", spec.name)
-            meta = table_metadata(con, f"marts.{spec.name}")
+            compute.run(con, "marts", "functions")
+            compute.run(con, "marts", spec.name)
+            meta = table_metadata(con, f"marts.{spec.name}", engine=compute.engine)
         report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows")
         return dg.MaterializeResult(metadata=meta)
 
@@ -73,10 +75,11 @@ def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
           description="Which dose each patient was on from day to day (response.dose_periods): a dose row "
                       "holds until the next; LDN doses get their band from the rules file, other regimens "
                       "are one band each. Tolerability and titration read it.")
-def dose_periods(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def dose_periods(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                 compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "marts", "dose_periods")
-        meta = table_metadata(con, "response.dose_periods")
+        compute.run(con, "marts", "dose_periods")
+        meta = table_metadata(con, "response.dose_periods", engine=compute.engine)
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -87,12 +90,13 @@ aggregate_marts = [dose_periods, *(_aggregate_asset(s) for s in AGGREGATE_MARTS)
     "patients", "doses", "measurements", "fiqr_items", "adverse_events", "discontinuations")],
     description="Every rejected row or file, with export, table, source file, line, rule, column "
                 "and a detail that never quotes text. Patient-level: analysts only, no chart.")
-def quarantine(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def quarantine(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+               compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "marts", "quarantine")
+        compute.run(con, "marts", "quarantine")
         by_rule = dict(con.execute("SELECT rule, sum(rows_affected) FROM marts.quarantine "
                                    "GROUP BY rule ORDER BY rule").fetchall())
-        meta = table_metadata(con, "marts.quarantine", quarantined_rows_by_rule=by_rule)
+        meta = table_metadata(con, "marts.quarantine", quarantined_rows_by_rule=by_rule, engine=compute.engine)
     report(context, "quarantine: " + (", ".join(f"{k} {v}" for k, v in by_rule.items()) or "empty"))
     return dg.MaterializeResult(metadata=meta)
 

@@ -8,11 +8,12 @@ import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.engines import Compute
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
 from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.response.rules import write_rules_table
-from pipelines.sqlfiles import run_sql, write_frame
+from pipelines.sqlfiles import write_frame
 
 
 def write_reporting_tables(con, rules: dict) -> None:
@@ -48,14 +49,15 @@ def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 @dg.asset(group_name="response", deps=["staged_fiqr_items", "staged_measurements"],
           description=("FIQR questionnaires scored from item answers (Bennett 2009, one missing "
                        "function item prorated), and the scored-vs-delivered disagreements."))
-def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "response", "fiqr_scores")
+        compute.run(con, "response", "fiqr_scores")
         unscorable, disagree = con.execute(
             "SELECT (SELECT count(*) FROM response.fiqr_questionnaires WHERE NOT scorable), "
             "(SELECT count(*) FROM response.fiqr_disagreements)").fetchone()
         meta = table_metadata(con, "response.fiqr_questionnaires", unscorable=unscorable,
-                              disagreements_over_1_point=disagree)
+                              disagreements_over_1_point=disagree, engine=compute.engine)
     report(context, f"scored {meta['dagster/row_count']} FIQR questionnaires "
                     f"({unscorable} unscorable, {disagree} disagree with fiqr_total)")
     return dg.MaterializeResult(metadata=meta)
@@ -66,10 +68,11 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource) ->
                        "row: delivered rows (`<export>/<file>:<line>`) and scored FIQR questionnaires "
                        "(`<export>/fiqr_items.csv`), a scored one replacing a delivered fiqr_total on the "
                        "same day (a view, sql/response/measure_values.sql)."))
-def measure_values(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
+def measure_values(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
+                   compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        run_sql(con, "response", "measure_values")
-        meta = table_metadata(con, "response.measure_values")
+        compute.run(con, "response", "measure_values")
+        meta = table_metadata(con, "response.measure_values", engine=compute.engine)
     return dg.MaterializeResult(metadata=meta)
 
 
@@ -78,9 +81,9 @@ def measure_values(context: dg.AssetExecutionContext, warehouse: DuckDBResource)
 VALIDATED = ["reconciliation", "dataset_expectations"]
 
 
-def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str) -> Refresh:
+def _refresh(clinic: ClinicConfig, compute: Compute, con, table_name: str, sql_name: str) -> Refresh:
     return refresh_per_patient(con, table_name, sql_name, fingerprint(Path(clinic.rules_file)),
-                               list(clinic.contract().tables))
+                               list(clinic.contract().tables), compute)
 
 
 @dg.asset(group_name="response", deps=[measure_values, "staged_patients", "staged_discontinuations",
@@ -90,12 +93,13 @@ def _refresh(clinic: ClinicConfig, con, table_name: str, sql_name: str) -> Refre
                        "and the source rows of both values (sql/response/patient_response.sql). "
                        "Recomputed for the patients new exports touched (response/incremental.py)."))
 def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-                     warehouse: DuckDBResource) -> dg.MaterializeResult:
+                     warehouse: DuckDBResource, compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        done = _refresh(clinic, con, "marts.patient_response", "patient_response")
+        done = _refresh(clinic, compute, con, "marts.patient_response", "patient_response")
         counts = dict(con.execute("SELECT category, count(*) FROM marts.patient_response "
                                   "GROUP BY category ORDER BY category").fetchall())
-        meta = table_metadata(con, "marts.patient_response", categories=counts, **done.metadata())
+        meta = table_metadata(con, "marts.patient_response", categories=counts, engine=compute.engine,
+                              **done.metadata())
     report(context, f"categorised {meta['dagster/row_count']} patients ({done.mode}: {done.patients} "
                     f"recomputed, {done.reason}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(metadata=meta)
@@ -107,10 +111,10 @@ def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                        "(sql/response/trajectory_points.sql); measure_trajectory sums these up. "
                        "Recomputed for the patients new exports touched (response/incremental.py)."))
 def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-                      warehouse: DuckDBResource) -> dg.MaterializeResult:
+                      warehouse: DuckDBResource, compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:
-        done = _refresh(clinic, con, "response.trajectory_points", "trajectory_points")
-        meta = table_metadata(con, "response.trajectory_points", **done.metadata())
+        done = _refresh(clinic, compute, con, "response.trajectory_points", "trajectory_points")
+        meta = table_metadata(con, "response.trajectory_points", engine=compute.engine, **done.metadata())
     report(context, f"trajectory points: {meta['dagster/row_count']} ({done.mode}: {done.patients} "
                     f"patients recomputed)")
     return dg.MaterializeResult(metadata=meta)

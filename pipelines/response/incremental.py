@@ -56,10 +56,16 @@ def _full_rebuild_reason(con, table_name: str, fp: str, state: list[tuple[str, s
     return None
 
 
-def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_tables: list[str]) -> Refresh:
+def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_tables: list[str],
+                        compute=None) -> Refresh:
     """Recompute `table_name` (one row set per patient) from the view response.<sql_name>_to_score
     that sql/response/<sql_name>.sql defines over response.patients_to_score: for every
-    patient, or only for those with rows from exports the table has not seen."""
+    patient, or only for those with rows from exports the table has not seen. `compute` (the
+    run's engine; DuckDB when None) runs the SQL; an engine that cannot DELETE (Spark)
+    recomputes every patient each run, and the bookkeeping stays in the warehouse."""
+    from pipelines.engines import DuckDBCompute
+
+    compute = compute or DuckDBCompute()
     scoped_view = f"response.{sql_name}_to_score"
     con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
                 "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
@@ -69,13 +75,14 @@ def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_table
     state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
                         "WHERE table_name = ?", [table_name]).fetchall()
     reason = _full_rebuild_reason(con, table_name, fp, state, applied)
+    if reason is None and not compute.incremental:
+        reason = f"the {compute.engine} engine recomputes every patient each run"
     con.execute("BEGIN TRANSACTION")
     try:
         if reason is not None:
-            con.execute("CREATE OR REPLACE TABLE response.patients_to_score AS "
-                        "SELECT patient_id FROM staging.patients")
-            run_sql(con, "response", sql_name)
-            con.execute(f"CREATE OR REPLACE TABLE {table_name} AS SELECT * FROM {scoped_view}")
+            compute.run(con, "response", "score_every_patient")
+            compute.run(con, "response", sql_name)
+            compute.run(con, "response", "rebuild_per_patient", table_name=table_name, scoped_view=scoped_view)
         else:
             con.execute("CREATE OR REPLACE TABLE response.unseen_exports (export_id VARCHAR)")
             unseen = sorted(applied - {(e, a) for _, e, a in state})

@@ -55,3 +55,4 @@ CREATE TABLE IF NOT EXISTS quality.run_log (
     status VARCHAR
 );
 ALTER TABLE quality.run_log ADD COLUMN IF NOT EXISTS status VARCHAR;  -- logs from before run status
+ALTER TABLE quality.run_log ADD COLUMN IF NOT EXISTS engine VARCHAR;  -- logs from before the Spark engine

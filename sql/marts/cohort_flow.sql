@@ -15,7 +15,8 @@ flow AS (
            n_category(p.category, 'intolerant') AS n_intolerant,
            n_category(p.category, 'not_assessable') AS n_not_assessable,
            max(p.rules_version) AS rules_version
-    FROM marts.patient_response p LEFT JOIN early_stop e USING (patient_id)
+    -- ON, not USING: Spark loses a USING join's hidden column (e.patient_id) under GROUPING SETS
+    FROM marts.patient_response p LEFT JOIN early_stop e ON e.patient_id = p.patient_id
     GROUP BY GROUPING SETS ((p.indication), ())
 )
 SELECT indication, enrolled, with_baseline, reached_day_56, assessed,

@@ -4,7 +4,7 @@ CREATE OR REPLACE TABLE response.dose_periods AS
 SELECT d.patient_id, p.indication, p.regimen, d.study_day AS from_day,
        lead(d.study_day) OVER (PARTITION BY d.patient_id ORDER BY d.study_day) AS until_day,
        d.dose_mg,
-       row_number() OVER (PARTITION BY d.patient_id ORDER BY d.study_day) AS dose_no,
+       CAST(row_number() OVER (PARTITION BY d.patient_id ORDER BY d.study_day) AS BIGINT) AS dose_no,  -- INT in Spark
        CASE WHEN p.regimen = 'ldn' THEN b.label ELSE p.regimen END AS dose_band,
        CASE WHEN p.regimen = 'ldn' THEN b.sort_order ELSE 99 END AS band_order
 FROM staging.doses d

@@ -1,18 +1,20 @@
 -- What several marts compute the same way, written once (run before each mart's SQL).
 -- Wilson 95% score interval of k successes in n, in percent, clamped to 0-100 against
--- rounding at k = 0 or k = n; NULL when n is 0.
+-- rounding at k = 0 or k = n; NULL when n is 0. Ratios in DOUBLE, written out: `100.0 * k / n`
+-- is DOUBLE in DuckDB but DECIMAL (rounded to 6 places) in Spark. Spark runs these macros
+-- inlined by pipelines/engines/transpile.py (it has no SQL macros).
 CREATE OR REPLACE TEMP MACRO wilson_low(k, n) AS
     CASE WHEN n > 0 THEN least(100, greatest(0, 100 * (
-        k * 1.0 / n + 1.959963984540054 ^ 2 / (2 * n)
-        - 1.959963984540054 * sqrt((k * 1.0 / n) * (1 - k * 1.0 / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
+        CAST(k AS DOUBLE) / n + 1.959963984540054 ^ 2 / (2 * n)
+        - 1.959963984540054 * sqrt((CAST(k AS DOUBLE) / n) * (1 - CAST(k AS DOUBLE) / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
         / (1 + 1.959963984540054 ^ 2 / n))) END;
 CREATE OR REPLACE TEMP MACRO wilson_high(k, n) AS
     CASE WHEN n > 0 THEN least(100, greatest(0, 100 * (
-        k * 1.0 / n + 1.959963984540054 ^ 2 / (2 * n)
-        + 1.959963984540054 * sqrt((k * 1.0 / n) * (1 - k * 1.0 / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
+        CAST(k AS DOUBLE) / n + 1.959963984540054 ^ 2 / (2 * n)
+        + 1.959963984540054 * sqrt((CAST(k AS DOUBLE) / n) * (1 - CAST(k AS DOUBLE) / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
         / (1 + 1.959963984540054 ^ 2 / n))) END;
 -- A percentage of n, NULL when n is 0.
-CREATE OR REPLACE TEMP MACRO pct_of(k, n) AS 100.0 * k / NULLIF(n, 0);
+CREATE OR REPLACE TEMP MACRO pct_of(k, n) AS CAST(k AS DOUBLE) * 100 / NULLIF(n, 0);
 -- Patients of one response category among those aggregated (the only place categories are counted).
 CREATE OR REPLACE TEMP MACRO n_category(category, wanted) AS count(CASE WHEN category = wanted THEN 1 END);
 -- The p-quantile of v in a group, from v's 0-based rank r among the group's n values: the

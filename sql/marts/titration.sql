@@ -19,7 +19,7 @@ counted AS (
            max(r.rules_version) AS rules_version
     FROM starts s
     JOIN marts.patient_response r USING (patient_id)
-    LEFT JOIN sleep sl USING (patient_id)
+    LEFT JOIN sleep sl ON sl.patient_id = s.patient_id  -- ON: see cohort_flow.sql
     GROUP BY GROUPING SETS ((s.indication, s.starting_dose_band, s.band_order),
                             (s.starting_dose_band, s.band_order))
 )

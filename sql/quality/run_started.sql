@@ -4,7 +4,7 @@
 -- marks it failed).
 UPDATE quality.run_log SET status = 'interrupted' WHERE status = 'running';
 INSERT INTO quality.run_log (run_id, run_time, ingest_mode, exports_applied, exports_new,
-                             rules_version, code_version, status)
+                             rules_version, code_version, status, engine)
 SELECT ${run_id}, now(), ingest_mode, exports_found, exports_new, ${rules_version}, ${code_version},
-       'running'
+       'running', ${engine}
 FROM ingest.run_plan;

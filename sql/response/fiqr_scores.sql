@@ -2,6 +2,8 @@
 -- function = sum(items 1-9) / 3, prorated x 9 / answered when one item is missing;
 -- overall impact = sum(items 10-11); symptoms = sum(items 12-21) / 2; total = the sum.
 -- Two or more missing function items, or any missing overall or symptom item: unscorable.
+-- In DOUBLE (as DuckDB computes `sum * 9.0 / n`): Spark would compute it in DECIMAL, rounded
+-- to a scale of its own.
 CREATE OR REPLACE TABLE response.fiqr_questionnaires AS
 WITH by_domain AS (
     SELECT patient_id, study_day,
@@ -18,7 +20,7 @@ WITH by_domain AS (
 SELECT patient_id, study_day, export_id, source_file,
        n_function >= 8 AND n_overall = 2 AND n_symptom = 10 AS scorable,
        CASE WHEN n_function >= 8 AND n_overall = 2 AND n_symptom = 10
-            THEN sum_function * 9.0 / n_function / 3.0 + sum_overall + sum_symptom / 2.0
+            THEN CAST(sum_function AS DOUBLE) * 9 / n_function / 3 + sum_overall + CAST(sum_symptom AS DOUBLE) / 2
        END AS fiqr_total
 FROM by_domain;
 

@@ -4,7 +4,7 @@
 -- values, as sqlglot maps them to Spark's min_by/max_by) so it transpiles.
 CREATE OR REPLACE VIEW response.patient_response_to_score AS
 WITH patients AS (
-    SELECT p.*, r.*  EXCLUDE (indication)
+    SELECT p.*, r.* EXCLUDE (indication, indication_group)  -- both are staging.patients' already
     FROM staging.patients p JOIN response.rules r USING (indication)
     SEMI JOIN response.patients_to_score s USING (patient_id)
 ),

@@ -1,4 +1,5 @@
 -- Patients with the indication group the rules file gives them.
 CREATE OR REPLACE VIEW staging.patients AS
 SELECT p.*, r.indication_group
-FROM core.patients p LEFT JOIN response.rules r USING (indication);
+-- ON, not USING: with USING, Spark's p.* puts the join column first.
+FROM core.patients p LEFT JOIN response.rules r ON r.indication = p.indication;
