@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test browser bench lint clean
+.PHONY: setup run test system-deps bench lint clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
@@ -21,13 +21,15 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/clinic run
 
-# Debian's Chromium drives the dashboard tests headless (no downloaded browser builds).
-browser:
-	@command -v chromium >/dev/null || { \
+# What the tests need from Debian: Chromium drives the dashboard tests headless (no downloaded
+# browser builds), and a Java runtime (17 or newer) runs Spark for the --engine spark tests.
+system-deps:
+	@command -v chromium >/dev/null && command -v java >/dev/null || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq chromium default-jre-headless >/dev/null; }
 
-test: setup browser
+test: setup system-deps
 	$(BIN)/ruff check pipelines dashboards tests benchmarks
 	$(BIN)/python -m pytest -q
 

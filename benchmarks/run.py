@@ -1,6 +1,9 @@
 """Benchmark (shared spec performance.md): floor, clinic cold, clinic warm, pandas+GX peer.
 
-    python -m benchmarks.run --scale S [--repeats 3] [--out benchmarks/results/S.json]
+    python -m benchmarks.run --scale S [--repeats 3] [--out benchmarks/results/S.json] [--no-spark]
+
+At S and M it also times `clinic run --engine spark` (local mode) and counts the
+patient_response rows the two engines publish differently (expected: none).
 
 Generates the export once, then times each contender as a separate process (median of
 the repeats), with peak resident memory of the whole process tree, and writes JSON.
@@ -123,6 +126,22 @@ def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
     return suites
 
 
+def rows_differing(duckdb_marts: Path, spark_marts: Path) -> dict:
+    """patient_response as the two engines published it: rows in one and not the other, in
+    each direction (doubles compared to 9 significant digits: sums may differ in the last bit)."""
+    import duckdb
+
+    con = duckdb.connect()
+    cols = ("patient_id, category, reason, criterion, baseline_source, assessment_source, baseline_day, "
+            "assessment_day, round(baseline_value, 6), round(assessment_value, 6), round(change_pct, 6)")
+    rel = {k: f"(SELECT {cols} FROM read_parquet('{m / 'current' / 'patient_response.parquet'}'))"
+           for k, m in (("duckdb", duckdb_marts), ("spark", spark_marts))}
+    only = {k: con.execute(f"SELECT count(*) FROM ({rel[k]} EXCEPT ALL {rel[o]})").fetchall()[0][0]
+            for k, o in (("duckdb", "spark"), ("spark", "duckdb"))}
+    rows = con.execute(f"SELECT count(*) FROM {rel['duckdb']}").fetchall()[0][0]
+    return {"patients": rows, "only_duckdb": only["duckdb"], "only_spark": only["spark"]}
+
+
 def median_of(runs: list[tuple[float, float]]) -> dict:
     return {"seconds": round(statistics.median(r[0] for r in runs), 3),
             "peak_mib": round(max(r[1] for r in runs), 1), "runs": [round(r[0], 3) for r in runs]}
@@ -134,8 +153,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--work", default=str(ROOT / "benchmarks" / "work"))
     parser.add_argument("--out")
+    parser.add_argument("--spark", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time --engine spark (default: at S and M)")
     args = parser.parse_args(argv)
     work = Path(args.work) / args.scale
+    if args.spark is None:
+        args.spark = args.scale in ("S", "M")
     raw = work / "raw"
     export = raw / "2026-11-01T0600_bench"
     py = sys.executable
@@ -157,10 +180,10 @@ def main(argv=None) -> int:
         shutil.rmtree(marts, ignore_errors=True)
         return wh, marts
 
-    def clinic(raw_dir: Path, tag: str, fresh: bool):
+    def clinic(raw_dir: Path, tag: str, fresh: bool, *extra: str):
         wh, marts = fresh_outputs(tag) if fresh else (work / f"wh_{tag}.duckdb", work / f"marts_{tag}")
         return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
-                        "--marts", str(marts)], env=home)
+                        "--marts", str(marts), *extra], env=home)
 
     def scheduled():
         """The job as the daemon runs it for a schedule or sensor tick (`dagster job execute`)."""
@@ -195,6 +218,13 @@ def main(argv=None) -> int:
         warm_runs.append(clinic(warm_raw, "warm", False))
     results["clinic_warm"] = median_of(warm_runs)
     print(f"clinic warm: {results['clinic_warm']}", file=sys.stderr)
+
+    if args.spark:  # Spark's local mode beside DuckDB (not a target: one machine favours DuckDB)
+        results["spark_cold"] = median_of([clinic(raw, "spark", True, "--engine", "spark")
+                                           for _ in range(args.repeats)])
+        results["spark_differs_from_duckdb"] = rows_differing(work / "marts_cold", work / "marts_spark")
+        print(f"spark cold: {results['spark_cold']}, patient_response rows differing from DuckDB's: "
+              f"{results['spark_differs_from_duckdb']}", file=sys.stderr)
 
     suites = work / "peer_suites.json"
     suites.write_text(json.dumps(contract_suites(ROOT / "rules" / "contract.yaml")))

@@ -17,12 +17,19 @@ from pathlib import Path
 
 import duckdb
 import pytest
+import sqlglot
 
 from pipelines.demo.generator import generate
 from pipelines.engines import DuckDBCompute
 from pipelines.engines.plan import ENGINE_FILES, WAREHOUSE_FILES, engine_files
 from pipelines.engines.spark import SparkCompute
-from pipelines.engines.transpile import NotPortable, spark_name, transpile_file
+from pipelines.engines.transpile import (
+    NotPortable,
+    exact_percentiles,
+    spark_name,
+    to_spark_sql,
+    transpile_file,
+)
 from pipelines.ingest.contract import load_contract
 from pipelines.settings import RULES_DIR, SQL_DIR
 from tests.conftest import run_pipeline, settings_for
@@ -180,4 +187,7 @@ def test_macros_are_expanded_and_percentiles_exact():
     [mart] = transpile_file("marts", "response_by_indication")
     assert "WILSON" not in mart.spark_sql.upper() and "PCT_OF" not in mart.spark_sql.upper()
     [trajectory] = transpile_file("marts", "measure_trajectory")
-    assert "PERCENTILE(value, 0.5)" in trajectory.spark_sql and "APPROX" not in trajectory.spark_sql.upper()
+    assert "RANK_QUANTILE" not in trajectory.spark_sql.upper()
+    exact = exact_percentiles(sqlglot.parse_one(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY value) FROM t", read="duckdb"))
+    assert "PERCENTILE(value, 0.5)" in to_spark_sql(exact) and "APPROX" not in to_spark_sql(exact).upper()

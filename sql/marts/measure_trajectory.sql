@@ -13,10 +13,9 @@ WITH points AS (
 ),
 value_ranks AS (
     SELECT indication, instrument, visit_week, category, value, rules_version,
-           row_number() OVER w - 1 AS r, count(*) OVER w AS n
+           row_number() OVER (PARTITION BY indication, instrument, visit_week, category ORDER BY value) - 1 AS r,
+           count(*) OVER (PARTITION BY indication, instrument, visit_week, category) AS n
     FROM points
-    WINDOW w AS (PARTITION BY indication, instrument, visit_week, category ORDER BY value
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 values_by_week AS (
     SELECT indication, instrument, visit_week, category,
@@ -30,11 +29,11 @@ values_by_week AS (
 ),
 change_ranks AS (  -- percent change is NULL without a baseline: ranked among the others
     SELECT indication, instrument, visit_week, category, pct_change,
-           row_number() OVER w - 1 AS r, count(*) OVER w AS n
+           row_number() OVER (PARTITION BY indication, instrument, visit_week, category ORDER BY pct_change) - 1
+               AS r,
+           count(*) OVER (PARTITION BY indication, instrument, visit_week, category) AS n
     FROM points
     WHERE pct_change IS NOT NULL
-    WINDOW w AS (PARTITION BY indication, instrument, visit_week, category ORDER BY pct_change
-                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 changes_by_week AS (
     SELECT indication, instrument, visit_week, category,
