@@ -19,6 +19,8 @@ from pipelines.publish.snapshot import MARTS
 from tests.conftest import DEMO_EXPORT, FIXTURES, query_snapshot, run_pipeline, settings_for
 from tests.engine_compare import differences, needs_spark, relation
 
+pytestmark = pytest.mark.xdist_group("spark")  # one worker, one Spark session for every Spark test
+
 COMPARED = [m for m in MARTS if m != "run_info"]
 
 

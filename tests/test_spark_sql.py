@@ -35,6 +35,8 @@ from pipelines.settings import RULES_DIR, SQL_DIR
 from tests.conftest import run_pipeline, settings_for
 from tests.engine_compare import copy_warehouse, differences, needs_spark, relation
 
+pytestmark = pytest.mark.xdist_group("spark")  # one worker, one Spark session for every Spark test
+
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 PLAN = list(engine_files(CONTRACT))
 
