@@ -79,7 +79,23 @@ def test_rank_quantiles_equal_percentile_cont():
         expected = con.execute(f"SELECT g, percentile_cont({p}) WITHIN GROUP (ORDER BY x) FROM v "
                                "GROUP BY g ORDER BY g").fetchall()
         got = con.execute(f"""SELECT g, rank_quantile(x, r, n, {p}) FROM (
-            SELECT g, x, row_number() OVER w - 1 AS r, count(*) OVER w AS n FROM v WHERE x IS NOT NULL
-            WINDOW w AS (PARTITION BY g ORDER BY x ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING))
+            SELECT g, x, row_number() OVER (PARTITION BY g ORDER BY x) - 1 AS r,
+                   count(*) OVER (PARTITION BY g) AS n FROM v WHERE x IS NOT NULL)
             GROUP BY g ORDER BY g""").fetchall()
         assert [(g, round(q, 9)) for g, q in got] == [(g, round(q, 9)) for g, q in expected], p
+
+
+def test_wilson_intervals_are_exactly_0_and_100_at_the_ends():
+    """0 of 12 is 0-24.25%, not 2e-15-24.25% (the formula's rounding residue), and 12 of 12 ends
+    at exactly 100; in between the interval holds the observed share."""
+    import duckdb
+
+    from pipelines.settings import SQL_DIR
+
+    con = duckdb.connect()
+    con.execute((SQL_DIR / "marts" / "functions.sql").read_text())
+    rows = con.execute("SELECT k, wilson_low(k, 12), wilson_high(k, 12), wilson_low(k, 0) "
+                       "FROM range(13) t(k) ORDER BY k").fetchall()
+    assert rows[0][1] == 0.0 and rows[-1][2] == 100.0
+    assert all(low < 100 * k / 12 < high for k, low, high, _ in rows[1:-1])
+    assert round(rows[0][2], 2) == 24.25 and all(empty is None for *_, empty in rows)

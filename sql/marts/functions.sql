@@ -1,15 +1,15 @@
 -- What several marts compute the same way, written once (run before each mart's SQL).
--- Wilson 95% score interval of k successes in n, in percent, clamped to 0-100 against
--- rounding at k = 0 or k = n; NULL when n is 0. Ratios in DOUBLE, written out: `100.0 * k / n`
+-- Wilson 95% score interval of k successes in n, in percent: exactly 0 at k = 0 and 100 at
+-- k = n (the formula leaves a rounding residue such as 2e-15 there); NULL when n is 0. Ratios in DOUBLE, written out: `100.0 * k / n`
 -- is DOUBLE in DuckDB but DECIMAL (rounded to 6 places) in Spark. Spark runs these macros
 -- inlined by pipelines/engines/transpile.py (it has no SQL macros).
 CREATE OR REPLACE TEMP MACRO wilson_low(k, n) AS
-    CASE WHEN n > 0 THEN least(100, greatest(0, 100 * (
+    CASE WHEN n > 0 AND k = 0 THEN CAST(0 AS DOUBLE) WHEN n > 0 THEN least(100, greatest(0, 100 * (
         CAST(k AS DOUBLE) / n + 1.959963984540054 ^ 2 / (2 * n)
         - 1.959963984540054 * sqrt((CAST(k AS DOUBLE) / n) * (1 - CAST(k AS DOUBLE) / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
         / (1 + 1.959963984540054 ^ 2 / n))) END;
 CREATE OR REPLACE TEMP MACRO wilson_high(k, n) AS
-    CASE WHEN n > 0 THEN least(100, greatest(0, 100 * (
+    CASE WHEN n > 0 AND k = n THEN CAST(100 AS DOUBLE) WHEN n > 0 THEN least(100, greatest(0, 100 * (
         CAST(k AS DOUBLE) / n + 1.959963984540054 ^ 2 / (2 * n)
         + 1.959963984540054 * sqrt((CAST(k AS DOUBLE) / n) * (1 - CAST(k AS DOUBLE) / n) / n + 1.959963984540054 ^ 2 / (4 * n * n)))
         / (1 + 1.959963984540054 ^ 2 / n))) END;

@@ -1,0 +1,75 @@
+"""The README's benchmark table, from the JSON files `benchmarks.run` wrote.
+
+    python -m benchmarks.report [benchmarks/results]
+
+Prints Markdown: per scale, seconds and peak MiB of each contender, then the spec's targets
+(performance.md) with the measured value and whether it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROWS = [("floor", "floor (DuckDB reads every row, computes the categories)"),
+        ("clinic_cold", "`clinic run`, cold"),
+        ("clinic_warm", "`clinic run`, warm (one 50-patient export more)"),
+        ("scheduled_cold", "the scheduled path (`dagster job execute`), cold"),
+        ("peer", "pandas + GX peer"),
+        ("spark_cold", "`clinic run --engine spark`, cold (local mode)")]
+SCALES = ("S", "M", "L")
+
+
+def _cell(result: dict | None) -> str:
+    return f"{result['seconds']:,.1f} s, {result['peak_mib']:,.0f} MiB" if result else "-"
+
+
+def targets(res: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, holds) for every target the results can answer."""
+    def sec(scale: str, key: str) -> float | None:
+        return res.get(scale, {}).get(key, {}).get("seconds")
+
+    found = []
+    cold_m, floor_m, warm_m, warm_s = sec("M", "clinic_cold"), sec("M", "floor"), sec("M", "clinic_warm"), sec(
+        "S", "clinic_warm")
+    if cold_m and floor_m:
+        found.append(("clinic cold / floor at M <= 10", f"{cold_m / floor_m:.1f}", cold_m / floor_m <= 10))
+    if cold_m and sec("M", "peer"):
+        found.append(("peer / clinic cold at M >= 2", f"{sec('M', 'peer') / cold_m:.2f}",
+                      sec("M", "peer") / cold_m >= 2))
+    if warm_m and warm_s:
+        found.append(("warm at M <= 1.5 x warm at S", f"{warm_m / warm_s:.2f}", warm_m / warm_s <= 1.5))
+    if warm_m and cold_m:
+        found.append(("warm at M <= 0.5 x cold at M", f"{warm_m / cold_m:.2f}", warm_m / cold_m <= 0.5))
+    for scale in SCALES:
+        if sec(scale, "scheduled_cold") and sec(scale, "clinic_cold"):
+            ratio = sec(scale, "scheduled_cold") / sec(scale, "clinic_cold")
+            found.append((f"scheduled path <= 1.3 x clinic run at {scale}", f"{ratio:.2f}", ratio <= 1.3))
+    for scale in ("M", "L"):
+        if peak := res.get(scale, {}).get("clinic_cold", {}).get("peak_mib"):
+            found.append((f"peak memory, clinic cold at {scale} <= 2 GiB", f"{peak:,.0f} MiB", peak <= 2048))
+    for small, big in (("S", "M"), ("M", "L")):
+        if sec(small, "clinic_cold") and sec(big, "clinic_cold"):
+            growth = sec(big, "clinic_cold") / sec(small, "clinic_cold")
+            found.append((f"time growth {small} to {big} <= 12", f"{growth:.1f}", growth <= 12))
+    return found
+
+
+def report(folder: Path) -> str:
+    res = {s: json.loads((folder / f"{s}.json").read_text()) for s in SCALES if (folder / f"{s}.json").exists()}
+    lines = ["| contender | " + " | ".join(res) + " |", "| --- |" + " --- |" * len(res)]
+    for key, label in ROWS:
+        if any(key in r for r in res.values()):
+            lines.append(f"| {label} | " + " | ".join(_cell(r.get(key)) for r in res.values()) + " |")
+    lines += ["", "| target (performance.md) | measured | holds |", "| --- | --- | --- |"]
+    lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(res)]
+    for scale, r in res.items():
+        if differs := r.get("spark_differs_from_duckdb"):
+            lines.append(f"\nSpark vs DuckDB at {scale}: {differs['patients']:,} patients, "
+                         f"{differs['only_duckdb'] + differs['only_spark']} patient_response rows differ.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results"))
