@@ -130,13 +130,15 @@ def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
 
 def rows_differing(duckdb_marts: Path, spark_marts: Path) -> dict:
     """patient_response as the two engines published it: rows in one and not the other, in
-    each direction (doubles compared to 9 significant digits: sums may differ in the last bit)."""
+    each direction (doubles rounded to 6 decimals: sums may differ in the last bit)."""
     import duckdb
+
+    from pipelines.ingest.load import literal_path
 
     con = duckdb.connect()
     cols = ("patient_id, category, reason, criterion, baseline_source, assessment_source, baseline_day, "
             "assessment_day, round(baseline_value, 6), round(assessment_value, 6), round(change_pct, 6)")
-    rel = {k: f"(SELECT {cols} FROM read_parquet('{m / 'current' / 'patient_response.parquet'}'))"
+    rel = {k: f"(SELECT {cols} FROM read_parquet({literal_path(m / 'current' / 'patient_response.parquet')}))"
            for k, m in (("duckdb", duckdb_marts), ("spark", spark_marts))}
     only = {k: con.execute(f"SELECT count(*) FROM ({rel[k]} EXCEPT ALL {rel[o]})").fetchall()[0][0]
             for k, o in (("duckdb", "spark"), ("spark", "duckdb"))}
