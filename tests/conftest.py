@@ -72,3 +72,9 @@ def spark_session():
     session = start_session("local[*]", app_name="clinic-tests")
     yield session
     session.stop()
+
+
+def pytest_collection_modifyitems(items):
+    """The Spark tests first: xdist sends their group (one worker, one JVM, ~5 min) out before
+    the rest, so it runs beside the other tests instead of alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
