@@ -114,16 +114,7 @@ class GxWorker:
         with self._lock:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
-            request = {"data": str(data), "suite": str(suite_file), "table": table_name}
-            try:
-                self._process.stdin.write(json.dumps(request) + "\n")
-                self._process.stdin.flush()
-                line = self._process.stdout.readline()
-            except BrokenPipeError:
-                line = ""
-            if not line:
-                raise RuntimeError(self._stopped_message())
-            reply = json.loads(line)
+            reply = self._ask({"data": str(data), "suite": str(suite_file), "table": table_name})
             data.unlink(missing_ok=True)
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
@@ -133,18 +124,23 @@ class GxWorker:
     def build_data_docs(self, folder: Path) -> Path:
         """Great Expectations' Data Docs of everything this worker validated, into `folder`."""
         with self._lock:
-            try:
-                self._process.stdin.write(json.dumps({"data_docs": str(folder)}) + "\n")
-                self._process.stdin.flush()
-                line = self._process.stdout.readline()
-            except BrokenPipeError:
-                line = ""
-            if not line:
-                raise RuntimeError(self._stopped_message())
-            reply = json.loads(line)
+            reply = self._ask({"data_docs": str(folder)})
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not build its Data Docs: {reply['error']}")
         return Path(reply["index"])
+
+    def _ask(self, request: dict) -> dict:
+        """One request, one JSON reply line (the caller holds the lock); a worker that has
+        stopped is reported with the end of its log."""
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+            line = self._process.stdout.readline()
+        except BrokenPipeError:
+            line = ""
+        if not line:
+            raise RuntimeError(self._stopped_message())
+        return json.loads(line)
 
     def _stopped_message(self) -> str:
         self._log.flush()
