@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError
+from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, setting_value
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_INPUTS_MISSING, EXIT_STEP_FAILED = 0, 1, 2, 3, 4, 5
 EXIT_CODES = {
-    EXIT_OK: "the run published a new set of outputs",
+    EXIT_OK: "the run published a new set of outputs, or found nothing new since the last (which stays published)",
     EXIT_CHECK_FAILED: "a blocking check failed (named above); nothing new was published",
     EXIT_CONFIG: "a setting, the contract or the rules file cannot be used; nothing was run",
     EXIT_BUSY: "another run is writing the warehouse; wait for it and run again",
@@ -191,7 +191,39 @@ def _config(args):
     return ClinicConfig.with_overrides(**{name: getattr(args, name, None) for name in SETTINGS})
 
 
+def _nothing_new(decision) -> int:
+    """Say that the run has nothing to do, and record it in the run history (Dagster's import
+    is the only heavy thing this path pays for)."""
+    from pipelines.orchestration.nothing_new import nothing_new_message, record_nothing_new
+
+    print(f"clinic run: {nothing_new_message(decision.previous_run)}")
+    try:
+        with project_instance() as instance:
+            run_id = record_nothing_new(instance, decision.previous_run, decision.fingerprint.digest,
+                                        {"clinic/started_by": "clinic run"})
+        print(f"(recorded as run {run_id[:8]} of clinic_nothing_new in the Dagster run history, "
+              f"{dagster_home()})", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - nothing was to be done; a history that cannot be written is no failure
+        print(f"clinic run: could not record this run in the Dagster run history: {error}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_run(args) -> int:
+    started = time.perf_counter()
+    decision = None
+    if not (args.force or args.rebuild):
+        from pipelines.orchestration.fingerprint import decide
+
+        try:
+            decision = decide({name: setting_value(name, getattr(args, name, None)) for name in SETTINGS})
+        except ConfigError as error:
+            print(f"clinic run: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OSError:  # a declaration that cannot be read: the run's own checks say which
+            decision = None
+        if decision is not None and decision.nothing_new:
+            return _nothing_new(decision)
+
     from pipelines.quality.gx_worker import start_early
 
     start_early()  # Great Expectations' slow import overlaps Dagster's and the ingest
@@ -206,10 +238,12 @@ def cmd_run(args) -> int:
         print(f"clinic run: {unavailable[1]}", file=sys.stderr)
         return unavailable[0]
     os.environ["CLINIC_PROGRESS"] = "1"
-    started = time.perf_counter()
     engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"
     print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse}, engine {engine} "
           f"(Dagster home {dagster_home()})", file=sys.stderr)
+    if decision is not None and decision.previous_run:
+        print(f"  changed since run {decision.previous_run[:8]}: {', '.join(decision.changed) or 'the warehouse is gone'}",
+              file=sys.stderr)
     with project_instance() as instance:
         result = run_job(clinic, instance, rebuild=args.rebuild, tags={"clinic/started_by": "clinic run"})
     checks, failures = failed_checks(result), run_failures(result)
@@ -299,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rebuild", action="store_true",
                      help="rebuild the warehouse from the exports present, dropping exports or files applied "
                           "before that are gone or changed, and say what is dropped (default: such a run stops)")
+    run.add_argument("--force", action="store_true",
+                     help="run everything even when nothing changed since the published set was built (default: "
+                          "such a run says 'nothing new since run <id>' and stops, exit 0)")
     run.set_defaults(func=cmd_run)
 
     from pipelines.sql_shell import add_parser as add_sql_parser

@@ -46,6 +46,10 @@ class ClinicConfig(dg.ConfigurableResource):
         """Defaults from the environment, with the given fields (e.g. command-line flags) set."""
         return cls(**{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None})
 
+    def values(self) -> dict[str, object]:
+        """Every setting's value, by its name in SETTINGS."""
+        return {name: getattr(self, name) for name in SETTINGS}
+
     @property
     def snapshot(self) -> Path:
         return Path(self.marts_dir) / "clinic.duckdb"

@@ -1,5 +1,6 @@
 """Ingest assets: which exports to apply, then one asset per contract table."""
 
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -12,6 +13,7 @@ from pipelines.ingest.contract import load_contract
 from pipelines.ingest.exports import export_findings
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
+from pipelines.orchestration.fingerprint import input_fingerprint
 from pipelines.settings import setting_value
 from pipelines.sqlfiles import quote_literal, run_sql
 
@@ -36,6 +38,7 @@ class ExportPlanConfig(dg.Config):
 def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, clinic: ClinicConfig,
                 warehouse: DuckDBResource, compute: Compute) -> dg.MaterializeResult:
     contract = clinic.contract()
+    inputs = input_fingerprint(clinic.values())  # before the plan: what arrives later makes the next run work
     with warehouse.get_connection() as con:
         try:
             plan = plan_ingest(con, Path(clinic.raw_dir), contract, rebuild=config.rebuild)
@@ -52,9 +55,9 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
                 findings.append(f"{p.name}: {detail}")
         mode = "cold" if plan.rebuild_reason else "incremental"
         con.execute("CREATE OR REPLACE TABLE ingest.run_plan AS SELECT ? AS ingest_mode, "
-                    "? AS rebuild_reason, ? AS exports_found, ? AS exports_new",
+                    "? AS rebuild_reason, ? AS exports_found, ? AS exports_new, ? AS input_fingerprint",
                     [mode, plan.rebuild_reason or "", ",".join(p.name for p in plan.exports),
-                     ",".join(plan.pending_ids)])
+                     ",".join(plan.pending_ids), json.dumps({"digest": inputs.digest, "parts": inputs.parts})])
         run_sql(con, "quality", "run_started", run_id=quote_literal(context.run_id),
                 rules_version=quote_literal(clinic.rules()["version"]), code_version=quote_literal(code_version()),
                 engine=quote_literal(compute.engine))

@@ -1,4 +1,4 @@
-"""When the pipeline runs: every day, and once for each new complete export.
+"""When the pipeline runs: every day (when something changed), and once for each new complete export.
 
 Every way a run starts (the schedule, the sensor, the UI's launch button, `clinic run`)
 executes this one job, in process: a process per step would re-import Dagster, reopen
@@ -17,7 +17,9 @@ import dagster as dg
 from pipelines.config import ClinicConfig
 from pipelines.ingest.exports import complete_exports
 from pipelines.ingest.load import applied_exports
+from pipelines.orchestration.fingerprint import decide
 from pipelines.orchestration.hooks import mark_run_failed
+from pipelines.orchestration.nothing_new import nothing_new_message
 
 clinic_job = dg.define_asset_job(
     "clinic_pipeline", selection=dg.AssetSelection.all(),
@@ -27,11 +29,18 @@ clinic_job = dg.define_asset_job(
     tags={"dagster/concurrency_key": "warehouse"},
 )
 
-daily_schedule = dg.ScheduleDefinition(
-    name="clinic_daily", job=clinic_job, cron_schedule="0 6 * * *",
-    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="The whole pipeline every day at 06:00 UTC.",
-)
+
+
+@dg.schedule(name="clinic_daily", job=clinic_job, cron_schedule="0 6 * * *",
+             execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING,
+             description="The whole pipeline every day at 06:00 UTC, unless nothing changed since the "
+                         "published set was built (same exports, rules, contract, checks, expectations, SQL, "
+                         "code): then the tick is skipped, saying so, as `clinic run` does.")
+def daily_schedule(context: dg.ScheduleEvaluationContext, clinic: ClinicConfig):
+    decision = decide(clinic.values())
+    if decision.nothing_new:
+        return dg.SkipReason(nothing_new_message(decision.previous_run))
+    return dg.RunRequest(tags={"clinic/changed": ",".join(decision.changed) or "warehouse"})
 
 
 @dg.sensor(job=clinic_job, minimum_interval_seconds=60,

@@ -1,15 +1,15 @@
 """Publish assets: the run log, the snapshot and Parquet files, the dashboards, and the switch
 that publishes them together."""
 
-
+import json
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report, table_metadata
+from pipelines.orchestration.fingerprint import write_fingerprint
 from pipelines.publish.snapshot import (
     CURRENT,
     MARTS,
@@ -64,6 +64,8 @@ def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                       "the snapshot published before), offline (one shared local plotly.min.js), built "
                       "from this run's snapshot.")
 def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
+    from dashboards.build import build_dashboards  # pandas and plotly: only this step needs them
+
     folder = building_dir(Path(clinic.marts_dir), context.run_id)
     previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
     pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
@@ -90,12 +92,16 @@ def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 @dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards, gx_data_docs, "release_bundle"],
           description="What analysts, dashboards and recipients read: the marts folder's `current` "
                       "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
-                      "Parquet files, dashboards/, release/), then the run marked published in run_info.")
+                      "Parquet files, dashboards/, release/, and the fingerprint of the inputs it was built "
+                      "from, run_fingerprint.json), then the run marked published in run_info.")
 def published_set(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                   warehouse: DuckDBResource) -> dg.MaterializeResult:
     marts_dir = Path(clinic.marts_dir)
-    final = switch_to(marts_dir, building_dir(marts_dir, context.run_id), context.run_id)
+    folder = building_dir(marts_dir, context.run_id)
     with warehouse.get_connection() as con:
+        [inputs] = con.execute("SELECT input_fingerprint FROM ingest.run_plan").fetchone()
+        write_fingerprint(folder, context.run_id, json.loads(inputs))  # what a later run compares with
+        final = switch_to(marts_dir, folder, context.run_id)
         con.execute("UPDATE quality.run_log SET status = 'published' WHERE run_id = ?", [context.run_id])
     report(context, f"published {final.name}: {clinic.snapshot}, dashboards {clinic.dashboards_dir / 'index.html'}")
     return dg.MaterializeResult(metadata={
