@@ -223,6 +223,9 @@ def cmd_run(args) -> int:
             decision = None
         if decision is not None and decision.nothing_new:
             return _nothing_new(decision)
+        if decision is not None and decision.previous_run:
+            print(f"clinic run: changed since run {decision.previous_run[:8]}: "
+                  f"{', '.join(decision.changed) or 'the warehouse is gone'}", file=sys.stderr)
 
     from pipelines.quality.gx_worker import start_early
 
@@ -241,9 +244,6 @@ def cmd_run(args) -> int:
     engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"
     print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse}, engine {engine} "
           f"(Dagster home {dagster_home()})", file=sys.stderr)
-    if decision is not None and decision.previous_run:
-        print(f"  changed since run {decision.previous_run[:8]}: {', '.join(decision.changed) or 'the warehouse is gone'}",
-              file=sys.stderr)
     with project_instance() as instance:
         result = run_job(clinic, instance, rebuild=args.rebuild, tags={"clinic/started_by": "clinic run"})
     checks, failures = failed_checks(result), run_failures(result)

@@ -1,0 +1,155 @@
+"""A run costs what changed: with nothing new, `clinic run` and the schedule do no work, say
+so, keep the published set and leave a record; every way of starting the job runs in process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pipelines.demo.generator import generate
+from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, published_fingerprint
+from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
+from pipelines.orchestration.schedules import daily_schedule
+from tests.conftest import DEMO_EXPORT, query_snapshot, settings_for
+from tests.test_scheduled_runs import published_files, run_args
+
+HEAVY = ("pandas", "great_expectations", "plotly", "scipy", "highspy", "pyspark", "sqlglot")
+
+
+def clinic(*args: str, env: dict | None = None, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *python_flags, "-m", "pipelines.cli", *args], capture_output=True,
+                          text=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def imported_modules(importtime_stderr: str) -> set[str]:
+    """Top-level packages named in `python -X importtime`'s report."""
+    return {line.rsplit("|", 1)[1].strip().split(".")[0] for line in importtime_stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+@pytest.fixture
+def published_copy(demo_run, tmp_path):
+    """The demo run's raw folder (modification times kept), warehouse and published set, copied:
+    the same inputs, so nothing is new for them."""
+    settings, result = demo_run
+    assert result.success
+    shutil.copytree(settings.raw_dir, tmp_path / "raw")
+    shutil.copytree(settings.marts_dir, tmp_path / "marts", symlinks=True)
+    shutil.copy(settings.warehouse, tmp_path / "warehouse.duckdb")
+    return settings_for(tmp_path, tmp_path / "raw"), result.run_id
+
+
+def test_the_published_set_carries_the_fingerprint_of_what_it_was_built_from(demo_run):
+    settings, result = demo_run
+    stored = published_fingerprint(Path(settings.marts_dir))
+    assert (Path(settings.marts_dir) / "current" / FINGERPRINT_FILE).is_file()
+    assert stored["run_id"] == result.run_id
+    assert set(stored["parts"]) == {"exports", "rules", "contract", "checks", "expectations", "sql", "code",
+                                    "settings"}
+    assert decide(settings.values()).nothing_new
+
+
+def test_a_run_with_nothing_new_does_no_work_says_so_and_is_in_the_run_history(published_copy, tmp_path):
+    s, published_run = published_copy
+    marts = Path(s.marts_dir)
+    before, current = published_files(marts), os.readlink(marts / "current")
+    home = tmp_path / "dagster_home"
+    out = clinic("run", *run_args(s), env={"DAGSTER_HOME": str(home)}, python_flags=("-X", "importtime"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"nothing new since run {published_run[:8]}" in out.stdout
+    assert "clinic run --force" in out.stdout
+    assert not imported_modules(out.stderr) & set(HEAVY)  # decided before anything heavy was imported
+    assert published_files(marts) == before and os.readlink(marts / "current") == current
+    assert not list((marts / "versions").glob(".building-*"))
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+    assert run.job_name == "clinic_nothing_new" and run.is_success
+    assert run.tags[NOTHING_NEW_SINCE] == published_run and run.tags["clinic/started_by"] == "clinic run"
+
+
+def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path):
+    """What differs is named, and the run goes on to its checks (a broken rules file or memory cap
+    stops it there, exit 2: proof it did not stop at 'nothing new')."""
+    s, published_run = published_copy
+    rules = tmp_path / "rules" / "response_rules.yaml"  # same name and content: the same input
+    rules.parent.mkdir()
+    shutil.copy(s.rules_file, rules)
+    assert decide({**s.values(), "rules_file": str(rules)}).nothing_new
+    rules.write_text(rules.read_text() + "\nthresholds: [not, a, mapping\n")
+    changed = clinic("run", *run_args(s), "--rules", str(rules), env={"DAGSTER_HOME": str(tmp_path / "h")})
+    assert changed.returncode == 2, changed.stderr[-3000:]
+    assert f"changed since run {published_run[:8]}: rules" in changed.stderr
+    forced = clinic("run", *run_args(s), "--force", env={"DAGSTER_HOME": str(tmp_path / "h"),
+                                                          "CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
+    assert forced.returncode == 2 and "not a size DuckDB understands" in forced.stderr
+    assert "nothing new" not in forced.stdout
+
+
+@pytest.mark.parametrize("change", ["new_export", "touched_file", "setting", "expectations"])
+def test_the_fingerprint_sees_each_kind_of_change(published_copy, tmp_path, change):
+    s, _ = published_copy
+    values = s.values()
+    if change == "new_export":
+        generate(10, seed=3, id_prefix="N").write(Path(s.raw_dir) / "2026-12-09_new")
+    elif change == "touched_file":
+        os.utime(Path(s.raw_dir) / "demo" / "patients.csv")
+    elif change == "setting":
+        values["min_cell_size"] = 5
+    else:
+        suites = tmp_path / "expectations"
+        shutil.copytree(s.expectations_dir, suites)
+        values["expectations_dir"] = str(suites)
+        assert decide(values).nothing_new  # a copy is the same suites
+        next(suites.glob("*.json")).write_text("{}")
+    decision = decide(values)
+    assert not decision.nothing_new
+    assert decision.changed == {"new_export": ["exports"], "touched_file": ["exports"], "setting": ["settings"],
+                                "expectations": ["expectations"]}[change]
+
+
+def test_the_schedule_skips_a_day_with_nothing_new_and_runs_when_an_export_arrives(published_copy):
+    s, published_run = published_copy
+    with dg.instance_for_test() as instance:
+        quiet = daily_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources={"clinic": s}))
+        assert not quiet.run_requests
+        assert f"nothing new since run {published_run[:8]}" in quiet.skip_message
+        generate(10, seed=3, id_prefix="N").write(Path(s.raw_dir) / "2026-12-09_new")
+        busy = daily_schedule.evaluate_tick(dg.build_schedule_context(instance=instance, resources={"clinic": s}))
+        [request] = busy.run_requests
+        assert request.tags["clinic/changed"] == "exports"
+
+
+def test_nothing_published_yet_means_work(tmp_path):
+    s = settings_for(tmp_path, DEMO_EXPORT.parent)
+    decision = decide(s.values())
+    assert decision.previous is None and not decision.nothing_new
+
+
+def test_the_implicit_asset_job_runs_in_one_process_and_publishes(tmp_path):
+    """`dagster asset materialize --select '*'` (the UI's "Materialize all") on the demo export:
+    every step in the same process, in process executor, and a published set."""
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    env = {"DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": s.raw_dir, "CLINIC_MARTS_DIR": s.marts_dir,
+           "CLINIC_WAREHOUSE": s.warehouse}
+    out = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions",
+                          "--select", "*"], capture_output=True, text=True, timeout=900, env={**os.environ, **env})
+    assert out.returncode == 0, out.stderr[-3000:]
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        starts = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records
+        engine = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+    assert run.is_success and run.job_name == "__ASSET_JOB"
+    assert len(starts) > 10 and len({r.event_log_entry.dagster_event.pid for r in starts}) == 1
+    assert any("in process" in (r.event_log_entry.user_message or "").lower() for r in engine)
+    assert query_snapshot(s, "SELECT count(*) FROM marts.patient_response") == [(230,)]
+    assert published_fingerprint(Path(s.marts_dir)) is not None
