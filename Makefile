@@ -1,13 +1,16 @@
 # Two commands on a fresh machine (Python 3.11 and the package registries):
 #   make run   - set up, then run the pipeline on the committed demo export
-#   make test  - set up (including Chromium for the dashboard tests), then run every test
+#   make test  - set up, add the test tools and pyspark (requirements-test.lock), Chromium and Java,
+#                then run every test
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup run test system-deps bench lint clean
+.PHONY: setup test-setup run test system-deps bench lint clean
 
+# The app: requirements.lock (no pyspark, no test tools; no Java needed).
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +19,14 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+# The tests add requirements-test.lock: pytest and friends, playwright, pyspark (--engine spark).
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/pip install --quiet -r requirements-test.lock
+	touch $(TEST_STAMP)
+
 setup: $(STAMP)
+
+test-setup: $(TEST_STAMP)
 
 run: setup
 	$(BIN)/clinic run
@@ -29,11 +39,12 @@ system-deps:
 	  $$SUDO apt-get update -qq && \
 	  $$SUDO apt-get install -y -qq chromium default-jre-headless >/dev/null; }
 
-test: setup system-deps
+# Every test, the slow, spark and browser ones included (`-m "not slow"` for a quick answer).
+test: test-setup system-deps
 	$(BIN)/ruff check pipelines dashboards tests benchmarks
 	$(BIN)/python -m pytest -q
 
-bench: setup
+bench: test-setup  # it times --engine spark too (pyspark is in the test lock)
 	$(BIN)/python -m benchmarks.run --scale $${SCALE:-M}
 
 clean:

@@ -153,3 +153,36 @@ def test_the_implicit_asset_job_runs_in_one_process_and_publishes(tmp_path):
     assert any("in process" in (r.event_log_entry.user_message or "").lower() for r in engine)
     assert query_snapshot(s, "SELECT count(*) FROM marts.patient_response") == [(230,)]
     assert published_fingerprint(Path(s.marts_dir)) is not None
+
+
+def _pins(lock: Path) -> dict[str, str]:
+    return {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].strip()
+            for line in lock.read_text().splitlines() if "==" in line and not line.startswith("#")}
+
+
+def test_the_default_install_has_no_spark_and_the_test_lock_adds_it():
+    from pipelines.settings import REPO_ROOT
+
+    app, tests = _pins(REPO_ROOT / "requirements.lock"), _pins(REPO_ROOT / "requirements-test.lock")
+    assert not {"pyspark", "py4j", "pytest", "playwright"} & set(app)
+    assert "sqlglot" in app  # the base reads SQL dependencies with it
+    assert {"pyspark", "py4j", "pytest", "pytest-xdist", "playwright"} <= set(tests)
+    assert not set(app) & set(tests)  # each pin once
+    assert "-r requirements.lock" in (REPO_ROOT / "requirements-test.lock").read_text().splitlines()
+    loaded = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pipelines.definitions"],
+                            capture_output=True, text=True, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "pyspark" not in imported_modules(loaded.stderr)
+
+
+def test_engine_spark_without_pyspark_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+    from pipelines.engines import spark
+
+    monkeypatch.setattr(spark, "_installed", lambda module: module != "pyspark")
+    code = main(["run", "--engine", "spark", "--raw", str(DEMO_EXPORT.parent), "--warehouse",
+                 str(tmp_path / "w.duckdb"), "--marts", str(tmp_path / "marts")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "needs the Python package pyspark" in err and "pip install -r requirements-test.lock" in err
+    assert not (tmp_path / "w.duckdb").exists()

@@ -49,12 +49,18 @@ def is_local(remote: str) -> bool:
     return remote == "local" or (remote.startswith("local[") and remote.endswith("]"))
 
 
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def spark_unavailable(remote: str) -> str | None:
     """Why `engine: spark` cannot run here (a missing package or Java), or None."""
-    for module, package in (("pyspark", "pyspark==4.3.0"), ("sqlglot", "sqlglot==30.30.0")):
-        if importlib.util.find_spec(module) is None:
-            return (f"--engine spark needs the Python package {module}: pip install {package} "
-                    "(`make setup` installs it from requirements.lock)")
+    for module, package in (("pyspark", "pyspark[connect]==4.3.0"), ("sqlglot", "sqlglot==30.30.0")):
+        if not _installed(module):
+            return (f"--engine spark needs the Python package {module}, which the default install (`make run`, "
+                    f"requirements.lock) leaves out: install it with `.venv/bin/pip install -r "
+                    f"requirements-test.lock` (what `make test` adds, pinned) or `.venv/bin/pip install "
+                    f"'{package}'`, then run again")
     if is_local(remote):
         java_home = os.environ.get("JAVA_HOME")
         if not shutil.which("java") and not (java_home and (Path(java_home) / "bin" / "java").exists()):
