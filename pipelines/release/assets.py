@@ -7,7 +7,6 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from dashboards.build import build_dashboards
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report
 from pipelines.publish.snapshot import building_dir
@@ -58,6 +57,8 @@ def release_bundle(context: dg.AssetExecutionContext, clinic: ClinicConfig,
         info = {"run_id": context.run_id, "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
                 "rules_version": str(rules["version"]), "min_cell_size": clinic.min_cell_size}
         write_release_database(con, folder, result.frames, info)
+    from dashboards.build import build_dashboards  # pandas and plotly: only this step needs them
+
     build_dashboards(folder / RELEASE_DB, folder / "dashboards", rules)
     write_manifest(folder, {**info, "created_at": info["created_at"].isoformat(timespec="seconds") + "Z"},
                    result.public_report)

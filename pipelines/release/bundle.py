@@ -14,12 +14,14 @@ import datetime as dt
 import hashlib
 import json
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pipelines.dictionary import write_comments
 from pipelines.release.disclosure import COUNT_COLUMNS, KEY_COLUMNS, Cell
 from pipelines.sqlfiles import quote_literal, write_frame
+
+if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the definitions
+    import pandas as pd
 
 RELEASE_MARTS = list(COUNT_COLUMNS)  # the five aggregate marts
 RELEASE_DB = "clinic_release.duckdb"
@@ -52,6 +54,8 @@ def _with_marks(frame: pd.DataFrame, mart: str) -> pd.DataFrame:
 def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], info: dict) -> Path:
     """clinic_release.duckdb (schema marts: the suppressed tables and release_info, with the
     data dictionary as table and column comments) and one Parquet file per table, in `folder`."""
+    import pandas as pd
+
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RELEASE_DB
     con.execute(f"ATTACH {quote_literal(str(path))} AS release_target")

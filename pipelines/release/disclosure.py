@@ -96,12 +96,14 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-import highspy
 import numpy as np
-import pandas as pd
-from scipy.sparse import csc_matrix
+
+if TYPE_CHECKING:  # pandas, scipy and highspy load when the audit runs, not with the definitions
+    import highspy
+    import pandas as pd
+    from scipy.sparse import csc_matrix
 
 # The columns of each aggregate mart: its counts (what can be small), the columns computed from
 # each count (NULL when it is), and the columns that name a row. pipelines/marts/assets.py builds
@@ -196,6 +198,8 @@ class _Collector:
 
 
 def _key(value: object) -> object:
+    import pandas as pd
+
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
     return value.item() if isinstance(value, np.generic) else value
@@ -441,6 +445,8 @@ class _System:
         cols = np.fromiter((i for ids in self.terms for i in ids), dtype=np.int64, count=sum(lengths))
         coefs = np.fromiter((coef for r in self.relations for _, coef in r.terms), dtype=float,
                             count=sum(lengths))
+        from scipy.sparse import csc_matrix
+
         matrix = csc_matrix((coefs, (rows, cols)), shape=(len(self.terms), len(self.cells)))
         matrix.eliminate_zeros()  # a cell repeated with opposite signs
         return matrix
@@ -477,7 +483,7 @@ class _System:
                    and all(i in hidden or self.value[i] == 0 for i in self.terms[k]) for k in rels)
 
 
-_INF = highspy.kHighsInf
+_INF = math.inf  # highspy.kHighsInf
 
 
 class _Model:
@@ -496,6 +502,8 @@ class _Model:
         self.system, self.lower = system, float(lower)
         self.hidden: set[int] = set()
         a = system.matrix()
+        import highspy
+
         lp = highspy.HighsLp()
         lp.num_col_, lp.num_row_ = a.shape[1], a.shape[0]
         lp.col_cost_ = np.zeros(a.shape[1])
@@ -542,6 +550,8 @@ class _Model:
         self._bounds(capped, self.lower, [caps[i] for i in capped])
         try:
             status = self._run()
+            import highspy
+
             if status == highspy.HighsModelStatus.kUnbounded:
                 return _Optimum(-math.inf, np.array([]), np.array([]))
             solution = self.highs.getSolution() if with_x or with_duals else None
@@ -553,6 +563,8 @@ class _Model:
             self._bounds(capped, self.lower, _INF)
 
     def _run(self) -> highspy.HighsModelStatus:
+        import highspy
+
         ok = (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kUnbounded)
         self.highs.run()
         if self.highs.getModelStatus() not in ok:
@@ -840,6 +852,8 @@ def suppressed_frames(marts: Mapping[str, pd.DataFrame], hidden: Collection[Cell
                       ) -> dict[str, pd.DataFrame]:
     """Copies of the marts with hidden counts <NA> (Int64), what derives from them NaN, and
     a `suppressed` flag per row."""
+    import pandas as pd
+
     hidden = set(hidden)
     frames = {}
     for name, frame in marts.items():

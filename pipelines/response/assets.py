@@ -4,7 +4,6 @@
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
@@ -18,6 +17,8 @@ from pipelines.sqlfiles import write_frame
 
 def write_reporting_tables(con, rules: dict) -> None:
     """Visit weeks, LDN dose bands and early sleep events from the rules file, as tables."""
+    import pandas as pd  # only this step needs it
+
     t = rules["trajectory"]
     weeks = pd.DataFrame({"visit_week": t["visit_weeks"], "window_days": t["window_days"]})
     bands = pd.DataFrame(rules["ldn_dose_bands"]).assign(sort_order=lambda f: range(1, len(f) + 1))

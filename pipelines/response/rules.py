@@ -12,9 +12,8 @@ and its line in the file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import pandas as pd
 import yaml
 from pydantic import (
     BaseModel,
@@ -28,6 +27,9 @@ from pydantic import (
 
 from pipelines.ingest.contract import Contract
 from pipelines.sqlfiles import write_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 CRITERIA = ("relative_reduction_pct", "absolute_reduction", "remission_below", "assessment_zero")
 
@@ -266,6 +268,8 @@ def criteria_text(spec: dict) -> dict[str, str | None]:
 
 def rules_frame(rules: dict) -> pd.DataFrame:
     """One row per indication, with the windows repeated so the SQL needs no constants."""
+    import pandas as pd  # loaded by the step that writes the table, not with the definitions
+
     w = rules["windows"]
     rows = []
     for indication, spec in rules["indications"].items():
