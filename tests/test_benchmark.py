@@ -13,8 +13,9 @@ def test_benchmark_runs_at_demo_scale(tmp_path):
                  "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     assert set(result["ratios"]) == {"clinic_cold/floor", "clinic_warm/clinic_cold", "peer/clinic_cold",
-                                     "scheduled/clinic_cold"}
+                                     "scheduled/clinic_cold", "ui/clinic_cold", "nothing_new/clinic_cold"}
     assert all(result[k]["seconds"] > 0 and result[k]["peak_mib"] > 0
-               for k in ("floor", "clinic_cold", "scheduled_cold", "clinic_warm", "peer"))
+               for k in ("floor", "clinic_cold", "clinic_nothing_new", "scheduled_cold", "ui_cold", "clinic_warm",
+                         "peer"))
     steps = result["clinic_cold_steps"]["steps"]
     assert "loaded_measurements" in steps and "dashboards" in steps
