@@ -74,7 +74,20 @@ def spark_session():
     session.stop()
 
 
+def _in_spark_group(item) -> bool:
+    group = item.get_closest_marker("xdist_group")
+    return group is not None and group.args[:1] == ("spark",)
+
+
 def pytest_collection_modifyitems(items):
-    """The Spark tests first: xdist sends their group (one worker, one JVM, ~5 min) out before
-    the rest, so it runs beside the other tests instead of alone at the end."""
+    """Markers that follow from what a test uses (the rest are set in the test modules): a test
+    on the demo run's outputs is `slow` (the session's one whole-job run), one in the Spark
+    group or on the Spark session is `spark`. Then the Spark tests first: xdist sends their
+    group (one worker, one JVM, ~5 min) out before the rest, so it runs beside the other
+    tests instead of alone at the end."""
+    for item in items:
+        if "demo_run" in item.fixturenames:
+            item.add_marker(pytest.mark.slow)
+        if _in_spark_group(item) or "spark_session" in item.fixturenames:
+            item.add_marker(pytest.mark.spark)
     items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.run import main
+
+pytestmark = pytest.mark.slow  # every contender of the benchmark at demo scale
 
 
 def test_benchmark_runs_at_demo_scale(tmp_path):

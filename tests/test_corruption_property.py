@@ -3,12 +3,15 @@ for, every mart still builds, and no planted identifier reaches any file the pip
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.demo.generator import DemoExport, generate
 from pipelines.publish.snapshot import MARTS
 from tests.conftest import query_snapshot, run_pipeline, settings_for
+
+pytestmark = pytest.mark.slow  # every example runs the whole job
 
 VALID = generate(40, seed=3).tables
 TABLES = sorted(VALID)

@@ -11,6 +11,10 @@ import sys
 import time
 import urllib.request
 
+import pytest
+
+pytestmark = pytest.mark.slow  # starts dagster dev
+
 QUERY = """{
   assetNodes { assetKey { path } groupName
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } } }

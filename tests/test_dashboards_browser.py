@@ -18,7 +18,8 @@ RELEASE = ["index", "outcomes", "trajectories", "tolerability", "cohort_flow", "
 WITHOUT_CHARTS = {"index", "dictionary"}
 CLOUD_WORDS = ("share", "chart studio", "cloud", "edit in", "plotly.com", "plot.ly")
 
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test`")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium is installed by `make test`")]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import pytest
 from pipelines.settings import REPO_ROOT
 from tests.conftest import run_pipeline, settings_for
 
+pytestmark = pytest.mark.slow  # the whole job, then clinic explain
+
 EXPORT = "2026-02-01_explain"
 FIB, CROHN, MS, OUD = "fibromyalgia", "crohns_disease", "multiple_sclerosis", "opioid_use_disorder"
 # id: (indication, instrument, [(day, value)], discontinuation, [adverse events], [doses])

@@ -11,6 +11,8 @@ import pytest
 
 from tests.conftest import query_snapshot, run_pipeline, settings_for
 
+pytestmark = pytest.mark.slow  # the whole job on FIQR and Parquet fixtures
+
 
 def _items(pid: str, day: int, value: int, missing: tuple[int, ...] = ()) -> list[dict]:
     return [{"patient_id": pid, "study_day": day, "item": i, "value": value}

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from pipelines.demo.generator import generate
 from tests.conftest import (
@@ -19,6 +20,8 @@ from tests.conftest import (
     run_pipeline,
     settings_for,
 )
+
+pytestmark = pytest.mark.slow  # cold and warm runs of the whole job
 
 EXPORTS = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
 

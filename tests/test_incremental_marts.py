@@ -8,8 +8,12 @@ import csv
 import shutil
 from pathlib import Path
 
+import pytest
+
 from pipelines.demo.generator import generate
 from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, run_pipeline, settings_for
+
+pytestmark = pytest.mark.slow  # cold and warm runs of the whole job
 
 FIRST, CORRECTION, LATE_PATIENT = ("2026-11-01T0600_demo", "2026-11-02T0600_correction",
                                    "2026-11-03T0600_late_patient")

@@ -131,6 +131,7 @@ def test_nothing_published_yet_means_work(tmp_path):
     assert decision.previous is None and not decision.nothing_new
 
 
+@pytest.mark.slow
 def test_the_implicit_asset_job_runs_in_one_process_and_publishes(tmp_path):
     """`dagster asset materialize --select '*'` (the UI's "Materialize all") on the demo export:
     every step in the same process, in process executor, and a published set."""

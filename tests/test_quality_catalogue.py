@@ -151,6 +151,7 @@ def odd_exports(tmp_path_factory):
     return s, out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("export", "table", "column"), [
     ("2026-11-02_one_row_per_patient", "measurements", "volume_ratio"),
     ("2026-11-03_no_baselines", "patients", "baseline_share"),
@@ -165,6 +166,7 @@ def test_each_failure_mode_triggers_its_dataset_check(odd_exports, export, table
     assert not any(e == "2026-11-01_clean" for e, *_ in failing)
 
 
+@pytest.mark.slow
 def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
     raw = Path(s.raw_dir)

@@ -54,6 +54,7 @@ def test_the_job_runs_in_process_on_every_path():
     assert clinic_job.executor_def is dg.in_process_executor
 
 
+@pytest.mark.slow
 def test_the_scheduled_path_and_clinic_run_give_the_same_marts_in_one_run_history(tmp_path):
     """`dagster job execute` (what the daemon does for a schedule or sensor tick) and `clinic
     run`, against one Dagster home: same marts, both in its run history."""
@@ -198,6 +199,7 @@ def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidie
     assert statuses == ["published", "interrupted", "published"]
 
 
+@pytest.mark.slow
 def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
     full = generate(25, seed=4, id_prefix="O")

@@ -6,12 +6,14 @@ from __future__ import annotations
 import csv
 
 import duckdb
+import pytest
 
 from tests.conftest import run_pipeline, settings_for
 
 VALUES = {-7: 60, 30: 50, 42: 40, 55: 45, 100: 35, 168: 30}
 
 
+@pytest.mark.slow
 def test_values_land_in_their_nearest_visit_week(tmp_path):
     export = tmp_path / "raw" / "2026-01-01_weeks"
     export.mkdir(parents=True)

@@ -8,6 +8,8 @@ import pytest
 
 from tests.conftest import FIXTURES, mart_contents, query_snapshot, run_pipeline, settings_for
 
+pytestmark = pytest.mark.slow  # the whole job on the messy fixtures
+
 PLANTED_IDENTIFIERS = [b"123-45-6789", b"jane.doe@example.com", b"2024-03-05", b"555) 123-4567",
                        b"1960-01-01"]
 
