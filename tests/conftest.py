@@ -59,6 +59,18 @@ def demo_run(tmp_path_factory):
     return settings, result
 
 
+@pytest.fixture
+def demo_copy(demo_run, tmp_path):
+    """The demo run's raw folder (modification times kept), warehouse and published set, copied
+    for one test to run on or change: the first run many tests need, for the cost of a copy."""
+    settings, result = demo_run
+    assert result.success
+    for name in ("raw", "marts"):
+        shutil.copytree(Path(settings.marts_dir).parent / name, tmp_path / name, symlinks=True)
+    shutil.copy(settings.warehouse, tmp_path / "warehouse.duckdb")
+    return settings_for(tmp_path, tmp_path / "raw")
+
+
 @pytest.fixture(scope="session")
 def spark_session():
     """One local Spark session for every Spark test (the JVM starts once, ~5-20 s): the

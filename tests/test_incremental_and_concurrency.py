@@ -13,7 +13,6 @@ import pytest
 
 from pipelines.demo.generator import generate
 from tests.conftest import (
-    DEMO_EXPORT,
     FIXTURES,
     mart_contents,
     query_snapshot,
@@ -54,10 +53,8 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
     assert mart_contents(s) == mart_contents(cold)
 
 
-def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_path):
-    s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
-    assert run_pipeline(s).success
+def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_copy):
+    s = demo_copy  # the demo export applied and published
     before = mart_contents(s)["patient_response"]
     generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "zz_new_patients")
 

@@ -91,10 +91,8 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     assert mart_contents(warm, gx_outcomes=False) == mart_contents(cold, gx_outcomes=False)
 
 
-def test_a_rules_change_recomputes_every_patient(tmp_path):
-    s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / FIRST)
-    assert run_pipeline(s).success
+def test_a_rules_change_recomputes_every_patient(demo_copy, tmp_path):
+    s = demo_copy  # the demo export applied and published
     rules = tmp_path / "rules.yaml"
     rules.write_text(Path(s.rules_file).read_text().replace("window_days: 14", "window_days: 10"))
     changed = settings_for(tmp_path, Path(s.raw_dir), rules_file=rules)

@@ -34,15 +34,9 @@ def imported_modules(importtime_stderr: str) -> set[str]:
 
 
 @pytest.fixture
-def published_copy(demo_run, tmp_path):
-    """The demo run's raw folder (modification times kept), warehouse and published set, copied:
-    the same inputs, so nothing is new for them."""
-    settings, result = demo_run
-    assert result.success
-    shutil.copytree(settings.raw_dir, tmp_path / "raw")
-    shutil.copytree(settings.marts_dir, tmp_path / "marts", symlinks=True)
-    shutil.copy(settings.warehouse, tmp_path / "warehouse.duckdb")
-    return settings_for(tmp_path, tmp_path / "raw"), result.run_id
+def published_copy(demo_copy, demo_run):
+    """A copy of the demo run (same inputs, so nothing is new for it), and the run that published it."""
+    return demo_copy, demo_run[1].run_id
 
 
 def test_the_published_set_carries_the_fingerprint_of_what_it_was_built_from(demo_run):

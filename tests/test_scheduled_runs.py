@@ -108,13 +108,9 @@ def test_the_sensor_asks_the_ledger_not_its_cursor(demo_run, tmp_path):
 
 
 @pytest.fixture
-def published(demo_run, tmp_path):
+def published(demo_copy):
     """A copy of the demo run's warehouse and published set, to be slipped on."""
-    settings, _ = demo_run
-    for name in ("raw", "marts"):
-        shutil.copytree(Path(settings.marts_dir).parent / name, tmp_path / name, symlinks=True)
-    shutil.copy(settings.warehouse, tmp_path / "warehouse.duckdb")
-    return settings_for(tmp_path, tmp_path / "raw")
+    return demo_copy
 
 
 @pytest.mark.parametrize("slip", ["mistyped", "empty", "vanished", "changed"])
