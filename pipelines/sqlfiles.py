@@ -7,18 +7,24 @@ file paths); every statement's shape stays in the .sql file.
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from string import Template
 
-from pipelines.settings import SQL_DIR
+from pipelines.settings import sql_dir
 
 
 @cache
-def _template(stage: str, name: str) -> Template:
-    return Template((SQL_DIR / stage / f"{name}.sql").read_text(encoding="utf-8"))
+def _template(path: Path) -> Template:
+    return Template(path.read_text(encoding="utf-8"))
+
+
+def sql_path(stage: str, name: str) -> Path:
+    """Where a .sql file of this run's SQL folder ($CLINIC_SQL_DIR) is."""
+    return sql_dir() / stage / f"{name}.sql"
 
 
 def sql(stage: str, name: str, **params: object) -> str:
-    return _template(stage, name).substitute({k: str(v) for k, v in params.items()})
+    return _template(sql_path(stage, name)).substitute({k: str(v) for k, v in params.items()})
 
 
 def run_sql(con, stage: str, name: str, **params: object):

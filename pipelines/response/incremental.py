@@ -15,7 +15,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.settings import SQL_DIR
+from pipelines.settings import sql_dir
 from pipelines.sqlfiles import run_sql, sql
 
 
@@ -32,7 +32,7 @@ class Refresh:
 def fingerprint(rules_file: Path) -> str:
     """What the per-patient tables are computed with: the rules and the SQL up to them."""
     digest = hashlib.sha256(Path(rules_file).read_bytes())
-    for path in sorted([*(SQL_DIR / "staging").glob("*.sql"), *(SQL_DIR / "response").glob("*.sql")]):
+    for path in sorted([*(sql_dir() / "staging").glob("*.sql"), *(sql_dir() / "response").glob("*.sql")]):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
