@@ -40,6 +40,12 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def has_table(con, schema: str, name: str) -> bool:
+    """Whether the connection's database has the table `schema.name`."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, name]).fetchall()[0][0])
+
+
 def write_frame(con, relation: str, frame) -> None:
     """Replace a warehouse table with a small pandas frame (rules, suppressed aggregates)."""
     con.register("_frame_to_write", frame)

@@ -29,7 +29,7 @@ from pipelines.ingest.contract import (
 )
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
-from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
+from pipelines.sqlfiles import has_table, quote_ident, quote_literal, run_sql, sql
 
 PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT"
 
@@ -101,11 +101,6 @@ class IngestPlan:
         return [p.name for p in self.pending]
 
 
-def _has_table(con, schema: str, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, name]).fetchall()[0][0])
-
-
 @dataclass
 class Applied:
     """What the ledger says of one export: the tables it was applied to, and its files."""
@@ -117,10 +112,10 @@ class Applied:
 def _ledger(con) -> dict[str, Applied]:
     """Every export applied (to at least one table), from the ingest ledger."""
     ledger: dict[str, Applied] = {}
-    if _has_table(con, "ingest", "applied_exports"):
+    if has_table(con, "ingest", "applied_exports"):
         for e, t in con.execute("SELECT export_id, table_name FROM ingest.applied_exports").fetchall():
             ledger.setdefault(e, Applied()).tables.add(t)
-    if _has_table(con, "ingest", "applied_files"):
+    if has_table(con, "ingest", "applied_files"):
         for e, t, f, fp in con.execute(
                 "SELECT export_id, table_name, source_file, fingerprint FROM ingest.applied_files").fetchall():
             ledger.setdefault(e, Applied()).files[f] = (t, fp)

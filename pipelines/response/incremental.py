@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.settings import sql_dir
-from pipelines.sqlfiles import run_sql, sql
+from pipelines.sqlfiles import has_table, run_sql, sql
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,7 @@ def _applications(con) -> set[tuple[str, str]]:
 def _full_rebuild_reason(con, table_name: str, fp: str, state: list[tuple[str, str, str]],
                          applied: set[tuple[str, str]]) -> str | None:
     schema, name = table_name.split(".")
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                         [schema, name]).fetchone()[0]
-    if not exists or not state:
+    if not has_table(con, schema, name) or not state:
         return "first build"
     if any(f != fp for f, _, _ in state):
         return "the rules or the staging/response SQL changed"
