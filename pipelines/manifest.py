@@ -37,6 +37,7 @@ from pipelines.dictionary import DictionaryError, load_dictionary
 from pipelines.settings import ConfigError, sql_dir
 
 FILE_LIST = "_files.yml"
+NOT_MODELS = ("migrations",)  # sql/migrations/NNN_*.sql: the warehouse's migrations (pipelines/migrations.py)
 ENGINE_STAGES = ("staging", "response", "marts")  # what a run may hand to the engine, in run order
 RUNS_ON = ("engine", "warehouse")
 # The contract tables' layers, named by table: core.<t> is loaded_<t>'s, staging.<t> staged_<t>'s.
@@ -188,7 +189,8 @@ def load_manifest(root: Path | None = None) -> Manifest:
     """The manifest of a SQL folder (this run's, $CLINIC_SQL_DIR, by default), read again when
     a file under it changes."""
     root = Path(root or sql_dir())
-    stamps = tuple((p, p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.suffix in (".sql", ".yml"))
+    stamps = tuple((p, p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+                   if p.suffix in (".sql", ".yml") and p.parent.name not in NOT_MODELS)
     return _load(root, stamps)
 
 

@@ -29,6 +29,7 @@ from pipelines.ingest.contract import (
 )
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
+from pipelines.migrations import migrate
 from pipelines.sqlfiles import has_table, quote_ident, quote_literal, run_sql, sql
 
 PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT"
@@ -60,9 +61,10 @@ def contract_hash(contract: Contract) -> str:
 
 
 def ensure_warehouse(con, contract: Contract) -> None:
-    """Create what is missing (no data changes). A warehouse from before per-table
+    """Create what is missing (no data changes): the migrations not applied yet
+    (pipelines/migrations.py) and the contract's core tables. A warehouse from before per-table
     application counts its applied exports as applied to every table."""
-    run_sql(con, "ingest", "warehouse_schema")
+    migrate(con)
     for table in contract.tables.values():
         cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
         con.execute(f"CREATE TABLE IF NOT EXISTS core.{table.name} ({cols}, {PROVENANCE_COLUMNS})")
@@ -75,10 +77,10 @@ def ensure_warehouse(con, contract: Contract) -> None:
 def reset_warehouse(con, contract: Contract) -> None:
     """Forget everything loaded, so every complete export is applied again from scratch."""
     for table in contract.tables.values():
-        con.execute(f"DROP TABLE IF EXISTS core.{table.name}")
-    for name in ("applied_files", "applied_exports", "quarantine", "extra_columns", "export_findings", "state"):
-        con.execute(f"DROP TABLE IF EXISTS ingest.{name}")
+        con.execute(f"DROP TABLE IF EXISTS core.{table.name}")  # the contract's: made again as it says now
     ensure_warehouse(con, contract)
+    for name in ("applied_files", "applied_exports", "quarantine", "extra_columns", "export_findings", "state"):
+        con.execute(f"DELETE FROM ingest.{name}")  # the migrations' tables: emptied, kept
     con.execute("INSERT INTO ingest.state VALUES (?)", [contract_hash(contract)])
 
 

@@ -65,10 +65,6 @@ def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_table
 
     compute = compute or DuckDBCompute()
     scoped_view = f"response.{sql_name}_to_score"
-    con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
-                "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
-    # The patients the last refresh recomputed: what the table's GX check validates.
-    con.execute("CREATE TABLE IF NOT EXISTS response.refreshed_patients (table_name VARCHAR, patient_id VARCHAR)")
     applied = _applications(con)
     state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
                         "WHERE table_name = ?", [table_name]).fetchall()
