@@ -12,6 +12,8 @@ beside `cohort_flow.sql`; the release bundle's own table and columns in
         indication: a plain description        # or, with structure:
         enrolled: {description: ..., unit: patients, values: {code: meaning, ...}}
 
+The same entry is the model's manifest (`built_by`, `runs_on`, `expectations`, ...: read by
+pipelines/manifest.py, which builds the model's asset, publishing and checks from it).
 An entry with `adds_columns_to: [tables]` describes columns another step adds to those tables
 in one audience (the release bundle's `suppressed`), with an optional `table_note` appended to
 their table comment there. The run writes the dictionary as `COMMENT ON TABLE/COLUMN` into the
