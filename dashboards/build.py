@@ -19,12 +19,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboards.front_page import front_page
+from dashboards.front_page import CATEGORY_COLOURS, front_page
 from dashboards.page import RunLabel, pages_for, table, write_page
 
 CATEGORIES = ("meaningful", "minimal", "intolerant", "not_assessable")
-CATEGORY_COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant": "#b2182b",
-                    "not_assessable": "#878787"}
 # LDN bands light to dark with the dose; the other regimens are one band each.
 DOSE_BAND_COLOURS = {"<1.5 mg": "#9ecae1", "1.5-3 mg": "#4292c6", "3-4.5 mg": "#08519c", ">4.5 mg": "#081d58",
                      "standard_oral": "#8c6d31", "xr_injectable": "#bd9e39"}

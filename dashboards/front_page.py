@@ -25,7 +25,9 @@ from dashboards.page import RunLabel, pages_for, table
 from pipelines.sqlfiles import quote_literal, sql
 
 SHARES = ("meaningful", "minimal", "intolerant")
-COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant": "#b2182b", "not_assessable": "#878787"}
+# The category colours of every page (dashboards/build.py draws with these too).
+CATEGORY_COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant": "#b2182b",
+                    "not_assessable": "#878787"}
 BAR_WIDTH = 150  # px for 0-100%
 HATCH = ("<svg width='0' height='0' style='position:absolute'><defs><pattern id='hatch' width='6' height='6' "
          "patternUnits='userSpaceOnUse' patternTransform='rotate(45)'><rect width='6' height='6' fill='#eee'/>"
@@ -116,7 +118,7 @@ def _share_cell(r, cat: str, believed: float) -> str:
     verdict = "above" if low > believed else "below" if high < believed else ""
     svg = (f"<svg width='{BAR_WIDTH}' height='20' role='img' aria-label='{pct:.0f}%'>"
            f"<rect x='0' y='4' width='{BAR_WIDTH}' height='12' fill='#eeeeee'/>"
-           f"<rect x='0' y='4' width='{pct * scale:.1f}' height='12' fill='{COLOURS[cat]}' fill-opacity='0.85'/>"
+           f"<rect x='0' y='4' width='{pct * scale:.1f}' height='12' fill='{CATEGORY_COLOURS[cat]}' fill-opacity='0.85'/>"
            f"<line x1='{low * scale:.1f}' x2='{high * scale:.1f}' y1='10' y2='10' stroke='#111' stroke-width='1.6'/>"
            f"<line x1='{low * scale:.1f}' x2='{low * scale:.1f}' y1='6' y2='14' stroke='#111' stroke-width='1.6'/>"
            f"<line x1='{high * scale:.1f}' x2='{high * scale:.1f}' y1='6' y2='14' stroke='#111' stroke-width='1.6'/>"
@@ -191,7 +193,7 @@ def _changes(con, previous: Path | None) -> str:
         return head + f"<p class='note'>Compared with {html.escape(prev_run)}: no patients either side.</p>"
     cells = counts.pivot_table(index="indication", columns="category", values=["n_before", "n_after"],
                                aggfunc="sum", fill_value=0)
-    categories = [c for c in COLOURS if c in set(counts.category)]
+    categories = [c for c in CATEGORY_COLOURS if c in set(counts.category)]
     rows, changed_rows = [], 0
     for indication in cells.index:
         row = {"indication": _label(indication)}

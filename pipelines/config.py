@@ -5,7 +5,7 @@ UI, injected into assets, checks and the sensor), a `CLINIC_*` environment varia
 for the paths, a `clinic` command-line option (pipelines/settings.py declares each once):
 the defaults come from the environment, then from the repository's own folders. Before a run does any work the resource checks
 what a mistake in it would quietly break: the contract, the rules file, the memory cap, the
-engine (and, for Spark, that pyspark and a Java runtime are there).
+engine (and, for Spark, that pyspark and a Java runtime are there), the SQL folder's manifest.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class ClinicConfig(dg.ConfigurableResource):
     rules_file: str = _from_env("rules_file")
     contract_file: str = _from_env("contract_file")
     checks_file: str = _from_env("checks_file")
+    sql_dir: str = _from_env("sql_dir")
     expectations_dir: str = _from_env("expectations_dir")
     min_cell_size: int = _from_env("min_cell_size")
     gx_max_rows: int = _from_env("gx_max_rows")
@@ -103,6 +104,13 @@ class ClinicConfig(dg.ConfigurableResource):
             if problem:
                 raise ConfigError(problem)
             transpile_all(self.contract())  # a file Spark cannot run stops the run here, named
+        from pipelines.manifest import load_manifest
+        from pipelines.settings import sql_dir
+
+        if Path(self.sql_dir).resolve() != sql_dir().resolve():
+            raise ConfigError(f"sql_dir {self.sql_dir} differs from the SQL folder this process reads "
+                              f"({sql_dir()}): set it with $CLINIC_SQL_DIR alone")
+        load_manifest()  # a .sql without its .yml, or the reverse, stops the run here, named
         try:
             self.rules()
         except FileNotFoundError as error:

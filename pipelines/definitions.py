@@ -1,17 +1,23 @@
-"""The one Dagster `Definitions` of the project: every asset, check, job, schedule, sensor."""
+"""The one Dagster `Definitions` of the project: every asset, check, job, schedule, sensor.
+
+Built when Dagster (or `clinic run`) asks, never at import: the contract names the tables
+(one loaded and one staged asset each) and the model manifest (pipelines/manifest.py) the
+models, their deps, what is published and which suites validate them.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
 from pipelines.config import ClinicConfig
-from pipelines.ingest.assets import export_plan, loaded_tables
-from pipelines.ingest.staging import staged_tables
-from pipelines.marts.assets import aggregate_marts, data_quality, quarantine
+from pipelines.ingest.assets import export_plan, loaded_table_assets
+from pipelines.ingest.staging import staged_table_assets
+from pipelines.manifest import ManifestError, load_manifest
+from pipelines.marts.assets import data_quality, model_assets, quarantine
 from pipelines.orchestration.nothing_new import nothing_new_job
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
-from pipelines.publish.assets import clinic_snapshot, dashboards, gx_data_docs, published_set, run_info
-from pipelines.quality.assets import quality_assets, quality_checks
+from pipelines.publish.assets import clinic_snapshot_asset, dashboards, gx_data_docs, published_set, run_info
+from pipelines.quality.assets import export_profiles, quality_definitions, reconciliation
 from pipelines.release.assets import release_bundle, release_disclosure_audit
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
@@ -22,25 +28,47 @@ from pipelines.response.assets import (
     trajectory_points,
 )
 
-ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr, measure_values,
-          *quality_assets, patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality,
-          run_info, clinic_snapshot, dashboards, gx_data_docs, release_bundle, published_set]
-CHECKS = [*quality_checks, release_disclosure_audit]
+# Assets that read every staged contract table (their deps are added per contract table).
+READS_EVERY_STAGED_TABLE = (reconciliation, export_profiles, quarantine)
+
+
+def _after_staged_tables(asset: dg.AssetsDefinition, tables: list[str]) -> dg.AssetsDefinition:
+    return asset.map_asset_specs(lambda spec: spec.replace_attributes(
+        deps=[*spec.deps, *(dg.AssetDep(f"staged_{t}") for t in tables)]))
 
 
 def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
     """Everything, with resources configured from `clinic` (from the environment when None)."""
+    clinic = clinic or ClinicConfig()
+    tables = list(clinic.contract().tables)
+    manifest = load_manifest()
+    fixed = [export_plan, response_rules, scored_fiqr, measure_values, patient_response, trajectory_points,
+             data_quality, run_info, dashboards, gx_data_docs, release_bundle, published_set]
+    assets = [*loaded_table_assets(tables), *staged_table_assets(tables), *fixed,
+              *(_after_staged_tables(a, tables) for a in READS_EVERY_STAGED_TABLE),
+              *model_assets(manifest), clinic_snapshot_asset(manifest)]
+    quality_assets, quality_checks = quality_definitions(manifest)
+    assets += quality_assets
+    checks = [*quality_checks, release_disclosure_audit]
+    names = {key.to_user_string() for a in assets for key in a.keys}
+    unbuilt = sorted({m.asset for m in manifest.models.values()} - names)
+    if unbuilt:
+        raise ManifestError(f"the .yml of {', '.join(unbuilt)} names a `built_by` asset that does not exist: "
+                            "name an asset of pipelines/, or drop `built_by` to build it from its .sql")
     return dg.Definitions(
-        assets=ASSETS,
-        asset_checks=CHECKS,
+        assets=assets,
+        asset_checks=checks,
         jobs=[clinic_job, nothing_new_job],
         schedules=[daily_schedule],
         sensors=[new_export_sensor],
-        resources=build_resources(clinic or ClinicConfig()),
+        resources=build_resources(clinic),
         # The implicit asset job (the UI's "Materialize all", a selection, `dagster asset materialize`)
         # runs in one process like clinic_pipeline: a process per step re-imports everything ~45 times.
         executor=dg.in_process_executor,
     )
 
 
-defs = build_definitions()
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What `dagster dev -m pipelines.definitions` loads, from the environment's settings."""
+    return build_definitions()

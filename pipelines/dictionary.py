@@ -12,6 +12,8 @@ beside `cohort_flow.sql`; the release bundle's own table and columns in
         indication: a plain description        # or, with structure:
         enrolled: {description: ..., unit: patients, values: {code: meaning, ...}}
 
+The same entry is the model's manifest (`built_by`, `runs_on`, `expectations`, ...: read by
+pipelines/manifest.py, which builds the model's asset, publishing and checks from it).
 An entry with `adds_columns_to: [tables]` describes columns another step adds to those tables
 in one audience (the release bundle's `suppressed`), with an optional `table_note` appended to
 their table comment there. The run writes the dictionary as `COMMENT ON TABLE/COLUMN` into the
@@ -28,11 +30,13 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.settings import SQL_DIR
+from pipelines.settings import sql_dir
 from pipelines.sqlfiles import quote_ident, quote_literal
 
 AUDIENCES = ("snapshot", "release")
 ENTRY_KEYS = {"description", "published_in", "warehouse_relation", "columns", "adds_columns_to", "table_note"}
+# What the model manifest (pipelines/manifest.py) reads from the same entry.
+MODEL_KEYS = {"built_by", "runs_on", "why", "expectations", "publish_order", "also_writes"}
 
 
 class DictionaryError(ValueError):
@@ -66,6 +70,7 @@ class Table:
     warehouse_relation: str = ""
     adds_columns_to: tuple[str, ...] = ()
     table_note: str | None = None
+    model: dict = field(default_factory=dict, compare=False)  # the MODEL_KEYS given, for the manifest
 
 
 @dataclass(frozen=True)
@@ -163,10 +168,11 @@ def _table(name: str, spec, path: Path) -> Table:
     where = f"{path.parent.name}/{path.name}: {name}"
     if not isinstance(spec, dict):
         raise DictionaryError(f"{where}: needs description and columns")
-    unknown = set(spec) - ENTRY_KEYS
+    unknown = set(spec) - ENTRY_KEYS - MODEL_KEYS
     if unknown:
-        raise DictionaryError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(ENTRY_KEYS))})")
-    published_in = tuple(spec.get("published_in") or ("snapshot",))
+        known = ", ".join(sorted(ENTRY_KEYS | MODEL_KEYS))
+        raise DictionaryError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {known})")
+    published_in = tuple(spec["published_in"] if spec.get("published_in") is not None else ("snapshot",))
     if set(published_in) - set(AUDIENCES):
         raise DictionaryError(f"{where}.published_in: each of {', '.join(AUDIENCES)}")
     adds_to = tuple(spec.get("adds_columns_to") or ())
@@ -174,17 +180,20 @@ def _table(name: str, spec, path: Path) -> Table:
     return Table(name=name, description=_text(description, f"{where}.description"), source=path,
                  columns=_columns(spec.get("columns"), f"{where}.columns"), published_in=published_in,
                  warehouse_relation=spec.get("warehouse_relation") or f"marts.{name}",
-                 adds_columns_to=adds_to, table_note=spec.get("table_note"))
+                 adds_columns_to=adds_to, table_note=spec.get("table_note"),
+                 model={k: v for k, v in spec.items() if k in MODEL_KEYS})
 
 
-def dictionary_files(root: Path = SQL_DIR) -> list[Path]:
-    return sorted(root.rglob("*.yml"))
+def dictionary_files(root: Path | None = None) -> list[Path]:
+    """The model .yml files under `root` (this run's SQL folder); `_files.yml` lists a stage's
+    SQL files that are not models and is no dictionary."""
+    return sorted(p for p in (root or sql_dir()).rglob("*.yml") if not p.name.startswith("_"))
 
 
-def load_dictionary(root: Path = SQL_DIR) -> Dictionary:
-    """Every dictionary file under `root` (sql/), checked: an entry needs a description and
-    columns, a table is described once. A file that appears later (the data-quality mart's
-    sql/quality/data_quality.yml) is read on the next load."""
+def load_dictionary(root: Path | None = None) -> Dictionary:
+    """Every dictionary file under `root` (this run's SQL folder), checked: an entry needs a
+    description and columns, a table is described once. A file that appears later (the
+    data-quality mart's sql/quality/data_quality.yml) is read on the next load."""
     files = dictionary_files(root)
     return _load(tuple((p, p.stat().st_mtime_ns) for p in files))
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from pipelines.settings import setting_value
+from pipelines.sqlfiles import has_table
 
 EXIT_OK, EXIT_UNKNOWN_PATIENT, EXIT_NO_SNAPSHOT = 0, 1, 2
 CATEGORY_ORDER = ("intolerant (stopped for an adverse event), minimal (stopped for lack of effect), "
@@ -43,11 +44,6 @@ def _rows(con, sql: str, params: list) -> list[dict]:
     cursor = con.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-
-
-def _has_table(con, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'marts' AND table_name = ?",
-                            [name]).fetchone()[0])
 
 
 def decision_sentence(p: dict, rule: dict | None, unit: str) -> str:
@@ -108,7 +104,7 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
     info = instruments.get(measure, {"label": measure, "unit": "", "description": measure})
     unit = info["unit"]
     rule = None
-    if _has_table(con, "response_rules"):
+    if has_table(con, "marts", "response_rules"):
         rules = _rows(con, "SELECT * FROM marts.response_rules WHERE indication = ? AND rules_version = ?",
                       [p["indication"], p["rules_version"]])
         rule = rules[0] if rules else None
@@ -143,7 +139,7 @@ def _trajectory(con, p: dict, instruments: dict[str, dict], all_instruments: boo
     """The patient's values by visit week (marts.patient_trajectory), the primary measure first,
     led by the baseline value the category used."""
     patient_id, primary = p["patient_id"], p["primary_measure"]
-    if not _has_table(con, "patient_trajectory"):
+    if not has_table(con, "marts", "patient_trajectory"):
         return ["", "Trajectory: not in this snapshot (published from the next run on)."]
     points = _rows(con, "SELECT instrument, visit_week, value, pct_change FROM marts.patient_trajectory "
                         "WHERE patient_id = ? AND (instrument = ? OR ?) "

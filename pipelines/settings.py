@@ -48,6 +48,9 @@ SETTINGS = {
                              "the export contract"),
     "checks_file": Setting("CLINIC_CHECKS", None, RULES_DIR / "quality_checks.yaml",
                            "the data-quality check catalogue"),
+    "sql_dir": Setting("CLINIC_SQL_DIR", None, SQL_DIR,
+                       "the SQL models and their .yml manifest (sql/<stage>/<name>.sql and .yml); a copy with "
+                       "a new model adds its asset, publishing and checks"),
     "expectations_dir": Setting("CLINIC_EXPECTATIONS_DIR", None, EXPECTATIONS_DIR,
                                 "the Great Expectations suites"),
     "min_cell_size": Setting("CLINIC_MIN_CELL_SIZE", None, 11,
@@ -67,6 +70,12 @@ SETTINGS = {
                                 "with --engine spark: the folder of Parquet files the warehouse and Spark "
                                 "exchange (a path the cluster shares)", commands=("run", "ui")),
 }
+
+
+def sql_dir() -> Path:
+    """The SQL folder this process runs ($CLINIC_SQL_DIR, else the repository's sql/), read
+    when used so a run (or a test) can point at a copy."""
+    return Path(setting_value("sql_dir"))
 
 
 def setting_value(name: str, given: object = None) -> object:

@@ -7,18 +7,24 @@ file paths); every statement's shape stays in the .sql file.
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from string import Template
 
-from pipelines.settings import SQL_DIR
+from pipelines.settings import sql_dir
 
 
 @cache
-def _template(stage: str, name: str) -> Template:
-    return Template((SQL_DIR / stage / f"{name}.sql").read_text(encoding="utf-8"))
+def _template(path: Path) -> Template:
+    return Template(path.read_text(encoding="utf-8"))
+
+
+def sql_path(stage: str, name: str) -> Path:
+    """Where a .sql file of this run's SQL folder ($CLINIC_SQL_DIR) is."""
+    return sql_dir() / stage / f"{name}.sql"
 
 
 def sql(stage: str, name: str, **params: object) -> str:
-    return _template(stage, name).substitute({k: str(v) for k, v in params.items()})
+    return _template(sql_path(stage, name)).substitute({k: str(v) for k, v in params.items()})
 
 
 def run_sql(con, stage: str, name: str, **params: object):
@@ -32,6 +38,12 @@ def quote_literal(text: str) -> str:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def has_table(con, schema: str, name: str) -> bool:
+    """Whether the connection's database has the table `schema.name`."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+                            [schema, name]).fetchall()[0][0])
 
 
 def write_frame(con, relation: str, frame) -> None:

@@ -39,13 +39,13 @@ def mart_contents(settings: ClinicConfig, gx_outcomes: bool = True) -> dict[str,
     """Every published mart's rows, sorted; run_info left out (it differs every run).
     Without gx_outcomes, data_quality leaves out the Great Expectations rows: they name the
     exports each run validated, so a warm run's differ from a cold run's by design."""
-    from pipelines.publish.snapshot import MARTS
+    from pipelines.publish.snapshot import published_marts
 
     def rows(mart: str) -> str:
         keep = "" if gx_outcomes or mart != "data_quality" else "WHERE implemented_by <> 'great_expectations'"
         return f"SELECT * FROM marts.{mart} {keep} ORDER BY ALL"
 
-    return {m: query_snapshot(settings, rows(m)) for m in MARTS if m != "run_info"}
+    return {m.name: query_snapshot(settings, rows(m.name)) for m in published_marts() if m.name != "run_info"}
 
 
 @pytest.fixture(scope="session")

@@ -15,9 +15,12 @@ import pytest
 
 from pipelines.cli import main
 from pipelines.engines import plan
-from pipelines.publish.snapshot import MARTS
+from pipelines.publish.snapshot import published_marts
+from pipelines.settings import SQL_DIR
 from tests.conftest import DEMO_EXPORT, FIXTURES, query_snapshot, run_pipeline, settings_for
 from tests.engine_compare import differences, needs_spark, relation
+
+MARTS = [m.name for m in published_marts()]  # the snapshot's marts, from their .yml
 
 pytestmark = pytest.mark.xdist_group("spark")  # one worker, one Spark session for every Spark test
 
@@ -76,7 +79,10 @@ def test_a_file_spark_cannot_run_stops_clinic_run_before_any_work(tmp_path, monk
     """Transpiled when the run starts: a business file with a statement Spark cannot run
     (here the orphan bookkeeping, DELETE/INSERT) stops it with exit 2, naming the file."""
     shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
-    monkeypatch.setattr(plan, "ENGINE_FILES", [*plan.ENGINE_FILES, ("staging", "orphan_rows")])
+    shutil.copytree(SQL_DIR, tmp_path / "sql")
+    listed = tmp_path / "sql" / "staging" / "_files.yml"
+    listed.write_text(listed.read_text().replace("runs_on: warehouse", "runs_on: engine"))
+    monkeypatch.setenv("CLINIC_SQL_DIR", str(tmp_path / "sql"))
     monkeypatch.setattr(plan, "staging_file", lambda table: ("orphan_rows", {
         "table_name": table.name, "column": '"patient_id"', "column_name": "patient_id", "parent": "patients"}))
     code = main(["run", "--engine", "spark", "--raw", str(tmp_path / "raw"), "--warehouse",

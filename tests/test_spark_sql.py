@@ -21,7 +21,7 @@ import sqlglot
 
 from pipelines.demo.generator import generate
 from pipelines.engines import DuckDBCompute
-from pipelines.engines.plan import ENGINE_FILES, WAREHOUSE_FILES, engine_files
+from pipelines.engines.plan import engine_files
 from pipelines.engines.spark import SparkCompute
 from pipelines.engines.transpile import (
     NotPortable,
@@ -31,6 +31,7 @@ from pipelines.engines.transpile import (
     transpile_file,
 )
 from pipelines.ingest.contract import load_contract
+from pipelines.manifest import ENGINE_STAGES, load_manifest
 from pipelines.settings import RULES_DIR, SQL_DIR
 from tests.conftest import run_pipeline, settings_for
 from tests.engine_compare import copy_warehouse, differences, needs_spark, relation
@@ -173,10 +174,12 @@ def test_the_fixture_reaches_the_edges(both_engines):
 
 
 def test_every_business_file_runs_on_the_engine_or_in_the_warehouse_by_name():
-    files = {(p.parent.name, p.stem) for stage in ("staging", "response", "marts")
-             for p in (SQL_DIR / stage).glob("*.sql")}
-    assert files == set(ENGINE_FILES) | set(WAREHOUSE_FILES)
-    assert not set(ENGINE_FILES) & set(WAREHOUSE_FILES)
+    manifest = load_manifest(SQL_DIR)
+    on_engine, in_warehouse = manifest.engine_files(), manifest.warehouse_files()
+    files = {(p.parent.name, p.stem) for stage in ENGINE_STAGES for p in (SQL_DIR / stage).glob("*.sql")}
+    assert files == set(on_engine) | set(in_warehouse)
+    assert not set(on_engine) & set(in_warehouse)
+    assert all(in_warehouse.values()), "a business file kept in the warehouse says why"
 
 
 def test_a_statement_spark_cannot_run_is_refused_naming_the_file():

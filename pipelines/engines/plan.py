@@ -4,8 +4,9 @@ The boundary (docs/scale-out.md): ingest (reading files, row checks, physical li
 quarantine, the incremental merge with DELETE/INSERT), the warehouse's bookkeeping and the
 data-quality, publishing and dashboard SQL stay in DuckDB: Spark's plain tables cannot
 DELETE or UPDATE, and line numbers need one pass over each file. What runs on the engine is
-the business logic after ingest, listed here; every file under sql/staging, sql/response and
-sql/marts is in exactly one of the two lists (tests/test_spark_sql.py checks it).
+the business logic after ingest: every file under sql/staging, sql/response and sql/marts
+says `runs_on: engine` or `runs_on: warehouse` (with why) in its .yml, or in its stage's
+_files.yml when it is not a model (pipelines/manifest.py; tests/test_spark_sql.py checks it).
 """
 
 from __future__ import annotations
@@ -13,26 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from pipelines.ingest.contract import Contract, Table
+from pipelines.manifest import Manifest, load_manifest
 from pipelines.sqlfiles import quote_ident
 
-# The business SQL, in the order a run executes it (each file's placeholders from staging_file
-# and PER_PATIENT_TABLES).
-ENGINE_FILES = [
-    ("staging", "stage_patients"), ("staging", "stage_unreferenced"), ("staging", "stage_table"),
-    ("response", "fiqr_scores"), ("response", "measure_values"),
-    ("response", "score_every_patient"), ("response", "patient_response"), ("response", "trajectory_points"),
-    ("response", "rebuild_per_patient"),
-    ("marts", "dose_periods"), ("marts", "functions"), ("marts", "response_by_indication"),
-    ("marts", "measure_trajectory"), ("marts", "tolerability"), ("marts", "titration"), ("marts", "cohort_flow"),
-    ("marts", "quarantine"),
-]
-# Always DuckDB, and why.
-WAREHOUSE_FILES = {
-    ("staging", "orphan_rows"): "bookkeeping: DELETE/INSERT into quality.orphan_rows",
-    ("response", "changed_patients"): "the incremental per-patient refresh (a DuckDB optimisation)",
-    ("response", "refresh_per_patient"): "the incremental per-patient refresh: DELETE/INSERT",
-    ("marts", "run_info"): "bookkeeping: UPDATE of the run log",
-}
 # The per-patient tables and the views their SQL defines over response.patients_to_score.
 PER_PATIENT_TABLES = {"patient_response": "marts.patient_response",
                       "trajectory_points": "response.trajectory_points"}
@@ -55,9 +39,9 @@ def orphan_params(table: Table) -> dict[str, str] | None:
     return params if name == "stage_table" else None
 
 
-def engine_files(contract: Contract) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """Every (stage, name, placeholders) a run hands to the engine, in order."""
-    for stage, name in ENGINE_FILES:
+def engine_files(contract: Contract, manifest: Manifest | None = None) -> Iterator[tuple[str, str, dict[str, str]]]:
+    """Every (stage, name, placeholders) a run hands to the engine, stage by stage."""
+    for stage, name in (manifest or load_manifest()).engine_files():
         if stage == "staging":
             for table in contract.tables.values():
                 file_name, params = staging_file(table)

@@ -26,8 +26,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel, SqlglotError
 from sqlglot.tokens import TokenType
 
-from pipelines.settings import SQL_DIR
-from pipelines.sqlfiles import sql
+from pipelines.sqlfiles import sql, sql_path
 
 MACRO_FILE = ("marts", "functions")  # the macros every mart may call
 
@@ -169,7 +168,7 @@ def _statement(text: str, macros: dict[str, Macro]) -> SparkStatement | tuple[st
 def transpile_file(stage: str, name: str, params: tuple[tuple[str, str], ...] = ()) -> tuple[SparkStatement, ...]:
     """A business .sql file (placeholders filled) as the Spark statements that compute it."""
     source = f"sql/{stage}/{name}.sql"
-    if not (SQL_DIR / stage / f"{name}.sql").exists():
+    if not sql_path(stage, name).exists():
         raise NotPortable(f"{source} does not exist")
     macros = dict(file_macros(*MACRO_FILE))
     statements = []

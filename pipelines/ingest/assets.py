@@ -7,20 +7,14 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from pipelines.cli import EXIT_INPUTS_MISSING
 from pipelines.config import ClinicConfig
 from pipelines.engines import Compute
-from pipelines.ingest.contract import load_contract
 from pipelines.ingest.exports import export_findings
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
 from pipelines.orchestration.fingerprint import input_fingerprint
-from pipelines.settings import setting_value
 from pipelines.sqlfiles import quote_literal, run_sql
-
-# The contract's tables, read once from the deployment's contract (the code location's assets
-# are one per table): the table list is declared only in rules/contract.yaml.
-TABLES = list(load_contract(Path(setting_value("contract_file"))).tables)
-EXIT_INPUTS_MISSING = 4  # what `clinic run` exits with when the plan refuses (see cli.py)
 
 
 class ExportPlanConfig(dg.Config):
@@ -102,4 +96,6 @@ def _loaded_table_asset(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-loaded_tables = [_loaded_table_asset(t) for t in TABLES]
+def loaded_table_assets(tables: list[str]) -> list[dg.AssetsDefinition]:
+    """One asset per contract table (the table list is declared only in rules/contract.yaml)."""
+    return [_loaded_table_asset(t) for t in tables]

@@ -29,7 +29,8 @@ from pipelines.ingest.contract import (
 )
 from pipelines.ingest.exports import ExportFile, complete_exports, export_files
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
-from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
+from pipelines.migrations import migrate
+from pipelines.sqlfiles import has_table, quote_ident, quote_literal, run_sql, sql
 
 PROVENANCE_COLUMNS = "export_id VARCHAR, source_file VARCHAR, line_number BIGINT"
 
@@ -60,9 +61,10 @@ def contract_hash(contract: Contract) -> str:
 
 
 def ensure_warehouse(con, contract: Contract) -> None:
-    """Create what is missing (no data changes). A warehouse from before per-table
+    """Create what is missing (no data changes): the migrations not applied yet
+    (pipelines/migrations.py) and the contract's core tables. A warehouse from before per-table
     application counts its applied exports as applied to every table."""
-    run_sql(con, "ingest", "warehouse_schema")
+    migrate(con)
     for table in contract.tables.values():
         cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
         con.execute(f"CREATE TABLE IF NOT EXISTS core.{table.name} ({cols}, {PROVENANCE_COLUMNS})")
@@ -75,10 +77,10 @@ def ensure_warehouse(con, contract: Contract) -> None:
 def reset_warehouse(con, contract: Contract) -> None:
     """Forget everything loaded, so every complete export is applied again from scratch."""
     for table in contract.tables.values():
-        con.execute(f"DROP TABLE IF EXISTS core.{table.name}")
-    for name in ("applied_files", "applied_exports", "quarantine", "extra_columns", "export_findings", "state"):
-        con.execute(f"DROP TABLE IF EXISTS ingest.{name}")
+        con.execute(f"DROP TABLE IF EXISTS core.{table.name}")  # the contract's: made again as it says now
     ensure_warehouse(con, contract)
+    for name in ("applied_files", "applied_exports", "quarantine", "extra_columns", "export_findings", "state"):
+        con.execute(f"DELETE FROM ingest.{name}")  # the migrations' tables: emptied, kept
     con.execute("INSERT INTO ingest.state VALUES (?)", [contract_hash(contract)])
 
 
@@ -101,11 +103,6 @@ class IngestPlan:
         return [p.name for p in self.pending]
 
 
-def _has_table(con, schema: str, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                            [schema, name]).fetchall()[0][0])
-
-
 @dataclass
 class Applied:
     """What the ledger says of one export: the tables it was applied to, and its files."""
@@ -117,10 +114,10 @@ class Applied:
 def _ledger(con) -> dict[str, Applied]:
     """Every export applied (to at least one table), from the ingest ledger."""
     ledger: dict[str, Applied] = {}
-    if _has_table(con, "ingest", "applied_exports"):
+    if has_table(con, "ingest", "applied_exports"):
         for e, t in con.execute("SELECT export_id, table_name FROM ingest.applied_exports").fetchall():
             ledger.setdefault(e, Applied()).tables.add(t)
-    if _has_table(con, "ingest", "applied_files"):
+    if has_table(con, "ingest", "applied_files"):
         for e, t, f, fp in con.execute(
                 "SELECT export_id, table_name, source_file, fingerprint FROM ingest.applied_files").fetchall():
             ledger.setdefault(e, Applied()).files[f] = (t, fp)

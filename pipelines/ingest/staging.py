@@ -7,7 +7,6 @@ from dagster_duckdb import DuckDBResource
 from pipelines.config import ClinicConfig
 from pipelines.engines import Compute, DuckDBCompute
 from pipelines.engines.plan import orphan_params, staging_file
-from pipelines.ingest.assets import TABLES
 from pipelines.metadata import report, table_metadata
 from pipelines.sqlfiles import run_sql
 
@@ -46,4 +45,6 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
     return _asset
 
 
-staged_tables = [_staged_table_asset(t) for t in TABLES]
+def staged_table_assets(tables: list[str]) -> list[dg.AssetsDefinition]:
+    """One staged asset per contract table."""
+    return [_staged_table_asset(t) for t in tables]

@@ -4,7 +4,6 @@ What leaves the clinic is the release bundle (pipelines/release/), built from th
 marts with small cells suppressed and audited across all of them at once.
 """
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -12,84 +11,40 @@ from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
 from pipelines.engines import Compute
+from pipelines.manifest import Manifest, Model
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.catalogue import load_catalogue, write_catalogue
 from pipelines.sqlfiles import run_sql
 
 
-@dataclass(frozen=True)
-class AggregateMart:
-    name: str
-    description: str
-    deps: tuple[str, ...]
+def _model_asset(manifest: Manifest, model: Model) -> dg.AssetsDefinition:
+    """A model's asset, made from its .sql and .yml: grouped by its SQL folder, depending on
+    the producers of the tables its SQL reads, run after its stage's shared macros."""
+    before = manifest.before_each_model(model.stage)
 
-
-AGGREGATE_MARTS = [
-    AggregateMart(
-        "response_by_indication",
-        "Categories per indication x regimen, per indication group and for all patients: counts, "
-        "and rates over evaluable patients with Wilson 95% intervals.",
-        ("patient_response",),
-    ),
-    AggregateMart(
-        "measure_trajectory",
-        "Every instrument by indication, visit week (0-52, nearest within 2 weeks) and category: "
-        "median and quartiles of the value and of percent change from baseline.",
-        ("patient_response", "trajectory_points"),
-    ),
-    AggregateMart(
-        "tolerability",
-        "Adverse events by indication, regimen and the dose band in effect that day: patients "
-        "with the event, share of patients exposed to the band, and discontinuations.",
-        ("patient_response", "dose_periods", "staged_adverse_events"),
-    ),
-    AggregateMart(
-        "titration",
-        "LDN starting dose band vs sleep events (insomnia, vivid dreams) in the first 28 days "
-        "and intolerance.",
-        ("patient_response", "dose_periods", "staged_adverse_events"),
-    ),
-    AggregateMart(
-        "cohort_flow",
-        "Per indication: enrolled, with a baseline, reached day 56, assessed, and each category.",
-        ("patient_response", "staged_discontinuations"),
-    ),
-]
-
-
-def _aggregate_asset(spec: AggregateMart) -> dg.AssetsDefinition:
-    @dg.asset(name=spec.name, group_name="marts", deps=list(spec.deps), description=spec.description)
+    @dg.asset(name=model.asset, group_name=model.stage, deps=manifest.deps(model), description=model.description)
     def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                compute: Compute) -> dg.MaterializeResult:
         with warehouse.get_connection() as con:
-            compute.run(con, "marts", "functions")
-            compute.run(con, "marts", spec.name)
-            meta = table_metadata(con, f"marts.{spec.name}", engine=compute.engine)
-        report(context, f"mart {spec.name}: {meta['dagster/row_count']} rows")
+            for name in before:
+                compute.run(con, model.stage, name)
+            compute.run(con, model.stage, model.sql_name)
+            meta = table_metadata(con, model.relation, engine=compute.engine)
+        report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']} rows")
         return dg.MaterializeResult(metadata=meta)
 
     return _asset
 
 
-@dg.asset(group_name="marts", deps=["staged_doses", "staged_patients"],
-          description="Which dose each patient was on from day to day (response.dose_periods): a dose row "
-                      "holds until the next; LDN doses get their band from the rules file, other regimens "
-                      "are one band each. Tolerability and titration read it.")
-def dose_periods(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
-                 compute: Compute) -> dg.MaterializeResult:
-    with warehouse.get_connection() as con:
-        compute.run(con, "marts", "dose_periods")
-        meta = table_metadata(con, "response.dose_periods", engine=compute.engine)
-    return dg.MaterializeResult(metadata=meta)
+def model_assets(manifest: Manifest) -> list[dg.AssetsDefinition]:
+    """The asset of every model built from its SQL alone (the aggregate marts, dose_periods, a
+    copied mart): nothing in Python names them."""
+    return [_model_asset(manifest, m) for m in manifest.generated()]
 
 
-aggregate_marts = [dose_periods, *(_aggregate_asset(s) for s in AGGREGATE_MARTS)]
-
-
-@dg.asset(group_name="marts", deps=[f"staged_{t}" for t in (
-    "patients", "doses", "measurements", "fiqr_items", "adverse_events", "discontinuations")],
-    description="Every rejected row or file, with export, table, source file, line, rule, column "
-                "and a detail that never quotes text. Patient-level: analysts only, no chart.")
+@dg.asset(group_name="marts",  # after every staged table (pipelines/definitions.py adds them from the contract)
+          description="Every rejected row or file, with export, table, source file, line, rule, column "
+                      "and a detail that never quotes text. Patient-level: analysts only, no chart.")
 def quarantine(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                compute: Compute) -> dg.MaterializeResult:
     with warehouse.get_connection() as con:

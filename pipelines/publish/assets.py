@@ -8,13 +8,13 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.manifest import Manifest
 from pipelines.metadata import report, table_metadata
 from pipelines.orchestration.fingerprint import write_fingerprint
 from pipelines.publish.snapshot import (
     CURRENT,
-    MARTS,
-    WAREHOUSE_RELATION,
     building_dir,
+    published_marts,
     start_building,
     switch_to,
     write_snapshot,
@@ -35,30 +35,35 @@ def run_info(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg
     return dg.MaterializeResult(metadata=meta)
 
 
-@dg.asset(group_name="publish", deps=["run_info", "trajectory_points", "response_rules",
-                                     *(m for m in MARTS if m not in WAREHOUSE_RELATION)],
-          description="The marts as a read-only DuckDB snapshot (clinic.duckdb) and one Parquet file "
-                      "each, written into this run's new publication folder (switched in by "
-                      "published_set once everything in it is built), with the data dictionary "
-                      "(sql/**/*.yml) as table and column comments. Adds the patient-level "
-                      "trajectory points (patient_trajectory) and the rules (response_rules).")
-def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-                    warehouse: DuckDBResource) -> dg.MaterializeResult:
-    folder = start_building(Path(clinic.marts_dir), context.run_id)
-    with warehouse.get_connection() as con:
-        written, documented = write_snapshot(con, folder, context.run_id)
-    report(context, f"snapshot and {len(written) - 1} Parquet files built in {folder}")
-    if not documented.complete:
-        report(context, f"data dictionary: no description for {', '.join(documented.undocumented) or '-'}; "
-                        f"described but not published: {', '.join(documented.absent) or '-'}")
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(clinic.snapshot)),
-        "files": [p.name for p in written.values()],
-        "undocumented_columns": documented.undocumented,
-    })
+def clinic_snapshot_asset(manifest: Manifest) -> dg.AssetsDefinition:
+    """The snapshot asset, depending on the asset of every model published in it."""
+
+    @dg.asset(name="clinic_snapshot", group_name="publish",
+              deps=sorted({m.asset for m in published_marts(manifest)}),
+              description="The marts as a read-only DuckDB snapshot (clinic.duckdb) and one Parquet file "
+                          "each, written into this run's new publication folder (switched in by "
+                          "published_set once everything in it is built), with the data dictionary "
+                          "(sql/**/*.yml) as table and column comments: every model whose .yml says "
+                          "`published_in: [snapshot]`.")
+    def clinic_snapshot(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                        warehouse: DuckDBResource) -> dg.MaterializeResult:
+        folder = start_building(Path(clinic.marts_dir), context.run_id)
+        with warehouse.get_connection() as con:
+            written, documented = write_snapshot(con, folder, context.run_id, manifest)
+        report(context, f"snapshot and {len(written) - 1} Parquet files built in {folder}")
+        if not documented.complete:
+            report(context, f"data dictionary: no description for {', '.join(documented.undocumented) or '-'}; "
+                            f"described but not published: {', '.join(documented.absent) or '-'}")
+        return dg.MaterializeResult(metadata={
+            "path": dg.MetadataValue.path(str(clinic.snapshot)),
+            "files": [p.name for p in written.values()],
+            "undocumented_columns": documented.undocumented,
+        })
+
+    return clinic_snapshot
 
 
-@dg.asset(group_name="publish", deps=[clinic_snapshot],
+@dg.asset(group_name="publish", deps=["clinic_snapshot"],
           description="The Plotly dashboards, the data dictionary page and the front page (index.html: "
                       "the answer per indication against the clinic's belief, the run, what changed since "
                       "the snapshot published before), offline (one shared local plotly.min.js), built "
@@ -76,7 +81,7 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.Ma
     })
 
 
-@dg.asset(group_name="publish", deps=[clinic_snapshot, "dataset_expectations", "mart_expectations"],
+@dg.asset(group_name="publish", deps=["clinic_snapshot", "dataset_expectations", "mart_expectations"],
           description="Great Expectations' own Data Docs site of this run's validations (the dataset and "
                       "mart suites), published beside the dashboards (data_docs/index.html) and made to open "
                       "offline: GX's references to public CDNs are removed.")
@@ -89,7 +94,7 @@ def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                                           "index": index.name, "pages_made_offline": len(pages)})
 
 
-@dg.asset(group_name="publish", deps=[clinic_snapshot, dashboards, gx_data_docs, "release_bundle"],
+@dg.asset(group_name="publish", deps=["clinic_snapshot", dashboards, gx_data_docs, "release_bundle"],
           description="What analysts, dashboards and recipients read: the marts folder's `current` "
                       "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
                       "Parquet files, dashboards/, release/, and the fingerprint of the inputs it was built "

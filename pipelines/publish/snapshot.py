@@ -8,6 +8,8 @@ rename. The paths analysts, scripts and bookmarks use (`<marts>/clinic.duckdb`,
 through `current`, so a reader sees the old set or the new one, never a mix; a run killed
 while building leaves `current` as it was, and the next run removes what it left behind.
 The current set and the one before it are kept (a reader may still hold the older one).
+What is published, under which name, from which relation and in which order, is each model's
+.yml (`published_in: [snapshot]`, pipelines/manifest.py).
 """
 
 from __future__ import annotations
@@ -18,19 +20,15 @@ import time
 from pathlib import Path
 
 from pipelines.dictionary import write_comments
+from pipelines.manifest import Manifest, Model, load_manifest
 from pipelines.sqlfiles import quote_literal
 
-MARTS = ["patient_response", "response_by_indication", "measure_trajectory", "tolerability",
-         "titration", "cohort_flow", "data_quality", "quarantine", "run_info", "patient_trajectory",
-         "response_rules"]
-# Published under another name than the warehouse's (their assets are clinic_snapshot's deps).
-WAREHOUSE_RELATION = {"patient_trajectory": "response.trajectory_points", "response_rules": "response.rules"}
-# Marts refreshed patient by patient are published in a stable order all the same.
-PUBLISH_ORDER = {"patient_response": "ORDER BY patient_id",
-                 "patient_trajectory": "ORDER BY patient_id, instrument, visit_week",
-                 "response_rules": "ORDER BY indication"}
 VERSIONS, CURRENT, BUILDING = "versions", "current", ".building-"
-PUBLISHED_NAMES = ["clinic.duckdb", *(f"{m}.parquet" for m in MARTS), "dashboards", "data_docs", "release"]
+
+
+def published_marts(manifest: Manifest | None = None) -> list[Model]:
+    """The models published in the snapshot and as Parquet files."""
+    return (manifest or load_manifest()).published("snapshot")
 
 
 def building_dir(marts_dir: Path, run_id: str) -> Path:
@@ -52,13 +50,15 @@ def start_building(marts_dir: Path, run_id: str) -> Path:
     return folder
 
 
-def write_snapshot(con, folder: Path, run_id: str) -> tuple[dict[str, Path], object]:
+def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = None
+                   ) -> tuple[dict[str, Path], object]:
     """The marts as `clinic.duckdb` and `<mart>.parquet` in `folder`, with the data dictionary
     as table and column comments (returned: how it covers the snapshot). In the published copy
-    this run's row of run_info reads `published`: it is only seen once the set is switched in."""
+    this run's row of run_info reads `published`: it is only seen once the set is switched in.
+    Marts refreshed patient by patient are published in a stable order all the same."""
     snapshot = folder / "clinic.duckdb"
-    selects = {mart: f"SELECT * FROM {WAREHOUSE_RELATION.get(mart, f'marts.{mart}')} {PUBLISH_ORDER.get(mart, '')}"
-               for mart in MARTS}
+    selects = {m.name: f"SELECT * FROM {m.relation}" + (f" ORDER BY {m.publish_order}" if m.publish_order else "")
+               for m in published_marts(manifest)}
     selects["run_info"] = (f"SELECT * REPLACE (CASE WHEN run_id = {quote_literal(run_id)} THEN 'published' "
                            "ELSE status END AS status) FROM marts.run_info ORDER BY run_time")
     con.execute(f"ATTACH {quote_literal(str(snapshot))} AS publish_target")
@@ -70,7 +70,7 @@ def write_snapshot(con, folder: Path, run_id: str) -> tuple[dict[str, Path], obj
     finally:
         con.execute("DETACH publish_target")
     written = {"clinic.duckdb": snapshot}
-    for mart in MARTS:
+    for mart in selects:
         target = folder / f"{mart}.parquet"
         con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} (FORMAT parquet)")
         written[target.name] = target
@@ -104,9 +104,8 @@ def switch_to(marts_dir: Path, folder: Path, run_id: str) -> Path:
     current = marts_dir / CURRENT
     previous = os.readlink(current) if current.is_symlink() else None
     _link(current, f"{VERSIONS}/{final.name}")
-    for name in PUBLISHED_NAMES:
-        if (final / name).exists():
-            _link(marts_dir / name, f"{CURRENT}/{name}")
+    for name in sorted(p.name for p in final.iterdir()):
+        _link(marts_dir / name, f"{CURRENT}/{name}")
     keep = {final.name, Path(previous).name if previous else None}
     for old in versions.iterdir():
         if old.name not in keep and not old.name.startswith(BUILDING):

@@ -6,7 +6,9 @@
   what the row contract cannot see (blocking on fatal expectations).
 - `mart_expectations`: the mart suites on what this run built (blocking on fatal ones).
 Checks only read what these assets wrote; marts.data_quality crosses it all with the
-catalogue (pipelines/quality/catalogue.py).
+catalogue (pipelines/quality/catalogue.py). The contract's tables are read at run time; the
+assets that read every staged table get those deps from pipelines/definitions.py, and the
+mart suites come from the model manifest (pipelines/manifest.py).
 """
 
 import time
@@ -17,8 +19,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
-from pipelines.ingest.assets import TABLES as CONTRACT_TABLES
 from pipelines.ingest.exports import READY_MARKER
+from pipelines.manifest import Manifest, Model
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.gx_validation import ExpectationOutcome, suite_path
 from pipelines.resources import GreatExpectations
@@ -58,7 +60,7 @@ def _no_fatal(failing: list[tuple], what: str) -> dg.AssetCheckResult:
 # --- reconciliation ---------------------------------------------------------------------------
 
 
-@dg.asset(group_name="quality", deps=[f"staged_{t}" for t in CONTRACT_TABLES],
+@dg.asset(group_name="quality",
           description="Per file: rows read against accepted + quarantined + exact duplicates (quarantine "
                       "counted from the quarantine itself, orphans judged now); a file whose rows do not add "
                       "up stops the run.")
@@ -89,12 +91,13 @@ def rows_reconcile(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 # --- dataset-level expectations ---------------------------------------------------------------
 
 
-@dg.asset(group_name="quality", deps=["measure_values", *[f"staged_{t}" for t in CONTRACT_TABLES]],
+@dg.asset(group_name="quality", deps=["measure_values"],
           description="One profile per export applied (quality.export_profiles): each instrument's mean and "
                       "90th percentile, rows and patients per table, and the share of patients with a "
                       "baseline of their primary measure, for the dataset expectations.")
-def export_profiles(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
-    volume = " UNION ALL ".join(sql("quality", "table_volume", table_name=t) for t in CONTRACT_TABLES)
+def export_profiles(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                    warehouse: DuckDBResource) -> dg.MaterializeResult:
+    volume = " UNION ALL ".join(sql("quality", "table_volume", table_name=t) for t in clinic.contract().tables)
     with warehouse.get_connection() as con:
         run_sql(con, "quality", "export_profiles", volume=volume)
         meta = table_metadata(con, "quality.export_profiles")
@@ -127,6 +130,7 @@ def newest_export_age_days(raw_dir: Path, newest: str) -> float:
 def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
                          great_expectations: GreatExpectations) -> dg.MaterializeResult:
     suites = Path(clinic.expectations_dir)
+    contract_tables = list(clinic.contract().tables)
     checked = 0
     with warehouse.get_connection() as con:
         exports = [e for (e,) in con.execute("SELECT export_id FROM ingest.pending_exports ORDER BY export_id")
@@ -134,7 +138,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
         for export_id in exports:
             run_sql(con, "quality", "dataset_frames", export_id=quote_literal(export_id))
             for s in DATASET_SUITES:
-                for table in (CONTRACT_TABLES if s.by_table else [SUITE_TABLES[s.suite]]):
+                for table in (contract_tables if s.by_table else [SUITE_TABLES[s.suite]]):
                     where = f"WHERE table_name = {quote_literal(table)}" if s.by_table else ""
                     _, outcomes = great_expectations.validate(con, f"SELECT * FROM {s.frame} {where}",
                                                               suite_path(suites, s.suite), table)
@@ -148,7 +152,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
                                                       f"{age} AS age_days", suite_path(suites, "dataset_freshness"),
                                                       "(export)")
             store_outcomes(con, newest, "(export)", outcomes)
-        failing = fatal_failures(con, [*CONTRACT_TABLES, "(export)"], "SELECT export_id FROM ingest.pending_exports")
+        failing = fatal_failures(con, [*contract_tables, "(export)"], "SELECT export_id FROM ingest.pending_exports")
     report(context, f"dataset expectations: {len(exports)} export(s) profiled, {checked} outcomes"
                     + (f", {len(failing)} fatal failure(s)" if failing else ""))
     return dg.MaterializeResult(metadata={"exports_validated": exports, "outcomes": checked,
@@ -158,32 +162,14 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
 @dg.asset_check(asset=dataset_expectations, name="no_fatal_expectation_failed", blocking=True,
                 description="No fatal dataset expectation failed for the exports this run applied (a change "
                             "of unit or scale stops the run before anything is categorised or published).")
-def dataset_expectations_pass(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+def dataset_expectations_pass(clinic: ClinicConfig, warehouse: DuckDBResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
-        failing = fatal_failures(con, [*CONTRACT_TABLES, "(export)"],
+        failing = fatal_failures(con, [*clinic.contract().tables, "(export)"],
                                  "SELECT export_id FROM ingest.pending_exports")
     return _no_fatal(failing, "dataset")
 
 
 # --- mart expectations ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MartSuite:
-    """A mart suite and, for a per-patient mart, the rows this run recomputed (GX validates
-    what changed; earlier rows keep the outcomes of the run that validated them)."""
-
-    mart: str
-    changed: str | None = None  # SQL condition on the mart's rows
-    sample_key: str | None = None
-
-
-MART_SUITES = [
-    MartSuite("patient_response", "patient_id IN (SELECT patient_id FROM response.refreshed_patients "
-                                  "WHERE table_name = 'marts.patient_response')", "patient_id"),
-    *(MartSuite(m) for m in ("response_by_indication", "measure_trajectory", "tolerability", "titration",
-                             "cohort_flow", "quarantine")),
-]
 
 
 def gx_sample_query(relation: str, total: int, max_rows: int, sample_key: str | None) -> str:
@@ -195,51 +181,67 @@ def gx_sample_query(relation: str, total: int, max_rows: int, sample_key: str | 
     return f"SELECT * FROM {relation} WHERE hash({sample_key}) % 100000 < {per_100k}"
 
 
-@dg.asset(group_name="quality", deps=[*(s.mart for s in MART_SUITES)],
-          description="Great Expectations suites of the marts (expectations/<mart>.json) on what this run "
-                      "built: every aggregate mart and the quarantine whole, patient_response for the "
-                      "patients this run recomputed. Outcomes land in quality.gx_outcomes.")
-def mart_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
-                      great_expectations: GreatExpectations) -> dg.MaterializeResult:
-    validated = {}
-    with warehouse.get_connection() as con:
-        for s in MART_SUITES:
-            relation = f"marts.{s.mart}"
-            rows = f"(SELECT * FROM {relation} WHERE {s.changed})" if s.changed else relation
-            total = con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
-            if s.changed and total == 0:
-                continue  # nothing recomputed: earlier outcomes still describe the rows
-            n, outcomes = great_expectations.validate(
-                con, gx_sample_query(rows, total, clinic.gx_max_rows, s.sample_key),
-                suite_path(Path(clinic.expectations_dir), s.mart), relation)
-            store_outcomes(con, ALL_EXPORTS, relation, outcomes)
-            validated[s.mart] = n
-        failing = fatal_failures(con, [f"marts.{s.mart}" for s in MART_SUITES], f"'{ALL_EXPORTS}'")
-    report(context, f"mart expectations: {len(validated)} suites" + (f", {len(failing)} fatal failure(s)"
-                                                                       if failing else ""))
-    return dg.MaterializeResult(metadata={"rows_validated": validated, "fatal_failures": len(failing)})
+def mart_expectations_definitions(manifest: Manifest) -> list:
+    """mart_expectations and its blocking check, over every model whose .yml names a suite
+    (`expectations:`) to validate when it is built."""
+    suites = manifest.suites()
+    relations = [m.relation for m in suites]
+
+    @dg.asset(group_name="quality", deps=sorted({m.asset for m in suites}),
+              description="Great Expectations suites of the marts (expectations/<mart>.json) on what this run "
+                          "built: every aggregate mart and the quarantine whole, patient_response for the "
+                          "patients this run recomputed. Outcomes land in quality.gx_outcomes.")
+    def mart_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
+                          great_expectations: GreatExpectations) -> dg.MaterializeResult:
+        validated = {}
+        with warehouse.get_connection() as con:
+            for m in suites:
+                n = validate_mart(con, clinic, great_expectations, m)
+                if n is not None:
+                    validated[m.name] = n
+            failing = fatal_failures(con, relations, f"'{ALL_EXPORTS}'")
+        report(context, f"mart expectations: {len(validated)} suites" + (f", {len(failing)} fatal failure(s)"
+                                                                           if failing else ""))
+        return dg.MaterializeResult(metadata={"rows_validated": validated, "fatal_failures": len(failing)})
+
+    @dg.asset_check(asset=mart_expectations, name="no_fatal_expectation_failed", blocking=True,
+                    description="No fatal expectation of the mart suites failed.")
+    def mart_expectations_pass(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            failing = fatal_failures(con, relations, f"'{ALL_EXPORTS}'")
+        return _no_fatal(failing, "mart")
+
+    return [mart_expectations, mart_expectations_pass]
 
 
-@dg.asset_check(asset=mart_expectations, name="no_fatal_expectation_failed", blocking=True,
-                description="No fatal expectation of the mart suites failed.")
-def mart_expectations_pass(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    with warehouse.get_connection() as con:
-        failing = fatal_failures(con, [f"marts.{s.mart}" for s in MART_SUITES], f"'{ALL_EXPORTS}'")
-    return _no_fatal(failing, "mart")
+def validate_mart(con, clinic: ClinicConfig, great_expectations: GreatExpectations, model: Model) -> int | None:
+    """Validate a mart's suite on what this run built (for a per-patient mart, the patients it
+    recomputed; None when there were none: earlier outcomes still describe the rows)."""
+    changed = model.gx_condition()
+    rows = f"(SELECT * FROM {model.relation} WHERE {changed})" if changed else model.relation
+    total = con.execute(f"SELECT count(*) FROM {rows}").fetchall()[0][0]
+    if changed and total == 0:
+        return None
+    n, outcomes = great_expectations.validate(
+        con, gx_sample_query(rows, total, clinic.gx_max_rows, model.sample_key),
+        suite_path(Path(clinic.expectations_dir), model.suite), model.relation)
+    store_outcomes(con, ALL_EXPORTS, model.relation, outcomes)
+    return n
 
 
-def gx_check(asset: str, suite: str) -> dg.AssetChecksDefinition:
+def gx_check(model: Model) -> dg.AssetChecksDefinition:
     """A suite run as a read-only blocking check, for the marts built after data quality (the
-    data_quality and run_info marts themselves): it writes nothing an asset reads."""
+    data_quality and run_info marts themselves, `as_check` in their .yml): it writes nothing an
+    asset reads."""
+    suite, relation = model.suite, model.relation
 
-    @dg.asset_check(asset=asset, name=f"gx_{suite}", blocking=True,
-                    description=f"Great Expectations suite expectations/{suite}.json on marts.{suite}.")
+    @dg.asset_check(asset=model.asset, name=f"gx_{suite}", blocking=True,
+                    description=f"Great Expectations suite expectations/{suite}.json on {relation}.")
     def _check(clinic: ClinicConfig, warehouse: DuckDBResource,
                great_expectations: GreatExpectations) -> dg.AssetCheckResult:
         with warehouse.get_connection() as con:
-            n, outcomes = great_expectations.validate(con, f"SELECT * FROM marts.{suite}",
-                                                      suite_path(Path(clinic.expectations_dir), suite),
-                                                      f"marts.{suite}")
+            n, outcomes = great_expectations.validate(con, f"SELECT * FROM {relation}",
+                                                      suite_path(Path(clinic.expectations_dir), suite), relation)
         failed = [o for o in outcomes if not o.success and o.severity == "fatal"]
         return dg.AssetCheckResult(
             passed=not failed, severity=dg.AssetCheckSeverity.ERROR,
@@ -266,7 +268,10 @@ def no_fatal_check_failed(warehouse: DuckDBResource) -> dg.AssetCheckResult:
     )
 
 
-quality_assets = [reconciliation, export_profiles, dataset_expectations, mart_expectations]
-quality_checks = [rows_reconcile, dataset_expectations_pass, mart_expectations_pass,
-                  gx_check("data_quality", "data_quality"), gx_check("run_info", "run_info"),
-                  no_fatal_check_failed]
+def quality_definitions(manifest: Manifest) -> tuple[list, list]:
+    """The quality assets but reconciliation and export_profiles (pipelines/definitions.py adds
+    the staged tables to their deps), and every quality check, with those the manifest's suites make."""
+    mart_expectations, mart_expectations_pass = mart_expectations_definitions(manifest)
+    return ([dataset_expectations, mart_expectations],
+            [rows_reconcile, dataset_expectations_pass, mart_expectations_pass, no_fatal_check_failed,
+             *(gx_check(m) for m in manifest.suites(as_check=True))])

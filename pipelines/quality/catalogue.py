@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 from pipelines.ingest.contract import Contract, row_checks
+from pipelines.manifest import Manifest, load_manifest
+from pipelines.quality.gx_validation import gx_check_name
 
 LEVELS = ("file", "row", "table", "dataset", "mart")
 SEVERITIES = ("fatal", "warning", "info")
@@ -41,26 +43,26 @@ class CatalogueRow:
     description: str
 
 
-def gx_check_name(expectation_type: str, kwargs: dict) -> str:
-    """How a GX expectation is named in data quality: `gx:<type>(<columns>)`."""
-    target = (kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
-              or ",".join(kwargs[k] for k in ("column_A", "column_B") if kwargs.get(k)))
-    return f"gx:{expectation_type}" + (f"({target})" if target else "")
-
-
-def suite_tables(path: Path, contract: Contract) -> tuple[list[str], str]:
-    """The tables a suite validates (its meta.table; `*`: every contract table) and its level."""
+def suite_tables(path: Path, contract: Contract, manifest: Manifest | None = None) -> tuple[list[str], str]:
+    """The tables a suite validates and its level: a mart suite, every model whose .yml names
+    it (`expectations:`, pipelines/manifest.py); another, its meta.table (`*`: every contract table)."""
     meta = json.loads(Path(path).read_text(encoding="utf-8")).get("meta", {})
     table, level = meta.get("table"), meta.get("level")
+    if level == "mart":
+        tables = [m.relation for m in (manifest or load_manifest()).models.values() if m.suite == path.stem]
+        if not tables:
+            raise CatalogueError(f"{path.name}: no model's .yml names this suite: add `expectations: {path.stem}` "
+                                 "to the mart's .yml, or remove the suite")
+        return tables, level
     if not table or level not in LEVELS:
         raise CatalogueError(f"{path.name}: meta must name the table and a level ({', '.join(LEVELS)})")
     return (list(contract.tables) if table == "*" else [table]), level
 
 
-def suite_rows(path: Path, contract: Contract) -> list[CatalogueRow]:
+def suite_rows(path: Path, contract: Contract, manifest: Manifest | None = None) -> list[CatalogueRow]:
     """One catalogue row per expectation of a suite and table it validates."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    tables, level = suite_tables(path, contract)
+    tables, level = suite_tables(path, contract, manifest)
     rows = []
     for e in doc["expectations"]:
         kwargs = e.get("kwargs", {})

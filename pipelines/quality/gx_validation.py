@@ -57,11 +57,12 @@ def load_suite(path: Path):
     return gx.ExpectationSuite(**doc)
 
 
-def _check_name(expectation) -> str:
-    kwargs = expectation.configuration.kwargs
+def gx_check_name(expectation_type: str, kwargs: dict) -> str:
+    """How a GX expectation is named in data quality: `gx:<type>(<columns>)` (the catalogue
+    declares it by this name, the validation reports it by this name)."""
     target = (kwargs.get("column") or ",".join(kwargs.get("column_list", []) or [])
               or ",".join(kwargs[k] for k in ("column_A", "column_B") if kwargs.get(k)))
-    return f"gx:{expectation.expectation_type}" + (f"({target})" if target else "")
+    return f"gx:{expectation_type}" + (f"({target})" if target else "")
 
 
 _validations: dict[tuple[str, float, str], object] = {}
@@ -107,7 +108,7 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str) -> li
         severity = getattr(expectation, "severity", None)
         outcomes.append(ExpectationOutcome(
             table_name=table_name,
-            check_name=_check_name(expectation),
+            check_name=gx_check_name(expectation.expectation_type, expectation.configuration.kwargs),
             description=expectation.description or expectation.expectation_type.replace("_", " "),
             rows_checked=checked,
             rows_failed=failed,

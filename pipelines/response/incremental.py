@@ -15,8 +15,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.settings import SQL_DIR
-from pipelines.sqlfiles import run_sql, sql
+from pipelines.settings import sql_dir
+from pipelines.sqlfiles import has_table, run_sql, sql
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Refresh:
 def fingerprint(rules_file: Path) -> str:
     """What the per-patient tables are computed with: the rules and the SQL up to them."""
     digest = hashlib.sha256(Path(rules_file).read_bytes())
-    for path in sorted([*(SQL_DIR / "staging").glob("*.sql"), *(SQL_DIR / "response").glob("*.sql")]):
+    for path in sorted([*(sql_dir() / "staging").glob("*.sql"), *(sql_dir() / "response").glob("*.sql")]):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -45,9 +45,7 @@ def _applications(con) -> set[tuple[str, str]]:
 def _full_rebuild_reason(con, table_name: str, fp: str, state: list[tuple[str, str, str]],
                          applied: set[tuple[str, str]]) -> str | None:
     schema, name = table_name.split(".")
-    exists = con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-                         [schema, name]).fetchone()[0]
-    if not exists or not state:
+    if not has_table(con, schema, name) or not state:
         return "first build"
     if any(f != fp for f, _, _ in state):
         return "the rules or the staging/response SQL changed"
@@ -67,10 +65,6 @@ def refresh_per_patient(con, table_name: str, sql_name: str, fp: str, core_table
 
     compute = compute or DuckDBCompute()
     scoped_view = f"response.{sql_name}_to_score"
-    con.execute("CREATE TABLE IF NOT EXISTS response.per_patient_state "
-                "(table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR)")
-    # The patients the last refresh recomputed: what the table's GX check validates.
-    con.execute("CREATE TABLE IF NOT EXISTS response.refreshed_patients (table_name VARCHAR, patient_id VARCHAR)")
     applied = _applications(con)
     state = con.execute("SELECT fingerprint, export_id, applied_at FROM response.per_patient_state "
                         "WHERE table_name = ?", [table_name]).fetchall()

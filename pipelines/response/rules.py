@@ -299,5 +299,4 @@ def rules_frame(rules: dict) -> pd.DataFrame:
 
 
 def write_rules_table(con, rules: dict) -> None:
-    con.execute("CREATE SCHEMA IF NOT EXISTS response")
     write_frame(con, "response.rules", rules_frame(rules))

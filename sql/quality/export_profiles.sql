@@ -3,10 +3,6 @@
 -- check can see. A profile is taken once, when its export is applied (a rebuild takes them
 -- all again), from the staged rows the export delivered. Approximate quantiles (t-digest)
 -- keep memory flat at any size; a ratio check needs no exact p90.
-CREATE TABLE IF NOT EXISTS quality.export_profiles (
-    export_id VARCHAR, table_name VARCHAR, measure VARCHAR, n_rows BIGINT, n_patients BIGINT,
-    mean DOUBLE, p90 DOUBLE, with_baseline BIGINT
-);
 DELETE FROM quality.export_profiles WHERE export_id IN (SELECT export_id FROM ingest.pending_exports);
 
 -- The distribution of each instrument's values.

@@ -1,4 +1,7 @@
--- Bookkeeping the ingest stage keeps across runs in the warehouse.
+-- The warehouse's schemas and the bookkeeping tables the pipeline keeps across runs. Every
+-- statement creates only what is missing: a warehouse from before numbered migrations takes
+-- this one as it stands. Owners: ingest, quality and the response bookkeeping here; core.<table>
+-- the contract (pipelines/ingest/load.py); staging, response and marts tables their SQL models.
 CREATE SCHEMA IF NOT EXISTS ingest;
 CREATE SCHEMA IF NOT EXISTS core;
 CREATE SCHEMA IF NOT EXISTS staging;
@@ -47,12 +50,23 @@ CREATE TABLE IF NOT EXISTS quality.gx_outcomes (
     export_id VARCHAR, table_name VARCHAR, check_name VARCHAR, description VARCHAR,
     rows_checked BIGINT, rows_failed BIGINT, threshold_pct DOUBLE, severity VARCHAR
 );
-DROP TABLE IF EXISTS quality.gx_results;  -- one run's outcomes only, before gx_outcomes
 CREATE TABLE IF NOT EXISTS quality.run_log (
     run_id VARCHAR, run_time TIMESTAMP, ingest_mode VARCHAR, exports_applied VARCHAR,
     exports_new VARCHAR, rules_version VARCHAR, code_version VARCHAR, rows_in BIGINT,
     rows_accepted BIGINT, rows_quarantined BIGINT, rows_duplicate BIGINT, patients_out BIGINT,
     status VARCHAR
 );
-ALTER TABLE quality.run_log ADD COLUMN IF NOT EXISTS status VARCHAR;  -- logs from before run status
-ALTER TABLE quality.run_log ADD COLUMN IF NOT EXISTS engine VARCHAR;  -- logs from before the Spark engine
+
+-- Profiles of the exports applied, for the dataset-level checks (sql/quality/export_profiles.sql
+-- fills it): one per export and table or measure.
+CREATE TABLE IF NOT EXISTS quality.export_profiles (
+    export_id VARCHAR, table_name VARCHAR, measure VARCHAR, n_rows BIGINT, n_patients BIGINT,
+    mean DOUBLE, p90 DOUBLE, with_baseline BIGINT
+);
+
+-- The per-patient refresh (pipelines/response/incremental.py): what each per-patient table was
+-- computed with and from, and the patients its last refresh recomputed (what its GX suite validates).
+CREATE TABLE IF NOT EXISTS response.per_patient_state (
+    table_name VARCHAR, fingerprint VARCHAR, export_id VARCHAR, applied_at VARCHAR
+);
+CREATE TABLE IF NOT EXISTS response.refreshed_patients (table_name VARCHAR, patient_id VARCHAR);

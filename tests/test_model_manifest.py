@@ -1,0 +1,101 @@
+"""The model manifest: a mart is its .sql and its .yml, nothing else; a file without its pair
+stops the run before any work."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipelines.cli import EXIT_CONFIG, main
+from pipelines.manifest import ManifestError, load_manifest
+from pipelines.settings import SQL_DIR
+from tests.conftest import DEMO_EXPORT, query_snapshot, run_pipeline, settings_for
+
+COPY = "titration_copy"
+
+
+def _sql_copy(tmp_path: Path) -> Path:
+    sql = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, sql)
+    return sql
+
+
+def _copy_titration(sql: Path) -> None:
+    """titration's two files under a new name, as a maintainer would copy them (the release
+    bundle is another helper's: this copy goes to the snapshot only)."""
+    marts = sql / "marts"
+    (marts / f"{COPY}.sql").write_text((marts / "titration.sql").read_text().replace(
+        "marts.titration", f"marts.{COPY}"))
+    spec = (marts / "titration.yml").read_text().replace("\ntitration:", f"\n{COPY}:")
+    (marts / f"{COPY}.yml").write_text(spec.replace("published_in: [snapshot, release]", "published_in: [snapshot]"))
+
+
+def test_the_manifest_reads_each_marts_dependencies_from_its_sql():
+    manifest = load_manifest(SQL_DIR)
+    titration = manifest.models["titration"]
+    assert titration.reads == ("marts.patient_response", "response.dose_periods", "response.early_sleep_events",
+                               "staging.adverse_events")
+    assert manifest.deps(titration) == ["dose_periods", "patient_response", "response_rules",
+                                        "staged_adverse_events"]
+
+
+def test_a_copied_mart_is_an_asset_with_the_same_deps(tmp_path):
+    sql = _sql_copy(tmp_path)
+    _copy_titration(sql)
+    manifest = load_manifest(sql)
+    copy = manifest.models[COPY]
+    assert copy.relation == f"marts.{COPY}" and copy.suite == "titration" and copy.runs_on == "engine"
+    assert manifest.deps(copy) == manifest.deps(manifest.models["titration"])
+    assert ("marts", COPY) in manifest.engine_files()
+    assert COPY in [m.name for m in manifest.published("snapshot")]
+
+
+@pytest.mark.parametrize("stray", ["marts/orphan_mart.sql", "marts/orphan_mart.yml", "response/helper.sql"])
+def test_a_file_without_its_pair_is_refused_naming_it(tmp_path, stray):
+    sql = _sql_copy(tmp_path)
+    source = sql / "marts" / ("titration.yml" if stray.endswith(".yml") else "titration.sql")
+    (sql / stray).write_text(source.read_text().replace("titration", Path(stray).stem))
+    with pytest.raises(ManifestError, match=Path(stray).name):
+        load_manifest(sql)
+
+
+def test_a_sql_without_its_yml_stops_clinic_run_before_any_work(tmp_path, monkeypatch, capsys):
+    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
+    sql = _sql_copy(tmp_path)
+    shutil.copy(sql / "marts" / "titration.sql", sql / "marts" / "orphan_mart.sql")
+    monkeypatch.setenv("CLINIC_SQL_DIR", str(sql))
+    code = main(["run", "--raw", str(tmp_path / "raw"), "--warehouse", str(tmp_path / "warehouse.duckdb"),
+                 "--marts", str(tmp_path / "marts")])
+    assert code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "sql/marts/orphan_mart.sql has no orphan_mart.yml" in err and "_files.yml" in err
+    assert not (tmp_path / "warehouse.duckdb").exists() and not (tmp_path / "marts").exists()
+
+
+def test_a_copied_mart_is_built_published_documented_and_validated(tmp_path, monkeypatch):
+    """No Python: the copy's two files make a mart that the real job builds, publishes in
+    clinic.duckdb and as Parquet with its column comments, and validates with its suite."""
+    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
+    sql = _sql_copy(tmp_path)
+    _copy_titration(sql)
+    monkeypatch.setenv("CLINIC_SQL_DIR", str(sql))
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    result = run_pipeline(settings)
+    assert result.success
+    assert COPY in {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    copied = query_snapshot(settings, f"SELECT * FROM marts.{COPY} ORDER BY ALL")
+    assert copied and copied == query_snapshot(settings, "SELECT * FROM marts.titration ORDER BY ALL")
+    parquet = Path(settings.marts_dir) / f"{COPY}.parquet"
+    assert duckdb.connect().execute("SELECT count(*) FROM read_parquet(?)", [str(parquet)]).fetchone()[0] \
+        == len(copied)
+    comments = dict(query_snapshot(settings, "SELECT column_name, comment FROM duckdb_columns() "
+                                             f"WHERE table_name = '{COPY}'"))
+    assert comments["n_sleep_event"].startswith("Of them, patients with an early sleep event")
+    assert query_snapshot(settings, "SELECT comment FROM duckdb_tables() WHERE table_name = "
+                                    f"'{COPY}'")[0][0].startswith("LDN patients by the dose band")
+    validated = query_snapshot(settings, "SELECT count(*), count(*) FILTER (WHERE status = 'pass') "
+                                         f"FROM marts.data_quality WHERE table_name = 'marts.{COPY}'")[0]
+    assert validated[0] > 0 and validated[0] == validated[1]
