@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.ingest.exports import complete_exports
-from pipelines.settings import REPO_ROOT, SQL_DIR
+from pipelines.settings import REPO_ROOT, sql_dir
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 CODE_DIRS = (REPO_ROOT / "pipelines", REPO_ROOT / "dashboards")
@@ -97,7 +97,7 @@ def input_fingerprint(values: dict[str, object]) -> Fingerprint:
         "contract": contents_digest([Path(str(values["contract_file"]))]),
         "checks": contents_digest([Path(str(values["checks_file"]))]),
         "expectations": contents_digest([Path(str(values["expectations_dir"]))]),
-        "sql": contents_digest([SQL_DIR]),
+        "sql": contents_digest([Path(str(values.get("sql_dir") or sql_dir()))]),
         "code": contents_digest([*CODE_DIRS, *CODE_FILES]),
         "settings": _hash_text(json.dumps(settings, sort_keys=True)),
     })
