@@ -43,6 +43,7 @@ RUNS_ON = ("engine", "warehouse")
 # The contract tables' layers, named by table: core.<t> is loaded_<t>'s, staging.<t> staged_<t>'s.
 CONTRACT_LAYERS = {"core": "loaded_", "staging": "staged_"}
 RECOMPUTED = "recomputed"
+NAME = re.compile(r"[a-z_][a-z0-9_]*")  # what a model, relation part or column may be called
 
 
 class ManifestError(ConfigError):
@@ -243,6 +244,11 @@ def _model(root: Path, table) -> Model:
     if unknown or (suite and not suite.get("suite")) or suite.get("rows", RECOMPUTED) != RECOMPUTED:
         raise ManifestError(f"{where}.expectations: a suite name, or {{suite, rows: recomputed, sample_key, "
                             "as_check}")
+    relation, order = table.warehouse_relation, spec.get("publish_order")
+    names = [table.name, *relation.split("."), *(c.strip() for c in (order or "").split(",") if order)]
+    if relation.count(".") != 1 or not all(NAME.fullmatch(n) for n in names):
+        raise ManifestError(f"{where}: the name, warehouse_relation (schema.table) and publish_order (columns, "
+                            "comma-separated) are lower-case names of letters, digits and _")
     reads = _sql_relations(sql_file)[0] if sql_file.exists() else ()
     return Model(
         name=table.name, stage=stage, sql_name=path.stem if sql_file.exists() else None,

@@ -62,6 +62,14 @@ def test_a_file_without_its_pair_is_refused_naming_it(tmp_path, stray):
         load_manifest(sql)
 
 
+def test_a_name_that_is_not_a_plain_name_is_refused(tmp_path):
+    sql = _sql_copy(tmp_path)
+    spec = sql / "marts" / "titration.yml"
+    spec.write_text(spec.read_text().replace("runs_on: engine", "runs_on: engine\n  publish_order: 1; DROP TABLE x"))
+    with pytest.raises(ManifestError, match="publish_order"):
+        load_manifest(sql)
+
+
 def test_a_sql_without_its_yml_stops_clinic_run_before_any_work(tmp_path, monkeypatch, capsys):
     shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
     sql = _sql_copy(tmp_path)
