@@ -209,10 +209,11 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
 def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_week: int) -> str:
     """Per indication and category: median value at week 0 -> at the target week, the median
     % change there and n (the stories' numbers); suppressed where the release hides them."""
-    rows = []
+    rows, directions = [], {}
     for indication, part in every.groupby("indication"):
         measure = part.instrument.iloc[0]
         info = instruments.get(measure, {})
+        directions[info.get("label", measure)] = info.get("better", "lower")
         row = {"indication": _label(indication),
                "primary measure": f"{info.get('label', measure)}, {info.get('unit', '')}".rstrip(", ")}
         for cat in CATEGORIES:
@@ -231,10 +232,17 @@ def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_wee
     return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
             f"{target_week * 7})</h2>"
             + table(pd.DataFrame(rows))
-            + "<p class='note'>Lower is better for every measure. Each median is over the patients with a value "
+            + f"<p class='note'>{_direction_note(directions)} Each median is over the patients with a value "
               f"that week (n at week {target_week}), so week 0 and week {target_week} are not always the same "
               "patients; % change is the median of each patient's own change. – : no patient with a value that "
               "week.</p>")
+
+
+def _direction_note(directions: dict[str, str]) -> str:
+    """Which way is better, from the instrument registry: one sentence when all agree."""
+    if len(set(directions.values())) <= 1:
+        return f"{next(iter(directions.values()), 'lower').capitalize()} is better for every measure."
+    return "Better is " + "; ".join(f"{better} for {label}" for label, better in directions.items()) + "."
 
 
 # --- tolerability ------------------------------------------------------------------------

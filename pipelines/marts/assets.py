@@ -51,7 +51,7 @@ AGGREGATE_MARTS = [
     ),
     AggregateMart(
         "cohort_flow",
-        "Per indication: enrolled, with a baseline, reached day 56, assessed, and each category.",
+        "Per indication: enrolled, with a baseline, reached the assessment window, assessed, and each category.",
         ("patient_response", "staged_discontinuations"),
     ),
 ]
