@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.settings import SQL_DIR
+from pipelines.settings import SQL_DIR, setting_value
 from pipelines.sqlfiles import quote_ident, quote_literal
 
 AUDIENCES = ("snapshot", "release")
@@ -119,7 +119,6 @@ class Dictionary:
 
 def _registry() -> dict:
     from pipelines.ingest.contract import load_contract
-    from pipelines.settings import setting_value
 
     return load_contract(Path(setting_value("contract_file"))).instruments
 
@@ -205,11 +204,12 @@ def load_dictionary(root: Path = SQL_DIR) -> Dictionary:
     columns, a table is described once. A file that appears later (the data-quality mart's
     sql/quality/data_quality.yml) is read on the next load."""
     files = dictionary_files(root)
-    return _load(tuple((p, p.stat().st_mtime_ns) for p in files))
+    # The contract names the instrument registry that `values_from: instruments` columns read.
+    return _load(tuple((p, p.stat().st_mtime_ns) for p in files), str(setting_value("contract_file")))
 
 
 @cache
-def _load(files: tuple[tuple[Path, int], ...]) -> Dictionary:
+def _load(files: tuple[tuple[Path, int], ...], contract_file: str = "") -> Dictionary:
     tables: dict[str, Table] = {}
     extensions: list[Table] = []
     for path, _ in files:
