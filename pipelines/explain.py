@@ -5,8 +5,8 @@ locked down, so it works while a run writes the warehouse): the patient's row of
 marts.patient_response (values, days, source rows, criterion), the rule it was judged by
 (marts.response_rules, same rules version), and its trajectory (marts.patient_trajectory).
 Instrument labels, units and directions come from the instrument registry (rules/instruments.yaml,
-through the data dictionary); the criteria and the order categories are decided in from
-pipelines/response/rules.py, which declares them once. Nothing is printed that the
+through the data dictionary); the criteria and the order in which categories are decided come
+from pipelines/response/rules.py, which declares them once. Nothing is printed that the
 snapshot does not hold: the id is a pseudonym, sources are `export/file:line`, never a row's
 content.
 """
@@ -80,11 +80,11 @@ def decision_sentence(p: dict, rule: dict | None, unit: str, better: str = "lowe
 
 
 def _moved(change: float, text: str, better: str) -> str:
-    """A change in words, and whether it is the better direction (where it is not obvious)."""
+    """A change in words, saying which way is better where it is not the usual (lower)."""
     if not change:
         return "no change"
     words = f"a reduction of {text}" if change < 0 else f"a rise of {text}"
-    return words if better == "lower" else f"{words} (higher is better)"
+    return words if better == "lower" else f"{words}, higher being better"
 
 
 def _in_numbers(criterion: str, base, assess, change_pct, rule: dict, unit: str, better: str = "lower") -> str:
@@ -94,7 +94,7 @@ def _in_numbers(criterion: str, base, assess, change_pct, rule: dict, unit: str,
         threshold = f"threshold {_num(rule['relative_reduction_pct'])}%"
         if change_pct is None:
             return f"no percentage from a zero baseline; {threshold}"
-        return f"{_moved(change_pct, f'{abs(change_pct):.1f}%', better)} of baseline; {threshold}"
+        return f"{_moved(change_pct, f'{abs(change_pct):.1f}% of baseline', better)}; {threshold}"
     if criterion == "absolute_criterion":
         change = assess - base
         moved = _moved(change, _with_unit(abs(change), unit), better)

@@ -166,3 +166,17 @@ def test_a_higher_is_better_instrument_is_categorised_right_end_to_end(higher_is
     assert trajectory == [("eq5d_vas", pytest.approx(40), pytest.approx(40)),
                           ("pain_nrs", pytest.approx(-50), pytest.approx(50))]
     assert "eq5d_vas = EQ-5D VAS" in comment and "higher is better" in comment
+
+
+def test_explain_says_the_direction(higher_is_better_run, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    code, snapshot = higher_is_better_run
+    monkeypatch.setenv("CLINIC_CONTRACT", str(snapshot.parent.parent / "rules" / "contract.yaml"))
+    assert main(["explain", "HIB_RISE", "--marts", str(snapshot.parent)]) == 0
+    out = capsys.readouterr().out
+    assert "Primary measure  eq5d_vas (EQ-5D VAS: EQ-5D visual analogue scale of self-rated health); " \
+           "higher is better" in out
+    assert "; positive is improvement (improvement +40.0%)" in out
+    assert ("relative_reduction_pct >= 30: met (a rise of 40.0% of baseline, higher being better; "
+            "threshold 30%)") in out

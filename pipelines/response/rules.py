@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.declared import load_checked, yaml_problem  # noqa: F401 - yaml_problem: its old home
+from pipelines.declared import load_checked
 from pipelines.ingest.contract import Contract
 from pipelines.instruments import instruments_frame
 from pipelines.sqlfiles import write_frame
