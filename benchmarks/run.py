@@ -30,15 +30,18 @@ SCALES = {"demo": 200, "S": 10_000, "M": 100_000, "L": 1_000_000}
 ROOT = Path(__file__).resolve().parent.parent
 
 FLOOR = """
-import duckdb, sys
-raw = sys.argv[1]
+import duckdb, json, sys
+raw, params = sys.argv[1], json.loads(sys.argv[3])
+sql = open(sys.argv[2]).read().replace('${raw}', raw)
+for name, value in params.items():
+    sql = sql.replace('${' + name + '}', value)
 con = duckdb.connect()
-con.execute(open(sys.argv[2]).read().replace('${raw}', raw))
+con.execute(sql)
 """
 
 PEER = """
 import json, sys, pandas as pd, great_expectations as gx, numpy as np
-raw, suites = sys.argv[1], json.load(open(sys.argv[2]))
+raw, suites, primary = sys.argv[1], json.load(open(sys.argv[2])), json.loads(sys.argv[3])
 tables = {t: pd.read_csv(f"{raw}/{t}.csv") for t in suites}
 ctx = gx.get_context(mode="ephemeral")
 for name, df in tables.items():  # contract-like suites (from the project's contract), on the raw tables
@@ -46,9 +49,6 @@ for name, df in tables.items():  # contract-like suites (from the project's cont
              .add_batch_definition_whole_dataframe("b").get_batch(batch_parameters={"dataframe": df}))
     batch.validate(gx.ExpectationSuite(name=name, expectations=suites[name]))
 p, m, d, a = (tables[t] for t in ("patients", "measurements", "discontinuations", "adverse_events"))
-primary = {"fibromyalgia": "fiqr_total", "crps": "pain_nrs", "mechanical_pain": "pain_nrs",
-           "multiple_sclerosis": "msis29_physical", "crohns_disease": "calprotectin_ug_g",
-           "alcohol_use_disorder": "heavy_drinking_days_30d", "opioid_use_disorder": "opioid_use_days_30d"}
 p["instrument"] = p.indication.map(primary)
 v = m.merge(p[["patient_id", "instrument", "indication"]], on=["patient_id", "instrument"])
 base = v[v.study_day.between(-30, 0)].sort_values("study_day").groupby("patient_id").tail(1)
@@ -129,6 +129,34 @@ def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
     return suites
 
 
+def floor_parameters(rules_file: Path, contract_file: Path) -> dict[str, str]:
+    """floor.sql's placeholders, from the rules file (each indication's primary measure, the
+    windows) and the instrument registry (each measure's direction): SQL literals only."""
+    from pipelines.ingest.contract import load_contract
+    from pipelines.response.rules import load_rules
+    from pipelines.sqlfiles import quote_literal
+
+    contract = load_contract(contract_file)
+    rules = load_rules(rules_file, contract)
+    w = rules["windows"]
+    rows = ", ".join(f"({quote_literal(i)}, {quote_literal(s['primary_measure'])}, "
+                     f"{contract.instruments[s['primary_measure']].improvement_sign})"
+                     for i, s in rules["indications"].items())
+    return {"primary_measures": rows, "baseline_from": str(int(w["baseline"]["from_day"])),
+            "baseline_to": str(int(w["baseline"]["to_day"])), "assessment_from": str(int(w["assessment"]["from_day"])),
+            "assessment_to": str(int(w["assessment"]["to_day"])), "target_day": str(int(w["assessment"]["target_day"])),
+            "stop_counts_until_day": str(int(w["stop_counts_until_day"]))}
+
+
+def primary_measures(rules_file: Path, contract_file: Path) -> dict[str, str]:
+    """Each indication's primary measure (the rules file), for the peer script."""
+    from pipelines.ingest.contract import load_contract
+    from pipelines.response.rules import load_rules
+
+    rules = load_rules(rules_file, load_contract(contract_file))
+    return {i: s["primary_measure"] for i, s in rules["indications"].items()}
+
+
 def rows_differing(duckdb_marts: Path, spark_marts: Path) -> dict:
     """patient_response as the two engines published it: rows in one and not the other, in
     each direction (doubles rounded to 6 decimals: sums may differ in the last bit)."""
@@ -173,7 +201,9 @@ def main(argv=None) -> int:
                         "--seed", "7", "--out", str(export)], check=True, cwd=ROOT)
     floor_sql = ROOT / "benchmarks" / "floor.sql"
     results = {}
-    runs = [measure([py, "-c", FLOOR, str(export), str(floor_sql)]) for _ in range(args.repeats)]
+    rules_file, contract_file = ROOT / "rules" / "response_rules.yaml", ROOT / "rules" / "contract.yaml"
+    floor_params = json.dumps(floor_parameters(rules_file, contract_file))
+    runs = [measure([py, "-c", FLOOR, str(export), str(floor_sql), floor_params]) for _ in range(args.repeats)]
     results["floor"] = median_of(runs)
     print(f"floor: {results['floor']}", file=sys.stderr)
 
@@ -244,8 +274,9 @@ def main(argv=None) -> int:
               f"{results['spark_differs_from_duckdb']}", file=sys.stderr)
 
     suites = work / "peer_suites.json"
-    suites.write_text(json.dumps(contract_suites(ROOT / "rules" / "contract.yaml")))
-    results["peer"] = median_of([measure([py, "-c", PEER, str(export), str(suites)])
+    suites.write_text(json.dumps(contract_suites(contract_file)))
+    primary = json.dumps(primary_measures(rules_file, contract_file))
+    results["peer"] = median_of([measure([py, "-c", PEER, str(export), str(suites), primary])
                                  for _ in range(args.repeats)])
     print(f"peer: {results['peer']}", file=sys.stderr)
 

@@ -27,7 +27,7 @@ CATEGORIES = ("meaningful", "minimal", "intolerant", "not_assessable")
 DOSE_BAND_COLOURS = {"<1.5 mg": "#9ecae1", "1.5-3 mg": "#4292c6", "3-4.5 mg": "#08519c", ">4.5 mg": "#081d58",
                      "standard_oral": "#8c6d31", "xr_injectable": "#bd9e39"}
 SPARE_COLOURS = ("#7b4173", "#a55194", "#ce6dbd", "#de9ed6")  # a band the rules file adds later
-STAGE_COLOURS = {"enrolled": "#d0d1e6", "with_baseline": "#a6bddb", "reached_day_56": "#74a9cf",
+STAGE_COLOURS = {"enrolled": "#d0d1e6", "with_baseline": "#a6bddb", "reached_assessment_window": "#74a9cf",
                  "assessed": "#2b8cbe"}
 SLEEP_COLOUR = "#5e3c99"
 STATUS_COLOURS = {"pass": "#1b7837", "not run": "#bdbdbd", "fail (info)": "#92c5de",
@@ -207,10 +207,11 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
 def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_week: int) -> str:
     """Per indication and category: median value at week 0 -> at the target week, the median
     % change there and n (the stories' numbers); suppressed where the release hides them."""
-    rows = []
+    rows, directions = [], {}
     for indication, part in every.groupby("indication"):
         measure = part.instrument.iloc[0]
         info = instruments.get(measure, {})
+        directions[info.get("label", measure)] = info.get("better", "lower")
         row = {"indication": _label(indication),
                "primary measure": f"{info.get('label', measure)}, {info.get('unit', '')}".rstrip(", ")}
         for cat in CATEGORIES:
@@ -229,10 +230,17 @@ def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_wee
     return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
             f"{target_week * 7})</h2>"
             + table(pd.DataFrame(rows))
-            + "<p class='note'>Lower is better for every measure. Each median is over the patients with a value "
+            + f"<p class='note'>{_direction_note(directions)} Each median is over the patients with a value "
               f"that week (n at week {target_week}), so week 0 and week {target_week} are not always the same "
               "patients; % change is the median of each patient's own change. – : no patient with a value that "
               "week.</p>")
+
+
+def _direction_note(directions: dict[str, str]) -> str:
+    """Which way is better, from the instrument registry: one sentence when all agree."""
+    if len(set(directions.values())) <= 1:
+        return f"{next(iter(directions.values()), 'lower').capitalize()} is better for every measure."
+    return "Better is " + "; ".join(f"{better} for {label}" for label, better in directions.items()) + "."
 
 
 # --- tolerability ------------------------------------------------------------------------

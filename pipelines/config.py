@@ -86,6 +86,7 @@ class ClinicConfig(dg.ConfigurableResource):
         import duckdb
 
         from pipelines.ingest.contract import ContractError
+        from pipelines.quality.gx_validation import SuiteError, check_rule_references
         from pipelines.response.rules import RulesError
 
         if self.min_cell_size < 1:
@@ -112,10 +113,10 @@ class ClinicConfig(dg.ConfigurableResource):
                               f"({sql_dir()}): set it with $CLINIC_SQL_DIR alone")
         load_manifest()  # a .sql without its .yml, or the reverse, stops the run here, named
         try:
-            self.rules()
+            check_rule_references(Path(self.expectations_dir), self.rules())
         except FileNotFoundError as error:
             raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
-        except (ContractError, RulesError) as error:
+        except (ContractError, RulesError, SuiteError) as error:
             raise ConfigError(str(error)) from None
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

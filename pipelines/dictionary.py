@@ -11,6 +11,7 @@ beside `cohort_flow.sql`; the release bundle's own table and columns in
       columns:
         indication: a plain description        # or, with structure:
         enrolled: {description: ..., unit: patients, values: {code: meaning, ...}}
+        instrument: {description: ..., values_from: instruments}  # codes from rules/instruments.yaml
 
 The same entry is the model's manifest (`built_by`, `runs_on`, `expectations`, ...: read by
 pipelines/manifest.py, which builds the model's asset, publishing and checks from it).
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.settings import sql_dir
+from pipelines.settings import setting_value, sql_dir
 from pipelines.sqlfiles import quote_ident, quote_literal
 
 AUDIENCES = ("snapshot", "release")
@@ -115,10 +116,24 @@ class Dictionary:
         return next((t for t in self.tables.values() if t.warehouse_relation == relation), None)
 
     def instruments(self) -> dict[str, dict]:
-        """Every instrument with its label and unit (declared once, in measure_trajectory.yml)."""
-        column = self.tables["measure_trajectory"].columns["instrument"]
-        return {code: {"label": spec.get("label", code), "unit": spec.get("unit", ""),
-                       "description": spec["description"]} for code, spec in column.values.items()}
+        """Every instrument with its label, unit, description and direction (`better`), from the
+        instrument registry (rules/instruments.yaml, named by the contract)."""
+        return {name: {"label": i.label, "unit": i.unit, "description": i.description, "better": i.better}
+                for name, i in _registry().items()}
+
+
+def _registry() -> dict:
+    from pipelines.ingest.contract import load_contract
+
+    return load_contract(Path(setting_value("contract_file"))).instruments
+
+
+def _instrument_values() -> dict[str, dict]:
+    """The codes of a column declared `values_from: instruments`, each with its label, unit,
+    range and direction, as the registry declares them."""
+    return {name: {"description": (f"{i.label}" + (f" ({i.description})" if i.description != i.label else "")
+                                   + f", {i.minimum:g}-{i.maximum:g} {i.unit}, {i.direction}"),
+                   "label": i.label, "unit": i.unit, "better": i.better} for name, i in _registry().items()}
 
 
 def _value_text(spec: dict) -> str:
@@ -138,7 +153,10 @@ def _column(name: str, spec, where: str) -> Column:
     if not isinstance(spec, dict):
         raise DictionaryError(f"{where}: a description, or a mapping with description, unit, values")
     values = {}
-    for code, meaning in (spec.get("values") or {}).items():
+    if spec.get("values_from") not in (None, "instruments"):
+        raise DictionaryError(f"{where}.values_from: only `instruments` (the instrument registry)")
+    declared = _instrument_values() if spec.get("values_from") == "instruments" else spec.get("values")
+    for code, meaning in (declared or {}).items():
         meaning = meaning if isinstance(meaning, dict) else {"description": meaning}
         values[str(code)] = {**meaning, "description": _text(meaning.get("description"), f"{where}.values.{code}")}
     return Column(name, _text(spec.get("description"), where), spec.get("unit"), values)
@@ -195,11 +213,12 @@ def load_dictionary(root: Path | None = None) -> Dictionary:
     description and columns, a table is described once. A file that appears later (the
     data-quality mart's sql/quality/data_quality.yml) is read on the next load."""
     files = dictionary_files(root)
-    return _load(tuple((p, p.stat().st_mtime_ns) for p in files))
+    # The contract names the instrument registry that `values_from: instruments` columns read.
+    return _load(tuple((p, p.stat().st_mtime_ns) for p in files), str(setting_value("contract_file")))
 
 
 @cache
-def _load(files: tuple[tuple[Path, int], ...]) -> Dictionary:
+def _load(files: tuple[tuple[Path, int], ...], contract_file: str = "") -> Dictionary:
     tables: dict[str, Table] = {}
     extensions: list[Table] = []
     for path, _ in files:

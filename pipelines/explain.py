@@ -4,7 +4,9 @@ Everything comes from the published snapshot, opened as `clinic sql` opens it (r
 locked down, so it works while a run writes the warehouse): the patient's row of
 marts.patient_response (values, days, source rows, criterion), the rule it was judged by
 (marts.response_rules, same rules version), and its trajectory (marts.patient_trajectory).
-Instrument labels and units come from the data dictionary. Nothing is printed that the
+Instrument labels, units and directions come from the instrument registry (rules/instruments.yaml,
+through the data dictionary); the criteria and the order in which categories are decided come
+from pipelines/response/rules.py, which declares them once. Nothing is printed that the
 snapshot does not hold: the id is a pseudonym, sources are `export/file:line`, never a row's
 content.
 """
@@ -16,12 +18,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from pipelines.response.rules import CRITERIA, DECISION_ORDER
 from pipelines.settings import setting_value
 from pipelines.sqlfiles import has_table
 
 EXIT_OK, EXIT_UNKNOWN_PATIENT, EXIT_NO_SNAPSHOT = 0, 1, 2
-CATEGORY_ORDER = ("intolerant (stopped for an adverse event), minimal (stopped for lack of effect), "
-                  "not assessable, meaningful, minimal: the first that applies decides")
+CATEGORY_ORDER = ", ".join(words for _, _, words in DECISION_ORDER) + ": the first that applies decides"
 
 
 def _num(value) -> str:
@@ -46,7 +48,7 @@ def _rows(con, sql: str, params: list) -> list[dict]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def decision_sentence(p: dict, rule: dict | None, unit: str) -> str:
+def decision_sentence(p: dict, rule: dict | None, unit: str, better: str = "lower") -> str:
     """What decided the category, from the patient's row and its rule, in words."""
     reason, criterion = p["reason"], p["criterion"]
     measure, base, assess = p["primary_measure"], p["baseline_value"], p["assessment_value"]
@@ -64,8 +66,8 @@ def decision_sentence(p: dict, rule: dict | None, unit: str) -> str:
         return f"{criterion}: a reduction from a zero baseline cannot be judged, so not assessable."
     if rule is None or base is None or assess is None:
         return f"{criterion}."
-    numbers = {name: _in_numbers(name, base, assess, p["change_pct"], rule, unit)
-               for name in CRITERIA if rule.get(name)}
+    numbers = {c.text_column: _in_numbers(c.text_column, base, assess, p["change_pct"], rule, unit, better)
+               for c in CRITERIA if rule.get(c.text_column)}
     if reason == "threshold_met":
         decided = next((name for name in numbers if rule[name] == criterion), None)
         return f"{criterion}: met ({numbers[decided]})." if decided else f"{criterion}: met."
@@ -73,21 +75,25 @@ def decision_sentence(p: dict, rule: dict | None, unit: str) -> str:
             + ". Minimal.")
 
 
-CRITERIA = ("relative_criterion", "absolute_criterion", "remission_criterion", "zero_criterion")
+def _moved(change: float, text: str, better: str) -> str:
+    """A change in words, saying which way is better where it is not the usual (lower)."""
+    if not change:
+        return "no change"
+    words = f"a reduction of {text}" if change < 0 else f"a rise of {text}"
+    return words if better == "lower" else f"{words}, higher being better"
 
 
-def _in_numbers(criterion: str, base, assess, change_pct, rule: dict, unit: str) -> str:
-    """The patient's numbers for one criterion of the rule."""
+def _in_numbers(criterion: str, base, assess, change_pct, rule: dict, unit: str, better: str = "lower") -> str:
+    """The patient's numbers for one criterion of the rule (thresholds count as an improvement
+    in the instrument's direction)."""
     if criterion == "relative_criterion":
         threshold = f"threshold {_num(rule['relative_reduction_pct'])}%"
         if change_pct is None:
             return f"no percentage from a zero baseline; {threshold}"
-        moved = f"a reduction of {-change_pct:.1f}%" if change_pct < 0 else f"a rise of {change_pct:.1f}%"
-        return f"{moved if change_pct else 'no change'} of baseline; {threshold}"
+        return f"{_moved(change_pct, f'{abs(change_pct):.1f}% of baseline', better)}; {threshold}"
     if criterion == "absolute_criterion":
-        fell = base - assess
-        moved = (f"a reduction of {_with_unit(fell, unit)}" if fell > 0 else
-                 f"a rise of {_with_unit(-fell, unit)}" if fell < 0 else "no change")
+        change = assess - base
+        moved = _moved(change, _with_unit(abs(change), unit), better)
         return f"{moved}; threshold {_with_unit(rule['absolute_reduction'], unit)}"
     if criterion == "remission_criterion":
         return f"baseline {_num(base)}, assessment {_num(assess)}, cut-off {_with_unit(rule['remission_below'], unit)}"
@@ -101,8 +107,8 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
         return None
     p = found[0]
     measure = p["primary_measure"]
-    info = instruments.get(measure, {"label": measure, "unit": "", "description": measure})
-    unit = info["unit"]
+    info = instruments.get(measure, {"label": measure, "unit": "", "description": measure, "better": "lower"})
+    unit, better = info["unit"], info.get("better", "lower")
     rule = None
     if has_table(con, "marts", "response_rules"):
         rules = _rows(con, "SELECT * FROM marts.response_rules WHERE indication = ? AND rules_version = ?",
@@ -113,7 +119,7 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
              f"site {p['site_id']}",
              f"  Rules            version {p['rules_version']}"
              + (f": meaningful when {rule['rule_text']}" if rule else " (the rule itself is not in this snapshot)"),
-             f"  Primary measure  {measure} ({info['description']}); lower is better"]
+             f"  Primary measure  {measure} ({info['label']}: {info['description']}); {better} is better"]
     baseline_window = (f"latest value in days {rule['baseline_from']}..{rule['baseline_to']}" if rule else "")
     assessment_window = (f"value in days {rule['assessment_from']}..{rule['assessment_to']} closest to day "
                          f"{rule['target_day']}" if rule else "")
@@ -128,8 +134,9 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
     if p["change_abs"] is not None:
         lines.append(f"  Change           {'+' if p['change_abs'] > 0 else ''}{_with_unit(p['change_abs'], unit)}"
                      + (f" ({_pct(p['change_pct'])} of baseline)" if p["change_pct"] is not None else "")
-                     + "; negative is improvement")
-    lines.append(f"  Decided by       {decision_sentence(p, rule, unit)}")
+                     + f"; {'negative' if better == 'lower' else 'positive'} is improvement"
+                     + (f" (improvement {_pct(p['improvement_pct'])})" if p.get("improvement_pct") is not None else ""))
+    lines.append(f"  Decided by       {decision_sentence(p, rule, unit, better)}")
     lines.append(f"  Order            {CATEGORY_ORDER}")
     lines += _trajectory(con, p, instruments, all_instruments)
     return lines
@@ -148,6 +155,7 @@ def _trajectory(con, p: dict, instruments: dict[str, dict], all_instruments: boo
     lines = []
     for instrument in dict.fromkeys(pt["instrument"] for pt in points) or [primary]:
         unit = instruments.get(instrument, {}).get("unit", "")
+        better = instruments.get(instrument, {}).get("better", "lower")
         role = "primary measure" if instrument == primary else "secondary, not used to categorise"
         lines += ["", f"Trajectory of {instrument} ({role}): the value nearest each visit week"]
         rows = [pt for pt in points if pt["instrument"] == instrument]
@@ -159,7 +167,8 @@ def _trajectory(con, p: dict, instruments: dict[str, dict], all_instruments: boo
             lines.append(f"  {'base':>4}  {_num(p['baseline_value']):>10}  (the baseline, day {p['baseline_day']})")
         lines += [f"  {pt['visit_week']:>4}  {_num(pt['value']):>10}  {_pct(pt['pct_change'])}" for pt in rows]
         if unit:
-            lines.append(f"  (values in {unit}; change in % of baseline, negative is improvement)")
+            lines.append(f"  (values in {unit}; change in % of baseline, "
+                         f"{'negative' if better == 'lower' else 'positive'} is improvement)")
     return lines
 
 

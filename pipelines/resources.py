@@ -41,6 +41,7 @@ class GreatExpectations(dg.ConfigurableResource):
     the run (pipelines/quality/gx_worker.py): started when the run starts, so importing GX
     overlaps ingest instead of stalling it."""
 
+    rules_file: str = ""  # what the suites' {"$rules": ...} references read (the run's rules file)
     _worker: GxWorker | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -58,7 +59,8 @@ class GreatExpectations(dg.ConfigurableResource):
 
     def validate(self, con, query: str, suite_file: Path, table_name: str):
         """(rows validated, one ExpectationOutcome per expectation) for the rows of `query`."""
-        return self._started().validate(con, query, suite_file, table_name)
+        return self._started().validate(con, query, suite_file, table_name,
+                                        Path(self.rules_file) if self.rules_file else None)
 
     def build_data_docs(self, folder: Path) -> Path:
         """GX's Data Docs site of this run's validations, in `folder`; returns its index page."""
@@ -74,7 +76,7 @@ def build_resources(clinic: ClinicConfig) -> dict:
         # growing with the export (the 2 GiB target at 10^7 rows covers Python too).
         "warehouse": Warehouse(database=clinic.warehouse,
                                connection_config={"memory_limit": clinic.duckdb_memory_limit}),
-        "great_expectations": GreatExpectations(),
+        "great_expectations": GreatExpectations(rules_file=clinic.rules_file),
         # The engine that runs the business SQL after ingest: DuckDB (the warehouse itself) or
         # Spark (pipelines/engines/spark.py), by the `engine` setting.
         "compute": build_compute(clinic),

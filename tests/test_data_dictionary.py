@@ -64,14 +64,16 @@ def test_comments_say_units_signs_and_suppression_where_an_analyst_looks(demo_ru
         con.close()
     assert "suppressed" in comments["response_by_indication.n_minimal"]
     assert "evaluable" in comments["response_by_indication.pct_meaningful"]
-    assert "ug/g" in comments["measure_trajectory.instrument"]
+    assert "µg/g" in comments["measure_trajectory.instrument"]  # from the instrument registry
+    assert "faecal calprotectin" in comments["measure_trajectory.instrument"]
+    assert "lower is better" in comments["measure_trajectory.instrument"]
     snapshot = duckdb.connect(str(settings.snapshot), read_only=True)
     try:
         change = snapshot.execute("SELECT comment FROM duckdb_columns() WHERE table_name = 'patient_response' "
                                   "AND column_name = 'change_pct'").fetchone()[0]
     finally:
         snapshot.close()
-    assert "Negative is improvement" in change and "% of baseline" in change
+    assert "signed as measured" in change and "% of baseline" in change
 
 
 def test_clinic_sql_schema_shows_the_descriptions(demo_run):

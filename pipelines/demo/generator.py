@@ -7,11 +7,17 @@ central-sensitisation indications better than mechanical pain; starting LDN at 4
 brings more sleep events. Small exports carry clinic visits only; from 1,000 patients
 on, diary values every 5 days are added (about 100 measurement rows per patient), as in the
 spec's scale table.
+
+What is declared elsewhere is read from there: each indication's primary measure (and which
+ones count abstinence) from the rules file, each instrument's range, decimals and direction
+from the instrument registry (a higher-is-better instrument rises as patients improve). What
+stays here is the simulation: how patients are drawn.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +31,12 @@ ADDICTION_SHARE = 0.13  # of all patients: alcohol and opioid use disorder on st
 P_MEANINGFUL_IF_TOLERANT = {"fibromyalgia": 0.78, "multiple_sclerosis": 0.82, "crohns_disease": 0.84,
                             "crps": 0.76, "mechanical_pain": 0.30, "alcohol_use_disorder": 0.55,
                             "opioid_use_disorder": 0.50}
-PRIMARY = {"fibromyalgia": "fiqr_total", "crps": "pain_nrs", "mechanical_pain": "pain_nrs",
-           "multiple_sclerosis": "msis29_physical", "crohns_disease": "calprotectin_ug_g",
-           "alcohol_use_disorder": "heavy_drinking_days_30d", "opioid_use_disorder": "opioid_use_days_30d"}
 SECONDARY = {"fibromyalgia": "pain_nrs", "crohns_disease": "hbi", "multiple_sclerosis": "mfis_total"}
-# baseline mean, sd, lower, upper, decimals
-BASELINE = {"fiqr_total": (62, 12, 25, 95, 1), "pain_nrs": (7, 1.3, 3, 10, 0),
-            "msis29_physical": (52, 14, 15, 95, 1), "calprotectin_ug_g": (750, 350, 150, 3000, 0),
-            "hbi": (9, 3, 2, 25, 0), "mfis_total": (48, 12, 10, 84, 0),
-            "heavy_drinking_days_30d": (14, 5, 4, 30, 0), "opioid_use_days_30d": (16, 6, 4, 30, 0)}
+# baseline mean, sd, lower, upper (an instrument not listed: drawn around the middle of its range)
+BASELINE = {"fiqr_total": (62, 12, 25, 95), "pain_nrs": (7, 1.3, 3, 10),
+            "msis29_physical": (52, 14, 15, 95), "calprotectin_ug_g": (750, 350, 150, 3000),
+            "hbi": (9, 3, 2, 25), "mfis_total": (48, 12, 10, 84),
+            "heavy_drinking_days_30d": (14, 5, 4, 30), "opioid_use_days_30d": (16, 6, 4, 30)}
 VISIT_WEEKS = np.array([0, 4, 8, 12, 24, 36, 52])
 AE_RATES = {"nausea": 0.10, "headache": 0.07, "dizziness": 0.04, "fatigue": 0.03, "anxiety": 0.02,
             "diarrhea": 0.02}
@@ -55,6 +58,36 @@ class DemoExport:
         if ready:
             (out / "_READY").touch()
         return counts
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What the generator reads from the rules file and the instrument registry."""
+
+    primary: dict[str, str]  # indication -> primary measure
+    abstinence: frozenset[str]  # measures whose rule counts an assessment of 0 (assessment_zero)
+    instruments: dict  # name -> pipelines.instruments.Instrument
+
+
+@cache
+def declared() -> Declared:
+    from pipelines.ingest.contract import load_contract
+    from pipelines.response.rules import load_rules
+    from pipelines.settings import setting_value
+
+    contract = load_contract(Path(setting_value("contract_file")))
+    rules = load_rules(Path(setting_value("rules_file")), contract)
+    return Declared(primary={i: s["primary_measure"] for i, s in rules["indications"].items()},
+                    abstinence=frozenset(s["primary_measure"] for s in rules["indications"].values()
+                                         if s.get("assessment_zero")),
+                    instruments=contract.instruments)
+
+
+def _baseline(instrument) -> tuple[float, float, float, float]:
+    if instrument.name in BASELINE:
+        return BASELINE[instrument.name]
+    span = instrument.maximum - instrument.minimum
+    return (instrument.minimum + span / 2, span / 8, instrument.minimum + span / 10, instrument.maximum - span / 10)
 
 
 def _choice(rng, options: dict[str, float], n: int) -> np.ndarray:
@@ -88,6 +121,7 @@ def write_export(out: Path, patients: int, seed: int = 42, defects: float = 0.0,
 def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str = "P") -> DemoExport:
     rng = np.random.default_rng(seed)
     n = patients
+    decl = declared()
     ids = np.array([f"{id_prefix}{i:07d}" for i in range(1, n + 1)], dtype=object)
     addiction = rng.random(n) < ADDICTION_SHARE
     indication = _choice(rng, LDN_MIX, n)
@@ -143,26 +177,27 @@ def generate(patients: int, seed: int = 42, defects: float = 0.0, id_prefix: str
     meas = []
     relative_change = np.where(meaningful, rng.uniform(-0.75, -0.38, n),
                                rng.uniform(-0.22, 0.1, n))
-    for role, mapping in (("primary", PRIMARY), ("secondary", SECONDARY)):
+    for role, mapping in (("primary", decl.primary), ("secondary", SECONDARY)):
         instrument = np.array([mapping.get(i) for i in indication], dtype=object)
         has = instrument != None  # noqa: E711 - object array comparison
         for inst in sorted(set(instrument[has])):  # sorted: set order varies between processes
             sel = np.flatnonzero(instrument == inst)
-            mean, sd, lo, hi, dec = BASELINE[inst]
+            spec = decl.instruments[inst]
+            mean, sd, lo, hi = _baseline(spec)
             base = np.clip(rng.normal(mean, sd, len(sel)), lo, hi)
             change = relative_change[sel] if role == "primary" else relative_change[sel] * 0.6
-            if inst in ("heavy_drinking_days_30d", "opioid_use_days_30d"):
+            if inst in decl.abstinence:
                 change = np.where(meaningful[sel], -1.0, change)  # abstinence
+            if spec.better == "higher":
+                change = -change  # improving patients rise
             jitter = rng.integers(-3, 4, (len(sel), len(visit_days)))
             days = visit_days[None, :] + jitter
             days[:, 0] = -rng.integers(1, 21, len(sel))  # baseline in the window before day 0
             progress = np.clip(days / 168.0, 0, 1)
             values = base[:, None] * (1 + change[:, None] * progress)
             values *= rng.normal(1, 0.04, values.shape)
-            top = 30 if inst.endswith("_30d") else hi * 1.3
-            values = np.clip(values, 0, min(top, {"fiqr_total": 100, "pain_nrs": 10, "hbi": 60,
-                                                  "msis29_physical": 100, "mfis_total": 84}.get(inst, 10_000)))
-            values = np.round(values, dec)
+            values = np.clip(values, spec.minimum, min(hi * 1.3, spec.maximum))
+            values = np.round(values, 1 if spec.decimals is None else spec.decimals)
             keep = days <= stop_day[sel][:, None]
             keep[:, 0] = True
             rows, cols = np.nonzero(keep)

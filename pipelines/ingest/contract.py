@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.instruments import Instrument, InstrumentsError, load_instruments
 from pipelines.sqlfiles import quote_ident, quote_literal
 
 SQL_TYPES = {"text": "VARCHAR", "enum": "VARCHAR", "integer": "BIGINT", "decimal": "DOUBLE"}
@@ -107,6 +108,9 @@ class Contract:
     identifier_columns: frozenset[str]
     identifier_values: tuple[IdentifierPattern, ...]
     text: str
+    # The instrument registry the contract names (rules/instruments.yaml): measurements.instrument's
+    # codes and each value's range.
+    instruments: dict[str, Instrument] = field(default_factory=dict, hash=False, compare=False)
 
     def is_identifier_column(self, name: str) -> bool:
         return re.sub(r"[^a-z0-9]", "", name.lower()) in self.identifier_columns
@@ -116,7 +120,9 @@ class Contract:
         return next((p.label for p in self.identifier_values if p.python.search(text.strip())), None)
 
 
-def _column(name: str, spec: dict) -> Column:
+def _column(name: str, spec: dict, instruments: dict[str, Instrument]) -> Column:
+    if spec.get("values_from") == "instruments":
+        spec = {**spec, "values": list(instruments)}
     maximum = spec.get("max")
     if maximum == "current_year":
         maximum = dt.date.today().year
@@ -172,10 +178,28 @@ def check_identifier_pattern(p: IdentifierPattern) -> None:
         con.close()
 
 
+def _instruments(path: Path, doc: dict) -> dict[str, Instrument]:
+    """The registry the contract names (`instruments:`, relative to the contract file)."""
+    if not doc.get("instruments"):
+        return {}
+    try:
+        return load_instruments(Path(path).parent / doc["instruments"])
+    except InstrumentsError as error:
+        raise ContractError(str(error)) from None
+
+
+def _ranges(spec: dict, instruments: dict[str, Instrument]) -> dict:
+    """A table's ranges by code: each instrument's min and max, for a column `range_by` it."""
+    if any(c.get("range_by") for c in spec["columns"].values()):
+        return {i.name: (i.minimum, i.maximum) for i in instruments.values()}
+    return {}
+
+
 @cache
 def load_contract(path: Path) -> Contract:
     text = Path(path).read_text(encoding="utf-8")
     doc = yaml.safe_load(text)
+    instruments = _instruments(path, doc)
     tables = {}
     for name, spec in doc["tables"].items():
         _check_name("tables", name)
@@ -184,8 +208,8 @@ def load_contract(path: Path) -> Contract:
         tables[name] = Table(
             name=name,
             key=tuple(spec["key"]),
-            columns=tuple(_column(c, s) for c, s in spec["columns"].items()),
-            ranges=spec.get("ranges", {}),
+            columns=tuple(_column(c, s, instruments) for c, s in spec["columns"].items()),
+            ranges=_ranges(spec, instruments),
             references={c: s["references"] for c, s in spec["columns"].items() if s.get("references")},
         )
     for table in tables.values():
@@ -207,6 +231,7 @@ def load_contract(path: Path) -> Contract:
         identifier_columns=frozenset(privacy["identifier_columns"]),
         identifier_values=patterns,
         text=text,
+        instruments=instruments,
     )
 
 

@@ -6,6 +6,11 @@ functions here are what that worker does, and what tests call directly.
 GX 1.x with an ephemeral context and its pandas datasource (its SQL datasource does
 not work on DuckDB). Each expectation becomes one data-quality check: `mostly` gives its
 threshold, GX severity (critical, warning, info) its severity (critical -> fatal).
+
+A suite holds no copy of a response rule: where an expectation depends on one (a window, the
+visit weeks) it says `{"$rules": "windows.assessment.to_day"}`, replaced by that value of the
+run's rules file when the suite is loaded; a reference the rules file does not have stops the
+run before any work (pipelines/config.py), naming the suite and the reference.
 """
 
 from __future__ import annotations
@@ -50,11 +55,67 @@ def suite_path(expectations_dir: Path, name: str) -> Path:
     return Path(expectations_dir) / f"{name}.json"
 
 
-def load_suite(path: Path):
+RULES_REFERENCE = "$rules"
+
+
+class SuiteError(ValueError):
+    """A suite cannot be used; the message names the suite and what to fix."""
+
+
+def _rule_value(rules: dict, reference: str, where: str):
+    node = rules
+    for i, key in enumerate(reference.split(".")):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, dict) and key in node:
+            node = node[key]
+        else:
+            have = ", ".join(map(str, node)) if isinstance(node, dict) else f"{len(node)} items" \
+                if isinstance(node, list) else "a value"
+            at = ".".join(reference.split(".")[:i]) or "the rules file"
+            raise SuiteError(f"{where}: {{\"{RULES_REFERENCE}\": \"{reference}\"}} names no value of the rules file "
+                             f"({at} has {have}); write the dotted path of a key of rules/response_rules.yaml, "
+                             "e.g. windows.assessment.to_day")
+    return node
+
+
+def resolve_rule_references(doc, rules: dict | None, where: str):
+    """`doc` with every {"$rules": "dotted.path"} replaced by that value of `rules`."""
+    if isinstance(doc, dict):
+        if set(doc) == {RULES_REFERENCE}:
+            if rules is None:
+                raise SuiteError(f"{where}: refers to the rules file ({doc[RULES_REFERENCE]}), but no rules "
+                                 "file was given to load it with")
+            return _rule_value(rules, str(doc[RULES_REFERENCE]), where)
+        return {k: resolve_rule_references(v, rules, where) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [resolve_rule_references(v, rules, where) for v in doc]
+    return doc
+
+
+def suite_document(path: Path, rules: dict | None = None) -> dict:
+    """A suite file as a dict, its rule references replaced by the rules' values."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    return resolve_rule_references(doc, rules, f"suite {Path(path).name}")
+
+
+def check_rule_references(expectations_dir: Path, rules: dict) -> None:
+    """Every suite's rule references resolve against `rules` (SuiteError names the first that
+    does not): run before any work, so an unknown reference never fails a run half-way."""
+    for path in sorted(Path(expectations_dir).glob("*.json")):
+        suite_document(path, rules)
+
+
+def _rules_doc(rules_file: Path | None) -> dict | None:
+    import yaml
+
+    return yaml.safe_load(Path(rules_file).read_text(encoding="utf-8")) if rules_file else None
+
+
+def load_suite(path: Path, rules_file: Path | None = None):
     import great_expectations as gx
 
-    doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    return gx.ExpectationSuite(**doc)
+    return gx.ExpectationSuite(**suite_document(path, _rules_doc(rules_file)))
 
 
 def gx_check_name(expectation_type: str, kwargs: dict) -> str:
@@ -65,26 +126,27 @@ def gx_check_name(expectation_type: str, kwargs: dict) -> str:
     return f"gx:{expectation_type}" + (f"({target})" if target else "")
 
 
-_validations: dict[tuple[str, float, str], object] = {}
+_validations: dict[tuple, object] = {}
 
 
-def _validation(suite_file: Path, table_name: str):
-    """One GX ValidationDefinition per suite and table, made once per process: its runs are
-    kept in the context's results store, which build_data_docs renders."""
+def _validation(suite_file: Path, table_name: str, rules_file: Path | None = None):
+    """One GX ValidationDefinition per suite, rules file and table, made once per process: its
+    runs are kept in the context's results store, which build_data_docs renders."""
     import great_expectations as gx
 
     path = Path(suite_file).resolve()
-    key = (str(path), path.stat().st_mtime, table_name)
+    rules = Path(rules_file).resolve() if rules_file else None
+    key = (str(path), path.stat().st_mtime, table_name, str(rules), rules.stat().st_mtime if rules else 0)
     if key not in _validations:
         context = _context()
         name = f"{path.stem} @ {table_name}" + (f" #{len(_validations)}" if any(
-            k[0] != key[0] and k[2] == table_name and Path(k[0]).stem == path.stem for k in _validations) else "")
+            (k[0], k[3]) != (key[0], key[3]) and k[2] == table_name and Path(k[0]).stem == path.stem for k in _validations) else "")
         try:
             source = context.data_sources.get("clinic")
         except (KeyError, ValueError):
             source = context.data_sources.add_pandas("clinic")
         batch = source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("whole")
-        suite = load_suite(path)
+        suite = load_suite(path, rules)
         suite.name = name
         context.suites.add_or_update(suite)
         _validations[key] = context.validation_definitions.add_or_update(
@@ -92,9 +154,11 @@ def _validation(suite_file: Path, table_name: str):
     return _validations[key]
 
 
-def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str) -> list[ExpectationOutcome]:
-    """Validate a frame against one suite; one outcome per expectation."""
-    validation = _validation(suite_file, table_name)
+def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
+                   rules_file: Path | None = None) -> list[ExpectationOutcome]:
+    """Validate a frame against one suite (its rule references read from `rules_file`); one
+    outcome per expectation."""
+    validation = _validation(suite_file, table_name, rules_file)
     suite = validation.suite
     result = validation.run(batch_parameters={"dataframe": frame}, result_format="BASIC")  # counts without value tallies: ~30% faster
     outcomes = []

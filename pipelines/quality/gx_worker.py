@@ -5,7 +5,8 @@ and stalls every Dagster step (a background thread did not help); in a worker pr
 it overlaps ingest on the other core. The run hands each sample over as a Parquet file
 and gets one outcome per expectation back, one JSON line per request:
 
-    request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>"}
+    request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
+              "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional)}
     reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
              or {"error": "<what went wrong>"}
 """
@@ -40,7 +41,8 @@ def serve(requests: TextIO, replies: TextIO) -> None:
                 reply = {"index": str(build_data_docs(Path(request["data_docs"])))}
             else:
                 frame = pd.read_parquet(request["data"])
-                outcomes = validate_frame(frame, Path(request["suite"]), request["table"])
+                rules = Path(request["rules"]) if request.get("rules") else None
+                outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules)
                 reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
         except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
             reply = {"error": f"{type(error).__name__}: {error}"}
@@ -108,13 +110,15 @@ class GxWorker:
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lock = threading.Lock()
 
-    def validate(self, con, query: str, suite_file: Path, table_name: str
+    def validate(self, con, query: str, suite_file: Path, table_name: str, rules_file: Path | None = None
                  ) -> tuple[int, list[ExpectationOutcome]]:
-        """Rows validated and one outcome per expectation, for the rows `query` returns."""
+        """Rows validated and one outcome per expectation, for the rows `query` returns (the
+        suite's rule references read from `rules_file`)."""
         with self._lock:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
-            reply = self._ask({"data": str(data), "suite": str(suite_file), "table": table_name})
+            reply = self._ask({"data": str(data), "suite": str(suite_file), "table": table_name,
+                               "rules": str(rules_file) if rules_file else None})
             data.unlink(missing_ok=True)
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "

@@ -22,7 +22,7 @@ response_by_indication (levels indication x regimen, indication_group, all)
 cohort_flow (one row per indication, plus 'all')
 - flow.categories: enrolled = n_meaningful + n_minimal + n_intolerant + n_not_assessable.
 - flow.indications_to_all: per column, the indication rows add up to the 'all' row.
-- flow.steps: with_baseline, reached_day_56 and assessed are each <= enrolled.
+- flow.steps: with_baseline, reached_assessment_window and assessed are each <= enrolled.
 - flow.meaningful_needs_values: n_meaningful <= with_baseline and n_meaningful <= assessed (a
   patient is meaningful only with both a baseline and an assessment value).
 
@@ -121,7 +121,7 @@ COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
     "measure_trajectory": ("n_patients",),
     "tolerability": ("n_exposed", "n_patients", "n_discontinued"),
     "titration": ("n_patients", "n_sleep_event", "n_intolerant"),
-    "cohort_flow": ("enrolled", "with_baseline", "reached_day_56", "assessed", "n_meaningful", "n_minimal",
+    "cohort_flow": ("enrolled", "with_baseline", "reached_assessment_window", "assessed", "n_meaningful", "n_minimal",
                     "n_intolerant", "n_not_assessable"),
 }
 DERIVED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -245,7 +245,7 @@ def _flow_relations(f: pd.DataFrame, out: _Collector) -> None:
     for i in f.index:
         out.adds_up(Cell(m, i, "enrolled"), [Cell(m, i, CATEGORY_COUNTS[k]) for k in CATEGORY_COUNTS],
                     "flow.categories")
-        for step in ("with_baseline", "reached_day_56", "assessed"):
+        for step in ("with_baseline", "reached_assessment_window", "assessed"):
             out.at_most([Cell(m, i, step)], Cell(m, i, "enrolled"), "flow.steps")
         for step in ("with_baseline", "assessed"):
             out.at_most([Cell(m, i, "n_meaningful")], Cell(m, i, step), "flow.meaningful_needs_values")

@@ -33,13 +33,14 @@ def write_reporting_tables(con, rules: dict) -> None:
 
 @dg.asset(group_name="response", description=(
     "The response rules file (windows, primary measure and threshold per indication, "
-    "reporting bands) as warehouse tables; rules_version is stamped on every mart row."))
+    "reporting bands) and each instrument's direction (the instrument registry) as warehouse "
+    "tables; rules_version is stamped on every mart row."))
 def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                    warehouse: DuckDBResource) -> dg.MaterializeResult:
-    rules = clinic.rules()
+    rules, contract = clinic.rules(), clinic.contract()
     with warehouse.get_connection() as con:
-        ensure_warehouse(con, clinic.contract())
-        write_rules_table(con, rules)
+        ensure_warehouse(con, contract)
+        write_rules_table(con, rules, contract)
         write_reporting_tables(con, rules)
         meta = table_metadata(con, "response.rules", rules_version=str(rules["version"]),
                               rules_file=dg.MetadataValue.path(clinic.rules_file))
@@ -83,8 +84,9 @@ VALIDATED = ["reconciliation", "dataset_expectations"]
 
 
 def _refresh(clinic: ClinicConfig, compute: Compute, con, table_name: str, sql_name: str) -> Refresh:
-    return refresh_per_patient(con, table_name, sql_name, fingerprint(Path(clinic.rules_file)),
-                               list(clinic.contract().tables), compute)
+    contract = clinic.contract()
+    return refresh_per_patient(con, table_name, sql_name, fingerprint(Path(clinic.rules_file), contract),
+                               list(contract.tables), compute)
 
 
 @dg.asset(group_name="response", deps=[measure_values, "staged_patients", "staged_discontinuations",

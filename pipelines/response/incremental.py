@@ -29,9 +29,12 @@ class Refresh:
         return {"refresh": self.mode, "refresh_reason": self.reason, "patients_recomputed": self.patients}
 
 
-def fingerprint(rules_file: Path) -> str:
-    """What the per-patient tables are computed with: the rules and the SQL up to them."""
+def fingerprint(rules_file: Path, contract=None) -> str:
+    """What the per-patient tables are computed with: the rules, the instrument registry (each
+    instrument's direction) and the SQL up to them."""
     digest = hashlib.sha256(Path(rules_file).read_bytes())
+    if contract is not None:
+        digest.update(repr(sorted(contract.instruments.items())).encode())
     for path in sorted([*(sql_dir() / "staging").glob("*.sql"), *(sql_dir() / "response").glob("*.sql")]):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]

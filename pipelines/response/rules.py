@@ -11,27 +11,58 @@ and its line in the file.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from pipelines.declared import load_checked
 from pipelines.ingest.contract import Contract
+from pipelines.instruments import instruments_frame
 from pipelines.sqlfiles import write_frame
 
 if TYPE_CHECKING:
     import pandas as pd
 
-CRITERIA = ("relative_reduction_pct", "absolute_reduction", "remission_below", "assessment_zero")
+
+@dataclass(frozen=True)
+class Criterion:
+    """One criterion of meaningful improvement: its key in the rules file, the response.rules
+    column holding it in the rules file's words (what patient_response.criterion names), those
+    words (`{value}`: the threshold), and whether it holds for a higher-is-better measure."""
+
+    key: str
+    text_column: str
+    words: str
+    either_direction: bool
+
+
+# The criteria, declared once, in the order patient_response.sql names the one that decided
+# when several hold; the rule meets when ANY does. `clinic explain` reads them from here.
+CRITERIA = (
+    Criterion("relative_reduction_pct", "relative_criterion", "relative_reduction_pct >= {value}", True),
+    Criterion("absolute_reduction", "absolute_criterion", "absolute_reduction >= {value}", True),
+    Criterion("remission_below", "remission_criterion", "remission_below {value}", False),
+    Criterion("assessment_zero", "zero_criterion", "assessment_zero", False),
+)
+# The categories as patient_response.sql's CASE tries them, first match wins: (category,
+# reason codes, in words). `clinic explain` prints it; tests/test_response_rules.py checks the
+# SQL against it.
+DECISION_ORDER = (
+    ("intolerant", ("stopped_for_adverse_event",), "intolerant (stopped for an adverse event)"),
+    ("minimal", ("stopped_for_lack_of_effect",), "minimal (stopped for lack of effect)"),
+    ("not_assessable", ("no_baseline", "no_assessment", "baseline_zero"), "not assessable"),
+    ("meaningful", ("threshold_met",), "meaningful"),
+    ("minimal", ("threshold_not_met",), "minimal"),
+)
 
 
 class RulesError(ValueError):
@@ -101,9 +132,17 @@ class IndicationRule(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _has_criterion(self):
-        if not any(getattr(self, c) for c in CRITERIA):
-            raise ValueError(f"no criterion for meaningful improvement (one of {', '.join(CRITERIA)})")
+    def _has_criterion(self, info: ValidationInfo):
+        if not any(getattr(self, c.key) for c in CRITERIA):
+            raise ValueError("no criterion for meaningful improvement (one of "
+                             f"{', '.join(c.key for c in CRITERIA)})")
+        instrument = info.context["contract"].instruments.get(self.primary_measure)
+        if instrument is not None and instrument.better == "higher":
+            one_way = [c.key for c in CRITERIA if not c.either_direction and getattr(self, c.key)]
+            if one_way:
+                raise ValueError(f"{', '.join(one_way)} assume(s) lower is better, but {self.primary_measure} is "
+                                 "declared `better: higher` in the instrument registry; use "
+                                 "relative_reduction_pct or absolute_reduction (an improvement in its direction)")
         return self
 
 
@@ -192,57 +231,9 @@ class Rules(_Strict):
         return bands
 
 
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """A YAML error in one line, with the line and column it was found at."""
-    mark = getattr(error, "problem_mark", None)
-    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-    what = getattr(error, "problem", None) or str(error)
-    context = getattr(error, "context", None)
-    return f"{where}{what}" + (f" ({context})" if context else "")
-
-
-def _line_of(root: yaml.Node, loc: tuple) -> int | None:
-    """The line (1-based) of the YAML node at a pydantic error location."""
-    node, line = root, root.start_mark.line + 1
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = [(k, v) for k, v in node.value if k.value == str(key)]
-            if not match:
-                break
-            node = match[0][1]
-            line = match[0][0].start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
-
-
 def load_rules(path: Path, contract: Contract) -> dict:
     """The rules file as a dict, after checking it; RulesError names every violation."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise RulesError(f"cannot read the rules file {path}: {error.strerror or error}") from None
-    try:
-        doc, root = yaml.safe_load(text), yaml.compose(text)
-    except yaml.YAMLError as error:
-        raise RulesError(f"{path} is not valid YAML: {yaml_problem(error)}") from None
-    if not isinstance(doc, dict):
-        raise RulesError(f"{path}: the rules file must be a mapping of keys (version, windows, indications, ...)")
-    try:
-        Rules.model_validate(doc, context={"contract": contract})
-    except ValidationError as error:
-        lines = []
-        for e in error.errors(include_url=False):
-            loc = tuple(x for x in e["loc"] if x not in ("function-after",))
-            key = ".".join(str(x) for x in loc) or "(top level)"
-            message = e["msg"].removeprefix("Value error, ")
-            lines.append(f"  {path}, line {_line_of(root, loc)}: {key}: {message}")
-        raise RulesError(f"{path} breaks {len(lines)} rule(s) of the rules schema; nothing was run:\n"
-                         + "\n".join(lines)) from None
+    doc = load_checked(path, Rules, RulesError, "rules file", context={"contract": contract})
     doc["version"] = str(doc["version"])
     return doc
 
@@ -254,15 +245,8 @@ def _number(value: float) -> str:
 def criteria_text(spec: dict) -> dict[str, str | None]:
     """Each criterion of an indication's rule in the rules file's words (what
     patient_response.criterion names), and the whole rule."""
-    text = {
-        "relative_criterion": (f"relative_reduction_pct >= {_number(spec['relative_reduction_pct'])}"
-                               if spec.get("relative_reduction_pct") is not None else None),
-        "absolute_criterion": (f"absolute_reduction >= {_number(spec['absolute_reduction'])}"
-                               if spec.get("absolute_reduction") is not None else None),
-        "remission_criterion": (f"remission_below {_number(spec['remission_below'])}"
-                                if spec.get("remission_below") is not None else None),
-        "zero_criterion": "assessment_zero" if spec.get("assessment_zero") else None,
-    }
+    text = {c.text_column: (c.words.format(value=_number(spec[c.key])) if spec.get(c.key) not in (None, False)
+                            else None) for c in CRITERIA}
     return {**text, "rule_text": " or ".join(t for t in text.values() if t)}
 
 
@@ -298,5 +282,7 @@ def rules_frame(rules: dict) -> pd.DataFrame:
     return frame
 
 
-def write_rules_table(con, rules: dict) -> None:
+def write_rules_table(con, rules: dict, contract: Contract) -> None:
+    """response.rules, and response.instruments (each instrument's direction) it is read with."""
     write_frame(con, "response.rules", rules_frame(rules))
+    write_frame(con, "response.instruments", instruments_frame(contract.instruments))

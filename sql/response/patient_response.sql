@@ -1,11 +1,16 @@
 -- Each patient's response category under the rules in response.rules (from the rules file).
+-- Every criterion counts in the primary measure's own direction (response.instruments, from
+-- the instrument registry): improvement_abs and improvement_pct are the change signed so that
+-- positive is better, so a higher-is-better instrument improves when it rises.
 -- First match wins: intolerant, minimal (stopped for lack of effect), not_assessable,
 -- meaningful, minimal. Plain SQL (NULLIF division; arg_min/arg_max only over non-NULL
 -- values, as sqlglot maps them to Spark's min_by/max_by) so it transpiles.
 CREATE OR REPLACE VIEW response.patient_response_to_score AS
 WITH patients AS (
-    SELECT p.*, r.* EXCLUDE (indication, indication_group)  -- both are staging.patients' already
+    SELECT p.*, r.* EXCLUDE (indication, indication_group),  -- both are staging.patients' already
+           i.improvement_sign
     FROM staging.patients p JOIN response.rules r USING (indication)
+    JOIN response.instruments i ON i.instrument = r.primary_measure
     SEMI JOIN response.patients_to_score s USING (patient_id)
 ),
 primary_values AS (
@@ -60,6 +65,7 @@ joined AS (
            a.assessment_file || CASE WHEN a.assessment_line > 0 THEN ':' || CAST(a.assessment_line AS VARCHAR) ELSE '' END AS assessment_source,
            a.assessment_value - b.baseline_value AS change_abs,
            100.0 * (a.assessment_value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS change_pct,
+           p.improvement_sign * (a.assessment_value - b.baseline_value) AS improvement_abs,
            coalesce(s.stopped_for_ae, 0) = 1 OR e.patient_id IS NOT NULL AS stopped_for_ae,
            coalesce(s.stopped_for_lack, 0) = 1 AS stopped_for_lack,
            s.stopped_for_ae AS discontinued_for_ae, s.stop_day, e.ae_stop_day, e.ae_stop_event
@@ -71,13 +77,18 @@ joined AS (
 ),
 -- Each criterion on its own (the rule meets when any does), so the criterion that decided
 -- can be named.
+-- The relative and absolute criteria read improvement_abs (the instrument's direction);
+-- remission_below and assessment_zero are for lower-is-better measures only (the rules file's
+-- check refuses them for a higher-is-better one).
 criteria AS (
     SELECT *,
+        -- + 0.0: a lower-is-better measure that did not move improves by 0, not -0
+        100.0 * improvement_abs / NULLIF(baseline_value, 0) + 0.0 AS improvement_pct,
         relative_reduction_pct IS NOT NULL AND baseline_value > 0
-            AND baseline_value - assessment_value >= relative_reduction_pct / 100.0 * baseline_value - tolerance
+            AND improvement_abs >= relative_reduction_pct / 100.0 * baseline_value - tolerance
             AS relative_met,
         absolute_reduction IS NOT NULL
-            AND baseline_value - assessment_value >= absolute_reduction - tolerance AS absolute_met,
+            AND improvement_abs >= absolute_reduction - tolerance AS absolute_met,
         remission_below IS NOT NULL
             AND baseline_value >= remission_below - tolerance AND assessment_value < remission_below AS remission_met,
         assessment_zero AND abs(assessment_value) <= tolerance AS zero_met
@@ -137,6 +148,6 @@ SELECT patient_id, site_id, indication, indication_group, regimen, sex,
             ELSE CAST(CAST(floor(age_years / 10) * 10 AS INTEGER) AS VARCHAR) || '-'
                  || CAST(CAST(floor(age_years / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END AS age_band,
        start_year, primary_measure, baseline_day, baseline_value, assessment_day, assessment_value,
-       change_abs, change_pct, category, reason, criterion, rules_version, baseline_source, assessment_source
+       change_abs, change_pct, improvement_pct, category, reason, criterion, rules_version, baseline_source, assessment_source
 FROM categorised
 ORDER BY patient_id;

@@ -1,5 +1,7 @@
 -- Every instrument's value per patient and visit week, and its percent change from that
--- instrument's own baseline (latest value in the baseline window), for the patients in
+-- instrument's own baseline (latest value in the baseline window), and that change signed so
+-- that positive is better (improvement_pct, the instrument's direction from
+-- response.instruments), for the patients in
 -- response.patients_to_score (pipelines/response/incremental.py keeps
 -- response.trajectory_points up to date with it; marts.measure_trajectory sums it up).
 -- A value belongs to the nearest visit week within the window (on a tie, the earlier
@@ -44,8 +46,12 @@ in_week AS (
 ),
 points AS (
     SELECT i.patient_id, i.instrument, i.visit_week, i.value,
-           100.0 * (i.value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS pct_change
+           100.0 * (i.value - b.baseline_value) / NULLIF(b.baseline_value, 0) AS pct_change,
+           -- + 0.0: no movement is an improvement of 0, not -0
+           100.0 * d.improvement_sign * (i.value - b.baseline_value) / NULLIF(b.baseline_value, 0) + 0.0
+               AS improvement_pct
     FROM in_week i
     LEFT JOIN baselines b USING (patient_id, instrument)
+    LEFT JOIN response.instruments d ON d.instrument = i.instrument
 )
 SELECT * FROM points;
