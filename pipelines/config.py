@@ -111,8 +111,8 @@ class ClinicConfig(dg.ConfigurableResource):
         if Path(self.sql_dir).resolve() != sql_dir().resolve():
             raise ConfigError(f"sql_dir {self.sql_dir} differs from the SQL folder this process reads "
                               f"({sql_dir()}): set it with $CLINIC_SQL_DIR alone")
-        load_manifest()  # a .sql without its .yml, or the reverse, stops the run here, named
         try:
+            load_manifest()  # a .sql without its .yml, or the reverse, stops the run here, named
             check_rule_references(Path(self.expectations_dir), self.rules())
         except FileNotFoundError as error:
             raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
