@@ -13,7 +13,6 @@ whole script when one statement has a syntax error, and a piped script must go o
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
@@ -27,6 +26,7 @@ from typing import IO
 
 import duckdb
 
+from pipelines.csv_safe import SafeWriter
 from pipelines.settings import setting_value
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -314,8 +314,10 @@ class _ExplainWriter(_TableWriter):
 
 
 class _CsvWriter(_Writer):
+    """CSV with formula-looking text neutralised (pipelines/csv_safe.py), as every CSV the project writes."""
+
     def begin(self) -> None:
-        self.writer = csv.writer(self.out, lineterminator="\n")
+        self.writer = SafeWriter(self.out, lineterminator="\n")
         self.writer.writerow(self.columns)
 
     def rows(self, batch: list[tuple]) -> None:

@@ -53,7 +53,7 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
 
 def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(tmp_path):
     s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
     assert run_pipeline(s).success
     before = mart_contents(s)["patient_response"]
     generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "zz_new_patients")

@@ -50,7 +50,7 @@ def test_the_demo_export_publishes_the_same_marts_on_spark(demo_run, spark_sessi
     on_duckdb, duckdb_result = demo_run
     assert duckdb_result.success
     raw = tmp_path / "raw"
-    shutil.copytree(DEMO_EXPORT, raw / "demo")
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     on_spark = settings_for(tmp_path, raw, engine="spark")
     result = run_pipeline(on_spark)
     assert result.success
@@ -75,7 +75,7 @@ def test_the_messy_fixtures_publish_the_same_marts_and_quarantine_on_spark(spark
 def test_a_file_spark_cannot_run_stops_clinic_run_before_any_work(tmp_path, monkeypatch, capsys):
     """Transpiled when the run starts: a business file with a statement Spark cannot run
     (here the orphan bookkeeping, DELETE/INSERT) stops it with exit 2, naming the file."""
-    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
+    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / DEMO_EXPORT.name)
     monkeypatch.setattr(plan, "ENGINE_FILES", [*plan.ENGINE_FILES, ("staging", "orphan_rows")])
     monkeypatch.setattr(plan, "staging_file", lambda table: ("orphan_rows", {
         "table_name": table.name, "column": '"patient_id"', "column_name": "patient_id", "parent": "patients"}))

@@ -182,7 +182,7 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
         raise InputsMissing(f"the raw folder {raw_dir} does not exist (a mistyped --raw or CLINIC_RAW_DIR, or "
                             "a share that is not mounted?). Nothing was changed or published; point the run "
                             "at the folder of exports and run again.")
-    exports = complete_exports(raw_dir)
+    exports = complete_exports(raw_dir, contract)
     if not exports:
         raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file). "
                             "Nothing was changed or published; check the folder (is the share mounted? is "
