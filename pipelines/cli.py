@@ -332,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from pipelines.explain import dash_ids_as_positional
+
+    args = build_parser().parse_args(dash_ids_as_positional(sys.argv[1:] if argv is None else argv))
     return args.func(args)
 
 

@@ -46,7 +46,8 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
         con.execute("CREATE OR REPLACE TABLE ingest.pending_exports (export_id VARCHAR, path VARCHAR)")
         findings = unfit_exports(Path(clinic.raw_dir), contract)
         con.execute("CREATE OR REPLACE TABLE ingest.unfit_exports (detail VARCHAR)")
-        con.executemany("INSERT INTO ingest.unfit_exports VALUES (?)", [[f] for f in findings])
+        for finding in findings:
+            con.execute("INSERT INTO ingest.unfit_exports VALUES (?)", [finding])
         for p in plan.pending:
             con.execute("INSERT INTO ingest.pending_exports VALUES (?, ?)", [p.name, str(p)])
             con.execute("DELETE FROM ingest.export_findings WHERE export_id = ?", [p.name])
