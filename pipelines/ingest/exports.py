@@ -72,6 +72,18 @@ def unfit_exports(raw_dir: Path, contract=None) -> list[str]:
     return found
 
 
+def column_label(name: str, position: int) -> str:
+    """An extra column's name as it may be stored and printed (it passed the identifier checks):
+    itself when made of letters, digits, `-`, `_`, `.` and spaces, starting with a letter or
+    digit; else its position, so no formula or control character travels on."""
+    from pipelines.ingest.contract import SAFE_EXPORT_NAME
+
+    if name and all(SAFE_EXPORT_NAME.match(part) for part in name.replace(".", " ").split(" ") if part) \
+            and name[0].isalnum():
+        return name
+    return f"(column {position}, its name not shown)"
+
+
 def shown_name(name: str, contract) -> str:
     """A file or folder name as it may be printed and stored: itself when made of safe characters
     and not like an identifier, else a description that does not repeat it."""

@@ -27,7 +27,7 @@ from pipelines.ingest.contract import (
     row_checks,
     typed_ref,
 )
-from pipelines.ingest.exports import ExportFile, complete_exports, export_files
+from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
 from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
 
@@ -272,7 +272,8 @@ def _check_header(contract: Contract, table: Table, names: list[str]) -> list[Ex
     if missing:
         raise FileRejected("missing_required_column",
                            f"required column {', '.join(missing)} is missing", missing[0])
-    return [Extra(n, f"__extra{i}", i) for i, n in enumerate(normalised, 1) if n not in table.column_names]
+    return [Extra(column_label(n, i), f"__extra{i}", i) for i, n in enumerate(normalised, 1)
+            if n not in table.column_names]
 
 
 @dataclass(frozen=True)
