@@ -451,3 +451,13 @@ def test_extra_column_names_are_stored_only_when_plain(tmp_path):
     assert stored == ["(column 10, its name not shown)", "(column 11, its name not shown)",
                       "(column 9, its name not shown)", "notes"]
     assert con.execute("SELECT patient_id FROM core.patients").fetchall() == [("PAT0001",)]
+
+
+def test_a_raw_folder_of_only_unfit_names_says_so(tmp_path):
+    from pipelines.ingest.load import InputsMissing
+
+    export(tmp_path / "raw", HOSTILE_NAMES["address"], {"patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n"})
+    with pytest.raises(InputsMissing) as refused:
+        plan_ingest(duckdb.connect(str(tmp_path / "wh.duckdb")), tmp_path / "raw", CONTRACT)
+    assert "fits the export grammar" in str(refused.value) and "e-mail address" in str(refused.value)
+    assert "jane" not in str(refused.value)

@@ -27,7 +27,7 @@ from pipelines.ingest.contract import (
     row_checks,
     typed_ref,
 )
-from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files
+from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files, unfit_exports
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
 from pipelines.sqlfiles import quote_ident, quote_literal, run_sql, sql
 
@@ -184,7 +184,9 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
                             "at the folder of exports and run again.")
     exports = complete_exports(raw_dir, contract)
     if not exports:
-        raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file). "
+        unfit = unfit_exports(raw_dir, contract)
+        raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file"
+                            f"{f' and a name that fits the export grammar; {unfit[0]}' if unfit else ''}). "
                             "Nothing was changed or published; check the folder (is the share mounted? is "
                             "an export still being written?) and run again.")
     ensure_warehouse(con, contract)
