@@ -17,6 +17,7 @@ import datetime as dt
 import json
 import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -331,7 +332,15 @@ def display_value(value: object) -> str:
             return f"{value:.6g}"
         text = f"{value:.6f}".rstrip("0").rstrip(".")
         return "0" if text == "-0" else text
-    return text_value(value).replace("\n", "\\n").replace("\t", "\\t")
+    return CONTROL.sub(lambda m: _escaped(m.group()), text_value(value))
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escaped(char: str) -> str:
+    """A control character as table output shows it (never sent to the terminal as such)."""
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02X}")
 
 
 ELIDED = "…"  # the column standing for the columns a narrow terminal leaves out, as DuckDB's shell
@@ -382,7 +391,8 @@ class _TableWriter(_Writer):
 
     def end(self, shown: int, total: int) -> None:
         cells = [[display_value(v) for v in row] for row in self.kept]
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(self.columns)]
+        columns = [display_value(c) for c in self.columns]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
         limit = terminal_width(self.out)
         keep = fit_columns(widths, limit)
         cap = max(8, limit - 4) if limit else None  # one column wider than the terminal is cut
@@ -402,7 +412,7 @@ class _TableWriter(_Writer):
                     parts.append(v.rjust(w) if self.numeric[k] else v.ljust(w))
             return " | ".join(parts).rstrip()
 
-        print(line(list(self.columns)), file=self.out)
+        print(line(columns), file=self.out)
         print("-+-".join("-" * w for w in shown_widths), file=self.out)
         for row in cells:
             print(line(row), file=self.out)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import pty
+import re
 import select
 import shlex
 import signal
@@ -534,3 +535,9 @@ def test_csv_output_neutralises_formulas(site):
     out = clinic_sql(site["marts"], "--format", "csv",
                      "SELECT '=HYPERLINK(\"x\")' AS \"=f\", '-2-3-4' AS id, -5 AS n, '@cmd' AS a, '+1' AS p")
     assert out.stdout.splitlines() == ["'=f,id,n,a,p", "\"'=HYPERLINK(\"\"x\"\")\",'-2-3-4,-5,'@cmd,+1"]
+
+
+def test_table_output_sends_no_control_character_to_the_terminal(site):
+    out = clinic_sql(site["marts"], "SELECT chr(27) || '[2J' || chr(10) || chr(155) AS \"x\x07\", 1 AS n")
+    assert out.returncode == 0 and not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out.stdout), out.stdout
+    assert "\\x1B[2J\\n\\x9B" in out.stdout and "x\\x07" in out.stdout
