@@ -11,6 +11,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.ingest.contract import SAFE_EXPORT_NAME, load_contract
+from pipelines.settings import setting_value
+
 READY_MARKER = "_READY"
 FILE_SUFFIXES = (".csv", ".parquet")
 
@@ -33,12 +36,8 @@ class ExportFile:
 
 
 def _contract(contract):
-    if contract is not None:
-        return contract
-    from pipelines.ingest.contract import load_contract
-    from pipelines.settings import setting_value
-
-    return load_contract(Path(setting_value("contract_file")))
+    """The contract given, else the deployment's (CLINIC_CONTRACT)."""
+    return contract if contract is not None else load_contract(Path(setting_value("contract_file")))
 
 
 def _ready_folders(raw_dir: Path) -> list[Path]:
@@ -76,8 +75,6 @@ def column_label(name: str, position: int) -> str:
     """An extra column's name as it may be stored and printed (it passed the identifier checks):
     itself when made of letters, digits, `-`, `_`, `.` and spaces, starting with a letter or
     digit; else its position, so no formula or control character travels on."""
-    from pipelines.ingest.contract import SAFE_EXPORT_NAME
-
     if name and all(SAFE_EXPORT_NAME.match(part) for part in name.replace(".", " ").split(" ") if part) \
             and name[0].isalnum():
         return name
@@ -87,8 +84,6 @@ def column_label(name: str, position: int) -> str:
 def shown_name(name: str, contract) -> str:
     """A file or folder name as it may be printed and stored: itself when made of safe characters
     and not like an identifier, else a description that does not repeat it."""
-    from pipelines.ingest.contract import SAFE_EXPORT_NAME
-
     label = contract.identifier_label(name)
     if label:
         return f"an entry whose name looks like {label} (not shown)"
