@@ -461,3 +461,10 @@ def test_a_raw_folder_of_only_unfit_names_says_so(tmp_path):
         plan_ingest(duckdb.connect(str(tmp_path / "wh.duckdb")), tmp_path / "raw", CONTRACT)
     assert "fits the export grammar" in str(refused.value) and "e-mail address" in str(refused.value)
     assert "jane" not in str(refused.value)
+
+
+def test_demo_data_warns_when_its_folder_would_not_be_applied(tmp_path):
+    for name, warned in (("demo", True), ("2026-11-02T0600_site-a", False)):
+        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo-data", "--patients", "3", "--out",
+                               str(tmp_path / name)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and ("will not apply it" in done.stderr) == warned, done.stderr
