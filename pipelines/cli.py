@@ -279,6 +279,10 @@ def cmd_demo_data(args) -> int:
         print(f"  {table}: {n:,} rows", file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.1f} s; apply it with "
           f"`clinic run --raw {out.parent}`", file=sys.stderr)
+    contract = _config(args).contract()
+    if contract.export_names.why_unfit(out.name, contract):
+        print(f"  note: `clinic run` will not apply it: name the folder like {contract.export_names.example} "
+              "(rules/contract.yaml exports)", file=sys.stderr)
     return 0
 
 
@@ -369,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from pipelines.explain import dash_ids_as_positional
+
+    args = build_parser().parse_args(dash_ids_as_positional(sys.argv[1:] if argv is None else argv))
     return args.func(args)
 
 

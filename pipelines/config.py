@@ -38,6 +38,8 @@ class ClinicConfig(dg.ConfigurableResource):
     min_cell_size: int = _from_env("min_cell_size")
     gx_max_rows: int = _from_env("gx_max_rows")
     duckdb_memory_limit: str = _from_env("duckdb_memory_limit")
+    sql_temp_dir: str = _from_env("sql_temp_dir")
+    sql_timeout: int = _from_env("sql_timeout")
     engine: str = _from_env("engine")
     spark_remote: str = _from_env("spark_remote")
     spark_mirror_dir: str = _from_env("spark_mirror_dir")

@@ -14,6 +14,8 @@ content.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import sys
 from pathlib import Path
 from typing import IO
@@ -179,6 +181,28 @@ DESCRIPTION = ("Say why one patient is in its response category: indication, rul
                "snapshot read-only, like `clinic sql`.")
 
 
+# explain's options and whether each takes a value: anything else that starts with a dash is an id.
+OPTIONS = {"-h": False, "--help": False, "--marts": True, "--all-instruments": False}
+SHOWN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}", re.ASCII)
+
+
+def dash_ids_as_positional(argv: list[str]) -> list[str]:
+    """`clinic explain -2-3-4` as `clinic explain -- -2-3-4`: argparse reads an argument that starts
+    with a dash as an option unless it is a plain negative number."""
+    if not argv or argv[0] != "explain" or "--" in argv:
+        return argv
+    kept, ids, takes_value = [argv[0]], [], False
+    for arg in argv[1:]:
+        name = arg.split("=", 1)[0]
+        known = name in OPTIONS or (name.startswith("--") and any(o.startswith(name) for o in OPTIONS))
+        if takes_value or not arg.startswith("-") or known or len(arg) == 1:
+            kept.append(arg)
+            takes_value = not takes_value and OPTIONS.get(arg, False)
+        else:
+            ids.append(arg)
+    return kept + (["--", *ids] if ids else [])
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """The `clinic explain` subcommand's parser, its func set."""
     parser = subparsers.add_parser("explain", help="why one patient is in its category, in plain words",
@@ -208,15 +232,35 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
         print(f"clinic explain: {error}", file=err)
         return EXIT_NO_SNAPSHOT
     try:
-        lines = explain(con, args.patient_id.strip(), load_dictionary().instruments(), args.all_instruments)
+        wanted = args.patient_id.strip()
+        lines = explain(con, wanted, load_dictionary().instruments(), args.all_instruments)
         if lines is None:
-            patients = con.execute("SELECT count(*) FROM marts.patient_response").fetchone()[0]
-            print(f"clinic explain: no patient with the id given in {snapshot} ({patients} patients). Ids are "
-                  "the pseudonyms of marts.patient_response.patient_id, e.g. "
-                  "`clinic sql \"SELECT patient_id, indication, category FROM patient_response LIMIT 5\"`.",
-                  file=err)
+            print(f"clinic explain: {not_found(con, wanted, snapshot)}", file=err)
             return EXIT_UNKNOWN_PATIENT
     finally:
         con.close()
-    print("\n".join(lines), file=out)
+    try:
+        print("\n".join(lines), file=out)
+        out.flush()
+    except BrokenPipeError:  # `clinic explain X | head -1`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return EXIT_OK
+
+
+def not_found(con, wanted: str, snapshot: Path) -> str:
+    """Why no patient, with the ids that differ only in case (pseudonyms are matched exactly). What
+    was typed is repeated only when it is plainly an id (it might be a name or an address)."""
+    from pipelines.ingest.contract import load_contract
+
+    contract = load_contract(Path(setting_value("contract_file")))
+    shown = SHOWN_ID.fullmatch(wanted) and not contract.identifier_label(wanted)
+    similar = [r[0] for r in con.execute(
+        "SELECT patient_id FROM marts.patient_response WHERE lower(patient_id) = lower(?) ORDER BY 1 LIMIT 3",
+        [wanted]).fetchall()]
+    if similar:
+        return f"no patient {wanted if shown else 'with the id given'}; did you mean {' or '.join(similar)}?"
+    patients = con.execute("SELECT count(*) FROM marts.patient_response").fetchone()[0]
+    return (f"no patient {wanted if shown else 'with the id given'} in {snapshot} ({patients} patients). Ids "
+            "are the pseudonyms of marts.patient_response.patient_id, matched exactly, e.g. "
+            "`clinic sql \"SELECT patient_id, indication, category FROM patient_response LIMIT 5\"`.")

@@ -59,6 +59,12 @@ SETTINGS = {
                            "above this many rows Great Expectations validates a fixed hash sample"),
     "duckdb_memory_limit": Setting("CLINIC_DUCKDB_MEMORY_LIMIT", None, "1GB",
                                    "DuckDB's memory cap; it spills to disk beyond it"),
+    "sql_temp_dir": Setting("CLINIC_SQL_TEMP_DIR", None, "<system temp>/clinic_sql",
+                            "where `clinic sql` and `clinic explain` spill beyond the memory cap",
+                            commands=("sql", "explain")),
+    "sql_timeout": Setting("CLINIC_SQL_TIMEOUT", None, 0,
+                           "seconds a `clinic sql` statement may run before it is cancelled (0: no limit; "
+                           "--timeout)", commands=("sql",), metavar="SECONDS"),
     "engine": Setting("CLINIC_ENGINE", "--engine", "duckdb",
                       "the engine that runs the business SQL after ingest (staging, scoring, categories, "
                       "marts): duckdb, or spark (the same sql/ files transpiled by sqlglot; docs/scale-out.md)",

@@ -13,13 +13,17 @@ whole script when one statement has a syntax error, and a piped script must go o
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
 import os
+import re
 import shlex
+import signal
 import sys
+import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -27,7 +31,9 @@ from typing import IO
 
 import duckdb
 
-from pipelines.settings import setting_value
+from pipelines.csv_safe import SafeWriter
+from pipelines.settings import SETTINGS, ConfigError, setting_value
+from pipelines.sqlfiles import quote_literal
 
 FORMATS = ("table", "csv", "json", "markdown")
 TERMINAL_MAX_ROWS = 40
@@ -59,13 +65,21 @@ SQL statements end with ; (the last one may omit it). The snapshot is read-only:
 that write or read other files (COPY, ATTACH, INSTALL, LOAD, read_csv, glob, CREATE, ...) fail."""
 
 
-# Order matters: temp_directory cannot be changed once external access is off (an empty one means no
-# spill files beside the snapshot, and no allowed directory), and nothing once the configuration
-# is locked. DuckDB keeps the snapshot's own path writable even so (COPY ... TO it with
-# USE_TMP_FILE false overwrites it), which is why COPY is refused by statement type as well.
-LOCKDOWN = ("temp_directory = ''", "python_enable_replacements = false", "enable_external_access = false",
+# Order matters: the memory cap and temp_directory cannot be changed once external access is off
+# (spill files go to the settings' folder, never beside the snapshot), and nothing once the
+# configuration is locked. DuckDB keeps the snapshot's own path writable even so (COPY ... TO it
+# with USE_TMP_FILE false overwrites it), which is why COPY is refused by statement type as well.
+LOCKDOWN = ("python_enable_replacements = false", "enable_external_access = false",
             "autoinstall_known_extensions = false", "autoload_known_extensions = false",
             "lock_configuration = true")
+
+
+def _bounds() -> tuple[str, str]:
+    """The memory cap (CLINIC_DUCKDB_MEMORY_LIMIT) and spill folder (CLINIC_SQL_TEMP_DIR) of a shell."""
+    temp = str(setting_value("sql_temp_dir"))
+    if temp == SETTINGS["sql_temp_dir"].default:
+        temp = str(Path(tempfile.gettempdir()) / "clinic_sql")
+    return str(setting_value("duckdb_memory_limit")), temp
 
 
 class SnapshotError(Exception):
@@ -99,9 +113,42 @@ def open_snapshot(path: str | Path) -> duckdb.DuckDBPyConnection:
         con.close()
         raise SnapshotError(f"{path} is already open in this process with its configuration locked "
                             "and file access on; open it in a new process")
+    memory, temp = _bounds()
+    try:
+        con.execute(f"SET memory_limit = {quote_literal(memory)}")
+        con.execute(f"SET temp_directory = {quote_literal(temp)}")
+    except duckdb.Error as error:
+        con.close()
+        raise SnapshotError(f"cannot apply CLINIC_DUCKDB_MEMORY_LIMIT={memory!r} or CLINIC_SQL_TEMP_DIR={temp!r} "
+                            f"({_first_line(error)}): set a size such as 1GB and a writable folder") from None
     for setting in LOCKDOWN:
         con.execute(f"SET {setting}")
     return con
+
+
+def _install_sigint(handler):
+    """Set SIGINT's handler and return the one before; nothing when SIGINT is ignored (a
+    background job) or this is not the main thread (only it may set handlers)."""
+    if handler is None:
+        return None
+    try:
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            return None
+        return signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        return None
+
+
+class _Cancelled(Exception):
+    """The statement was stopped while its rows were printed."""
+
+
+def _whole(error: BaseException, where: str) -> str:
+    """DuckDB's message whole, as its own shell shows it (Did you mean..., candidate bindings, the
+    LINE 1: ... ^ caret): the first line, where, then the rest on their own lines."""
+    lines = str(error).strip("\n").splitlines() or [type(error).__name__]
+    rest = "\n".join(lines[1:]).strip("\n")
+    return f"{lines[0]} {where}" + (f"\n{rest}" if rest else "")
 
 
 def _first_line(error: BaseException) -> str:
@@ -277,6 +324,64 @@ class _Writer:
     def end(self, shown: int, total: int) -> None: ...
 
 
+def display_value(value: object) -> str:
+    """A value as a table shows it: floats rounded to 6 decimals (no `-0.7000000000000028`, no
+    `-0`), small ones in 6 significant digits; CSV, JSON and Parquet keep every digit."""
+    if isinstance(value, float) and math.isfinite(value):
+        if value != 0 and abs(value) < 1e-4:
+            return f"{value:.6g}"
+        text = f"{value:.6f}".rstrip("0").rstrip(".")
+        return "0" if text == "-0" else text
+    return CONTROL.sub(lambda m: _escaped(m.group()), text_value(value))
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _escaped(char: str) -> str:
+    """A control character as table output shows it (never sent to the terminal as such)."""
+    return {"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(char, f"\\x{ord(char):02X}")
+
+
+ELIDED = "…"  # the column standing for the columns a narrow terminal leaves out, as DuckDB's shell
+
+
+def terminal_width(out: IO[str]) -> int | None:
+    """How wide a table may be on a terminal: $COLUMNS, else the terminal's width. Piped output
+    has no limit (a script gets every column, as it gets every row)."""
+    if not out.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(out.fileno()).columns or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def fit_columns(widths: list[int], limit: int | None) -> list[int | None]:
+    """The columns to show, left and right kept alternately, None where the middle ones are elided."""
+    if limit is None or sum(widths) + 3 * (len(widths) - 1) <= limit:
+        return list(range(len(widths)))
+    left: list[int] = []
+    right: list[int] = []
+    used, i, j = len(ELIDED), 0, len(widths) - 1
+    while i <= j:
+        take_left = len(left) <= len(right)
+        k = i if take_left else j
+        if used + widths[k] + 3 > limit:
+            break
+        used += widths[k] + 3
+        if take_left:
+            left.append(k)
+            i += 1
+        else:
+            right.insert(0, k)
+            j -= 1
+    return (left or [0]) + [None] + right
+
+
 class _TableWriter(_Writer):
     def begin(self) -> None:
         self.kept: list[tuple] = []
@@ -285,18 +390,35 @@ class _TableWriter(_Writer):
         self.kept.extend(batch)
 
     def end(self, shown: int, total: int) -> None:
-        cells = [[text_value(v).replace("\n", "\\n").replace("\t", "\\t") for v in row] for row in self.kept]
-        numeric = self.numeric
-        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(self.columns)]
+        cells = [[display_value(v) for v in row] for row in self.kept]
+        columns = [display_value(c) for c in self.columns]
+        widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+        limit = terminal_width(self.out)
+        keep = fit_columns(widths, limit)
+        cap = max(8, limit - 4) if limit else None  # one column wider than the terminal is cut
+
+        def cut(text: str, width: int) -> str:
+            return text if len(text) <= width else text[:width - 1] + ELIDED
+
+        shown_widths = [len(ELIDED) if k is None else min(widths[k], cap or widths[k]) for k in keep]
 
         def line(values: list[str]) -> str:
-            return " | ".join(v.rjust(w) if num else v.ljust(w)
-                              for v, w, num in zip(values, widths, numeric, strict=True)).rstrip()
+            parts = []
+            for k, w in zip(keep, shown_widths, strict=True):
+                if k is None:
+                    parts.append(ELIDED)
+                else:
+                    v = cut(values[k], w)
+                    parts.append(v.rjust(w) if self.numeric[k] else v.ljust(w))
+            return " | ".join(parts).rstrip()
 
-        print(line(list(self.columns)), file=self.out)
-        print("-+-".join("-" * w for w in widths), file=self.out)
+        print(line(columns), file=self.out)
+        print("-+-".join("-" * w for w in shown_widths), file=self.out)
         for row in cells:
             print(line(row), file=self.out)
+        if None in keep:
+            print(f"({len(self.columns) - len(keep) + 1} of {len(self.columns)} columns left out to fit "
+                  f"{limit} characters; set COLUMNS or use --format csv for all)", file=self.out)
         noun = "row" if total == 1 else "rows"
         if shown < total:
             print(f"({total} {noun}, {shown} shown: {total - shown} left out; "
@@ -314,8 +436,10 @@ class _ExplainWriter(_TableWriter):
 
 
 class _CsvWriter(_Writer):
+    """CSV with formula-looking text neutralised (pipelines/csv_safe.py), as every CSV the project writes."""
+
     def begin(self) -> None:
-        self.writer = csv.writer(self.out, lineterminator="\n")
+        self.writer = SafeWriter(self.out, lineterminator="\n")
         self.writer.writerow(self.columns)
 
     def rows(self, batch: list[tuple]) -> None:
@@ -369,9 +493,11 @@ class Shell:
     Counts failures so the exit status can say whether any statement failed."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, out: IO[str] = sys.stdout, err: IO[str] = sys.stderr,
-                 fmt: str = "table", max_rows: int | None = None, bail: bool = False):
+                 fmt: str = "table", max_rows: int | None = None, bail: bool = False, timeout: float = 0):
         self.con, self.out, self.err = con, out, err
         self.fmt, self.max_rows, self.bail = fmt, max_rows, bail
+        self.timeout = timeout
+        self.cancel = threading.Event()  # set when Ctrl-C or the timeout stops the running statement
         self.failures = 0
         self.statements = 0
         self.stopped = False
@@ -446,28 +572,74 @@ class Shell:
         try:
             statements = self.con.extract_statements(sql)
         except duckdb.Error as error:
-            self.fail(f"SQL error: {_first_line(error)} {where}")
+            self.fail(f"SQL error: {_whole(error, where)}")
             return
         for statement in statements:
             refusal = _refusal(self.con, statement)
             if refusal:
                 self.fail(f"read-only: {refusal} {where}")
                 return
-            try:
-                self.con.execute(statement.query)
-                self._print_result(statement.type, where)
-            except duckdb.Error as error:
-                kind = "read-only" if _is_read_only_error(error) else "SQL error"
-                self.fail(f"{kind}: {_first_line(error)} {where}")
-                return
-            except (ValueError, OverflowError) as error:  # a value Python cannot hold
-                self.fail(f"SQL error: {_first_line(error)} {where}")
-                return
-            except KeyboardInterrupt:
+            cause, error = self._bounded(lambda s=statement: self._execute(s, where))
+            if cause == "interrupt":
                 if not self.interactive:
-                    raise
+                    raise KeyboardInterrupt
                 self.fail(f"interrupted {where}")
                 return
+            if cause == "timeout":
+                self.fail(f"cancelled after {self.timeout:g} s {where} (--timeout / CLINIC_SQL_TIMEOUT; 0 for no limit)")
+                return
+            if isinstance(error, duckdb.Error):
+                if _is_read_only_error(error):
+                    self.fail(f"read-only: {_first_line(error)} {where}")
+                else:
+                    self.fail(f"SQL error: {_whole(error, where)}")
+                return
+            if isinstance(error, ValueError | OverflowError):  # a value Python cannot hold
+                self.fail(f"SQL error: {_first_line(error)} {where}")
+                return
+            if error is not None:
+                raise error
+
+    def _execute(self, statement, where: str) -> None:
+        self.con.execute(statement.query)
+        self._print_result(statement.type, where)
+
+    def _bounded(self, work) -> tuple[str | None, BaseException | None]:
+        """Run one statement in a worker thread while this (the main) thread waits, so Ctrl-C
+        and the timeout reach DuckDB at once (con.interrupt) whatever it is doing, and the
+        statement has always ended when this returns. Returns what stopped it ("interrupt",
+        "timeout" or None) and the error it raised."""
+        outcome: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                work()
+            except BaseException as error:  # handed to the main thread
+                outcome["error"] = error
+
+        def on_sigint(_signum, _frame) -> None:  # no exception: the wait below must go on
+            outcome.setdefault("cause", "interrupt")
+            self._stop_statement()
+
+        self.cancel.clear()
+        previous = _install_sigint(on_sigint)
+        try:
+            worker = threading.Thread(target=target, name="clinic-sql-statement", daemon=True)
+            worker.start()
+            deadline = time.monotonic() + self.timeout if self.timeout else None
+            while worker.is_alive():
+                if deadline is not None and "cause" not in outcome and time.monotonic() >= deadline:
+                    outcome["cause"] = "timeout"
+                    self._stop_statement()
+                worker.join(0.05)
+        finally:
+            _install_sigint(previous)
+        cause = outcome.get("cause")
+        return cause, None if cause else outcome.get("error")
+
+    def _stop_statement(self) -> None:
+        self.cancel.set()
+        self.con.interrupt()
 
     def _print_result(self, kind: duckdb.StatementType, where: str) -> None:
         description = self.con.description
@@ -483,6 +655,8 @@ class Shell:
         shown = total = 0
         limit = self.max_rows
         while batch := self.con.fetchmany(BATCH):
+            if self.cancel.is_set():
+                raise _Cancelled
             total += len(batch)
             take = batch if limit is None else batch[:max(0, limit - shown)]
             if take:
@@ -655,7 +829,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--max-rows", type=_max_rows, metavar="N",
                         help=f"print at most N rows per result, 0 for all (default: {TERMINAL_MAX_ROWS} "
                              "on a terminal, all rows when stdout is piped)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="cancel a statement that runs longer (default: $CLINIC_SQL_TIMEOUT or 0, no limit)")
     return parser
+
+
+def _timeout(given: float | None) -> float:
+    value = float(setting_value("sql_timeout", given))
+    if value < 0:
+        raise ValueError("the statement timeout must be 0 (no limit) or more seconds")
+    return value
 
 
 def run(args: argparse.Namespace, stdin: IO[str] | None = None, out: IO[str] | None = None,
@@ -671,8 +854,14 @@ def run(args: argparse.Namespace, stdin: IO[str] | None = None, out: IO[str] | N
     max_rows = args.max_rows
     if max_rows is None:
         max_rows = TERMINAL_MAX_ROWS if out.isatty() else 0
+    try:
+        timeout = _timeout(getattr(args, "timeout", None))
+    except (ValueError, ConfigError) as error:
+        con.close()
+        print(f"clinic sql: {error} (--timeout or CLINIC_SQL_TIMEOUT)", file=err)
+        return 2
     shell = Shell(con, out=out, err=err, fmt=args.format, max_rows=max_rows or None,
-                  bail=args.query is not None)
+                  bail=args.query is not None, timeout=timeout)
     try:
         if args.query is not None:
             return shell.run_lines(args.query.splitlines())

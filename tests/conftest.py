@@ -12,7 +12,7 @@ from pipelines.cli import run_job
 from pipelines.config import ClinicConfig
 from pipelines.settings import REPO_ROOT
 
-DEMO_EXPORT = REPO_ROOT / "data" / "raw" / "demo"
+DEMO_EXPORT = REPO_ROOT / "data" / "raw" / "0000-00-00T0000_demo"  # sorts before any real export
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -53,7 +53,7 @@ def demo_run(tmp_path_factory):
     """One real in-process materialisation of every asset on the committed demo export."""
     tmp = tmp_path_factory.mktemp("demo_run")
     raw = tmp / "raw"
-    shutil.copytree(DEMO_EXPORT, raw / "demo")
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     settings = settings_for(tmp, raw)
     result = run_pipeline(settings)
     return settings, result

@@ -6,6 +6,8 @@ shape meets the checks, and it is fast); the rules-file tests go through `clinic
 
 from __future__ import annotations
 
+import csv
+import os
 import re
 import shutil
 import subprocess
@@ -17,17 +19,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipelines.csv_safe import neutralise
+from pipelines.demo.generator import generate
 from pipelines.ingest.contract import (
     ContractError,
     IdentifierPattern,
+    _export_names,
     check_identifier_pattern,
     load_contract,
 )
+from pipelines.ingest.exports import complete_exports, shown_name, unfit_exports
 from pipelines.ingest.load import ingest_table, plan_ingest
 from pipelines.ingest.staging import stage
 from pipelines.response.rules import RulesError, load_rules
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
+from tests.conftest import DEMO_EXPORT
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 PATIENTS_HEADER = "patient_id,site_id,indication,regimen,sex,age_years,start_year"
@@ -100,9 +107,10 @@ def test_no_column_name_can_switch_a_check_off(tmp_path):
     assert con.execute("SELECT patient_id, site_id FROM core.patients").fetchall() == [("PAT0001", "site-a")]
     assert con.execute("SELECT study_day, value FROM core.measurements").fetchall() == [(168, 36.0)]
     every_file_reconciles(con)
-    # Extra columns are listed by name once they passed the identifier checks.
+    # Extra columns are listed by name once they passed the identifier checks, if their name is plain.
     listed = {r[0] for r in con.execute("SELECT column_name FROM ingest.extra_columns").fetchall()}
-    assert "failed_check" in listed and "__num:value" in listed
+    assert "failed_check" in listed and "__num:value" not in listed
+    assert any(name.endswith("its name not shown)") for name in listed)
 
 
 # --- 2. one pattern dialect, for headers as for cells -------------------------------------------
@@ -141,17 +149,18 @@ def test_an_email_address_as_a_column_name_rejects_the_file_and_is_never_stored(
 # --- 4. paths are literals ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hostile", ["2026-01-0*", "2026-01-0?_a", "2026-01-0[5]_a", "2026-01-*"])
-def test_an_export_name_is_never_a_pattern(tmp_path, hostile):
+@pytest.mark.parametrize("hostile", ["raw*", "ra?", "ra[w]", "r*"])
+def test_a_raw_folder_path_is_never_a_pattern(tmp_path, hostile):
+    """Export names are plain (the grammar), but the raw folder's own path may hold glob characters:
+    read as a pattern, `raw*/2026-01-05_a/patients.csv` would also read `raww/...`."""
     rows = [f"PAT{i:04d},site-a,fibromyalgia,ldn,F,50,2024" for i in range(200)]
     other = [f"OTH{i:04d},site-b,crps,ldn,M,40,2023" for i in range(200)]
-    export(tmp_path / "raw", "2026-01-05_a", {"patients.csv": "\n".join([PATIENTS_HEADER, *rows]) + "\n"})
-    export(tmp_path / "raw", hostile, {"patients.csv": "\n".join([PATIENTS_HEADER, *other]) + "\n"})
-    con = ingest(tmp_path / "raw", tmp_path / "wh.duckdb")
+    export(tmp_path / hostile, "2026-01-05_a", {"patients.csv": "\n".join([PATIENTS_HEADER, *rows]) + "\n"})
+    export(tmp_path / "raww", "2026-01-05_a", {"patients.csv": "\n".join([PATIENTS_HEADER, *other]) + "\n"})
+    con = ingest(tmp_path / hostile, tmp_path / "wh.duckdb")
     read = dict(con.execute("SELECT export_id, rows_read FROM ingest.applied_files").fetchall())
-    assert read == {"2026-01-05_a": 200, hostile: 200}
-    credited = dict(con.execute("SELECT export_id, count(*) FROM core.patients GROUP BY ALL").fetchall())
-    assert credited == {"2026-01-05_a": 200, hostile: 200}
+    assert read == {"2026-01-05_a": 200}
+    assert con.execute("SELECT count(*) FROM core.patients WHERE patient_id LIKE 'OTH%'").fetchone() == (0,)
     every_file_reconciles(con)
 
 
@@ -241,7 +250,7 @@ def test_a_broken_rules_file_names_the_key_and_its_line(tmp_path, case):
 
 def test_clinic_run_with_a_broken_rules_file_stops_before_any_work(tmp_path):
     raw = tmp_path / "raw"
-    shutil.copytree(Path(__file__).parent.parent / "data" / "raw" / "demo", raw / "demo")
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES.replace("relative_reduction_pct: 30,", "relative_reduction_pct: -30,", 1))
     yaml_error = tmp_path / "bad_yaml.yaml"
@@ -311,7 +320,7 @@ def hostile_measurements(draw):
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                              HealthCheck.large_base_example, HealthCheck.too_slow])
-@given(hostile_measurements(), st.sampled_from(["2026-01-05_a", "2026-01-0*", "x[1]", "a?b"]))
+@given(hostile_measurements(), st.sampled_from(["2026-01-05_a", "2026-01-05T0600_b-1", "0000-00-00_c_d"]))
 def test_fuzzed_headers_and_line_endings(tmp_path_factory, case, export_name):
     data, expected, planted = case
     tmp = tmp_path_factory.mktemp("fuzz")
@@ -327,3 +336,135 @@ def test_fuzzed_headers_and_line_endings(tmp_path_factory, case, export_name):
     written = (tmp / "wh.duckdb").read_bytes()
     for value in planted:
         assert value.encode() not in written
+
+
+# --- names are data: export names, ids and every CSV the project writes ----------------------
+
+HOSTILE_NAMES = {
+    "address": "2026-11-02T0600_jane.doe@example.com",
+    "escapes": "2026-11-02T0700_\x1b[2J\x1b[Hzz9 fake text\x07",
+    "formula": '=HYPERLINK("x.example","click")',
+}
+TRACES = [b"jane.doe", b"example.com", b"\x1b[2J", b"\x1b[H", b"zz9 fake", b"HYPERLINK", b"x.example", b"-2-3-4"]
+
+
+@pytest.mark.parametrize("name", ["0000-00-00T0000_demo", "2026-11-02T0600_site-a", "2026-11-01_clean"])
+def test_names_that_fit_the_grammar_are_applied(tmp_path, name):
+    export(tmp_path, name, {"patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n"})
+    assert [p.name for p in complete_exports(tmp_path, CONTRACT)] == [name]
+    assert unfit_exports(tmp_path, CONTRACT) == []
+
+
+@pytest.mark.parametrize("name", [*HOSTILE_NAMES.values(), "demo", "2026-11-02T0600_-a", "2026-11-02T0600_1961-04-12",
+                                  "2026-11-02T0600_5551234567", "2026-11-02T0600_site a", "-2026-11-02T0600_a"])
+def test_names_that_do_not_fit_are_not_applied_and_described_without_the_name(tmp_path, name):
+    export(tmp_path, "2026-11-01T0600_site-a", {"patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n"})
+    export(tmp_path, name, {"patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n"})
+    assert [p.name for p in complete_exports(tmp_path, CONTRACT)] == ["2026-11-01T0600_site-a"]
+    [said] = unfit_exports(tmp_path, CONTRACT)
+    assert "not applied" in said and f"{len(name)} characters" in said and "sorting " in said
+    site = name.split("_", 1)[-1]
+    assert name not in said and (len(site) < 3 or site not in said)
+    assert all(ch.isprintable() for ch in said)
+
+
+def test_the_export_grammar_is_checked_when_the_contract_loads():
+    good = {"name": r"^(?P<taken>[0-9]{8})_(?P<site>[a-z]+)$", "example": "20261102_a"}
+    assert _export_names({"exports": good}).example == "20261102_a"
+    for broken, says in (({}, "declare the export name grammar"),
+                         ({**good, "name": "^[0-9]{8}_[a-z]+$"}, "(?P<site>"),
+                         ({**good, "name": "^(?P<site>[0-9"}, "cannot read"),
+                         ({**good, "matches": ["2026110_a"]}, "should fit"),
+                         # a loose pattern may not let an unsafe character through
+                         ({**good, "name": r"^(?P<site>.+)$", "example": "=cmd"}, "should fit"),
+                         ({**good, "does_not_match": ["20261102_b"]}, "should not fit")):
+        with pytest.raises(ContractError, match=re.escape(says)):
+            _export_names({"exports": broken} if broken else {})
+
+
+def test_ids_start_with_a_letter_or_a_digit(tmp_path):
+    export(tmp_path / "raw", "2026-01-05_a", {"patients.csv": "\n".join(
+        [PATIENTS_HEADER, GOOD_PATIENT, "-2-3-4,site-a,crps,ldn,F,50,2024", "=1+2,site-a,crps,ldn,F,50,2024",
+         "PAT0002,+site,crps,ldn,F,50,2024", "PAT0003,@site,crps,ldn,F,50,2024"]) + "\n"})
+    con = ingest(tmp_path / "raw", tmp_path / "wh.duckdb")
+    assert con.execute("SELECT patient_id FROM core.patients").fetchall() == [("PAT0001",)]
+    assert {(r[1], r[2], r[3]) for r in quarantine(con)} == {
+        (3, "invalid_format", "patient_id"), (4, "invalid_format", "patient_id"),
+        (5, "invalid_format", "site_id"), (6, "invalid_format", "site_id")}
+
+
+@pytest.mark.parametrize(("field", "written"), [
+    ("=HYPERLINK(\"x\")", "'=HYPERLINK(\"x\")"), ("-2-3-4", "'-2-3-4"), ("+1+1", "'+1+1"), ("@SUM(A1)", "'@SUM(A1)"),
+    ("\tx", "'\tx"), ("-5", "-5"), ("+1.5e3", "+1.5e3"), ("-0.25", "-0.25"), ("P0001", "P0001"), ("", ""),
+    ("a=b", "a=b")])
+def test_csv_fields_that_would_start_a_formula_are_neutralised(field, written):
+    assert neutralise(field) == written
+
+
+def test_entry_names_are_shown_only_when_safe():
+    assert shown_name("notes.csv", CONTRACT) == "'notes.csv'"
+    for hostile in ("=cmd.csv", "\x1b[2J.csv", "jane@example.com.csv", "a b.csv"):
+        assert hostile not in shown_name(hostile, CONTRACT)
+
+
+def test_hostile_names_leave_no_trace_in_what_a_run_prints_stores_or_exports(tmp_path):
+    """Through the real `clinic run` and `clinic sql --format csv`: three hostile export names and
+    a patient id that starts with a dash; afterwards no byte of them is in the output, the
+    warehouse, the published folder or the Dagster instance, and no CSV field starts a formula."""
+    raw, home = tmp_path / "raw", tmp_path / "dagster_home"
+    generate(40, seed=3, id_prefix="H").write(raw / "2026-11-01T0600_site-a")
+    with (raw / "2026-11-01T0600_site-a" / "patients.csv").open("a") as fh:
+        fh.write("-2-3-4,site-a,crps,ldn,F,50,2024\n")
+    for name in HOSTILE_NAMES.values():
+        generate(5, seed=4, id_prefix="Z").write(raw / name)
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    where = ["--raw", str(raw), "--marts", str(tmp_path / "marts"), "--warehouse", str(tmp_path / "wh.duckdb")]
+    run = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", *where], capture_output=True, env=env,
+                         timeout=900)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
+    printed = run.stdout + run.stderr
+    assert b"export_name" in printed and b"was not applied" in printed
+    csv_out = subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(tmp_path / "marts"),
+                              "--format", "csv",
+                              "FROM data_quality; FROM run_info; FROM quarantine; FROM patient_response;"
+                              "SELECT '-9-9-9' AS planted, -5 AS n"],
+                             capture_output=True, env=env, timeout=300)
+    assert csv_out.returncode == 0, csv_out.stderr
+    fields = [f for row in csv.reader(csv_out.stdout.decode().splitlines()) for f in row]
+    assert "'-9-9-9" in fields and "-5" in fields
+    assert not [f for f in fields if f[:1] in ("=", "+", "-", "@") and not neutralise(f) == f]
+    failing = subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(tmp_path / "marts"),
+                              "--format", "csv", "SELECT rows_failed, status FROM data_quality "
+                              "WHERE check_name = 'export_name'"], capture_output=True, env=env, timeout=300)
+    assert failing.stdout.decode().splitlines()[1:] == ["3,fail"]
+    stored = [p for folder in (tmp_path / "marts", home) for p in folder.rglob("*") if p.is_file()]
+    stored.append(tmp_path / "wh.duckdb")
+    for data in [printed, csv_out.stdout, csv_out.stderr, *(p.read_bytes() for p in stored)]:
+        assert not [t for t in TRACES if t in data]
+
+
+def test_extra_column_names_are_stored_only_when_plain(tmp_path):
+    header = PATIENTS_HEADER + ',notes,"=HYPERLINK(""x.example"")",\x1b[2Jzz9 fake,-2-3-4'
+    export(tmp_path / "raw", "2026-01-05_a", {"patients.csv": f"{header}\n{GOOD_PATIENT},a,b,c,d\n"})
+    con = ingest(tmp_path / "raw", tmp_path / "wh.duckdb")
+    stored = sorted(r[0] for r in con.execute("SELECT column_name FROM ingest.extra_columns").fetchall())
+    assert stored == ["(column 10, its name not shown)", "(column 11, its name not shown)",
+                      "(column 9, its name not shown)", "notes"]
+    assert con.execute("SELECT patient_id FROM core.patients").fetchall() == [("PAT0001",)]
+
+
+def test_a_raw_folder_of_only_unfit_names_says_so(tmp_path):
+    from pipelines.ingest.load import InputsMissing
+
+    export(tmp_path / "raw", HOSTILE_NAMES["address"], {"patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n"})
+    with pytest.raises(InputsMissing) as refused:
+        plan_ingest(duckdb.connect(str(tmp_path / "wh.duckdb")), tmp_path / "raw", CONTRACT)
+    assert "fits the export grammar" in str(refused.value) and "e-mail address" in str(refused.value)
+    assert "jane" not in str(refused.value)
+
+
+def test_demo_data_warns_when_its_folder_would_not_be_applied(tmp_path):
+    for name, warned in (("demo", True), ("2026-11-02T0600_site-a", False)):
+        done = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo-data", "--patients", "3", "--out",
+                               str(tmp_path / name)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and ("will not apply it" in done.stderr) == warned, done.stderr

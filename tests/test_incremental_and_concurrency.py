@@ -56,7 +56,7 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
 def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_copy):
     s = demo_copy  # the demo export applied and published
     before = mart_contents(s)["patient_response"]
-    generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "zz_new_patients")
+    generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "2026-12-01_new_patients")
 
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(s.raw_dir),
                             "--marts", str(s.marts_dir), "--warehouse", str(s.warehouse)],

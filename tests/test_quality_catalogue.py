@@ -49,7 +49,7 @@ def emitted_rules(contract) -> dict[str, set[str]]:
                    | _literals(SQL_DIR.glob("ingest/*.sql"), r"'([a-z_]+)', ''")
                    | {"exact_duplicate", "extra_column"}),
         "staging": _literals(SQL_DIR.glob("staging/*.sql"), r"'(orphan_row)'"),
-        "derived": _literals([SQL_DIR / "quality" / "check_results.sql"], r"'(fiqr_(?!items')[a-z_]+)'"),
+        "derived": _literals([SQL_DIR / "quality" / "check_results.sql"], r"'(fiqr_(?!items')[a-z_]+|export_name)'"),
         "reconciliation": _literals([SQL_DIR / "quality" / "check_results.sql"], r"'(reconciliation)'"),
     }
 

@@ -62,7 +62,7 @@ def test_the_scheduled_path_and_clinic_run_give_the_same_marts_in_one_run_histor
     runs = {}
     for how in ("scheduled", "cli"):
         s = settings_for(tmp_path / how, tmp_path / how / "raw")
-        shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
+        shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
         env = {"DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": s.raw_dir, "CLINIC_MARTS_DIR": s.marts_dir,
                "CLINIC_WAREHOUSE": s.warehouse}
         if how == "scheduled":
@@ -124,10 +124,10 @@ def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, sl
         raw = tmp_path / "empty"
         raw.mkdir()
     elif slip == "vanished":
-        shutil.move(raw / "demo", tmp_path / "elsewhere")
+        shutil.move(raw / DEMO_EXPORT.name, tmp_path / "elsewhere")
         generate(20, seed=5, id_prefix="S").write(raw / "2026-12-01_new")
     else:
-        with (raw / "demo" / "patients.csv").open("a") as fh:
+        with (raw / DEMO_EXPORT.name / "patients.csv").open("a") as fh:
             fh.write("ZZZ0001,site-a,crps,ldn,F,50,2024\n")
     out = clinic("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse)
     assert out.returncode == 4, out.stderr

@@ -53,7 +53,7 @@ def test_the_demo_export_publishes_the_same_marts_on_spark(demo_run, spark_sessi
     on_duckdb, duckdb_result = demo_run
     assert duckdb_result.success
     raw = tmp_path / "raw"
-    shutil.copytree(DEMO_EXPORT, raw / "demo")
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     on_spark = settings_for(tmp_path, raw, engine="spark")
     result = run_pipeline(on_spark)
     assert result.success
@@ -78,7 +78,7 @@ def test_the_messy_fixtures_publish_the_same_marts_and_quarantine_on_spark(spark
 def test_a_file_spark_cannot_run_stops_clinic_run_before_any_work(tmp_path, monkeypatch, capsys):
     """Transpiled when the run starts: a business file with a statement Spark cannot run
     (here the orphan bookkeeping, DELETE/INSERT) stops it with exit 2, naming the file."""
-    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
+    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / DEMO_EXPORT.name)
     shutil.copytree(SQL_DIR, tmp_path / "sql")
     listed = tmp_path / "sql" / "staging" / "_files.yml"
     listed.write_text(listed.read_text().replace("runs_on: warehouse", "runs_on: engine"))

@@ -10,8 +10,15 @@ import argparse
 import csv
 import io
 import json
+import os
+import pty
+import re
+import select
+import shlex
+import signal
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -279,7 +286,7 @@ def test_exit_status(site):
     piped = clinic_sql(site["marts"], stdin="SELECT 1 AS one;\nSELECT nope FROM patient_response;\n"
                                             "SELECT 3 AS three;\n")
     assert piped.returncode == 1 and "one" in piped.stdout and "three" in piped.stdout
-    assert piped.stderr.count("\n") == 1 and "(statement 2, line 2)" in piped.stderr
+    assert piped.stderr.count("clinic sql:") == 1 and "(statement 2, line 2)" in piped.stderr
     fine = clinic_sql(site["marts"], stdin="SELECT 1;\n")
     assert fine.returncode == 0 and fine.stderr == ""
 
@@ -394,3 +401,143 @@ def test_statements_split_where_duckdb_sees_a_semicolon():
     assert is_complete("SELECT 1; -- done") and is_complete("SELECT 'é';")
     for pending in ("SELECT 1", "SELECT 'a;", "SELECT $$a;", "SELECT 1; /* open", "SELECT 1 -- c;", ""):
         assert not is_complete(pending), pending
+
+
+# --- DuckDB's help kept, display fitted, bounds, Ctrl-C (issues 21 and 23) -----------------------
+
+
+@pytest.mark.parametrize(("query", "hints"), [
+    ("SELECT * FROM patient_respons", ['Did you mean "patient_response"?', "LINE 1: SELECT * FROM patient_respons",
+                                       "                      ^"]),
+    ("SELECT patient_idd FROM patient_response", ['Candidate bindings: "patient_id"', "               ^"]),
+    ("SELECT * FRM patient_response", ["LINE 1: SELECT * FRM patient_response", "                     ^"]),
+])
+def test_duckdb_error_text_is_passed_through_whole(site, query, hints):
+    out = clinic_sql(site["marts"], query)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith("clinic sql: SQL error: ") and "(statement 1, line 1)" in out.stderr
+    lines = out.stderr.splitlines()
+    for hint in hints:
+        assert any(line.startswith(hint) for line in lines), (hint, out.stderr)
+
+
+def test_floats_are_rounded_in_table_mode_only(site):
+    query = "SELECT -0.7000000000000028::DOUBLE AS x, 1e-7::DOUBLE AS tiny, 2.5::DOUBLE AS plain"
+    table = clinic_sql(site["marts"], query)
+    assert table.stdout.splitlines()[2].split(" | ") == ["-0.7", "1e-07", "  2.5"]
+    for fmt, exact in (("csv", "-0.7000000000000028"), ("json", "-0.7000000000000028")):
+        assert exact in clinic_sql(site["marts"], "--format", fmt, query).stdout
+
+
+def test_a_wide_table_fits_the_terminal_by_eliding_middle_columns(site, monkeypatch):
+    from pipelines import sql_shell
+
+    query = "SELECT " + ", ".join(f"'{c * 10}' AS col_{c}" for c in "abcdefghij")
+    monkeypatch.setenv("COLUMNS", "70")
+    out = FakeTerminal()
+    args = argparse.Namespace(marts=str(site["marts"]), query=query, format="table", max_rows=None)
+    assert sql_shell.run(args, stdin=io.StringIO(), out=out, err=io.StringIO()) == 0
+    lines = out.getvalue().splitlines()
+    assert all(len(line) <= 70 for line in lines[:3])
+    header = lines[0].split(" | ")
+    assert header[0].strip() == "col_a" and header[-1].strip() == "col_j" and sql_shell.ELIDED in header
+    assert "columns left out to fit 70 characters" in out.getvalue()
+    piped = clinic_sql(site["marts"], query)  # piped: every column
+    assert all(f"col_{c}" in piped.stdout for c in "abcdefghij")
+
+
+SLOW = "SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) % 7 = 3"
+
+
+def test_memory_limit_and_temp_directory_come_from_the_settings(site, tmp_path, monkeypatch):
+    monkeypatch.setenv("CLINIC_DUCKDB_MEMORY_LIMIT", "300MB")
+    monkeypatch.setenv("CLINIC_SQL_TEMP_DIR", str(tmp_path / "spill"))
+    out = clinic_sql(site["marts"], "--format", "csv",
+                     "SELECT current_setting('memory_limit') AS m, current_setting('temp_directory') AS t")
+    memory, temp = out.stdout.splitlines()[1].split(",")
+    assert memory.startswith("286") and temp == str(tmp_path / "spill"), out
+
+
+@pytest.mark.parametrize("how", ["flag", "setting"])
+def test_a_statement_timeout_cancels_the_statement(site, monkeypatch, how):
+    if how == "setting":
+        monkeypatch.setenv("CLINIC_SQL_TIMEOUT", "1")
+    args = ["--timeout", "0.5"] if how == "flag" else []
+    out = clinic_sql(site["marts"], *args, stdin=f"{SLOW};\nSELECT 41 + 1 AS answer;\n")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "cancelled after" in out.stderr and "CLINIC_SQL_TIMEOUT" in out.stderr
+    assert "42" in out.stdout  # the script goes on after the cancelled statement
+
+
+def _started(args: list[str], **kwargs) -> subprocess.Popen:
+    """`clinic` in a subprocess with SIGINT at its default (a shell's background job ignores it)."""
+    return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=WORKTREE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
+
+
+@pytest.mark.parametrize("mode", ["one-shot", "piped"])
+def test_ctrl_c_stops_a_slow_statement_with_exit_130(site, mode):
+    proc = _started(["sql", "--marts", str(site["marts"]), *([SLOW] if mode == "one-shot" else [])],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if mode == "piped":
+        proc.stdin.write(f"{SLOW};\nSELECT 1;\n")
+        proc.stdin.flush()
+    time.sleep(3)
+    assert proc.poll() is None  # still running the slow statement
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err == "clinic sql: interrupted\n", err
+
+
+def test_ctrl_c_at_the_prompt_cancels_the_statement_and_returns_to_the_prompt(site):
+    leader, follower = pty.openpty()
+    proc = _started(["sql", "--marts", str(site["marts"])], stdin=follower, stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes, within: float = 30) -> bytes:
+        nonlocal seen
+        end = time.monotonic() + within
+        while marker not in seen and time.monotonic() < end:
+            if select.select([leader], [], [], 0.2)[0]:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:
+                    break
+        assert marker in seen, seen
+        return seen
+
+    try:
+        read_until(b"clinic> ")
+        os.write(leader, SLOW.encode() + b";\n")
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        read_until(b"interrupted")
+        os.write(leader, b"SELECT 41 + 1 AS answer;\n")
+        read_until(b"42")
+        os.write(leader, b".quit\n")
+        assert proc.wait(timeout=30) == 1  # a statement of the session failed (the interrupted one)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert b"Traceback" not in seen
+
+
+def test_a_closed_pipe_ends_quietly(site):
+    cmd = (f"{shlex.quote(sys.executable)} -m pipelines.cli sql --marts {shlex.quote(str(site['marts']))} "
+           "'SELECT * FROM range(200000)' | head -1")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=60, cwd=WORKTREE)
+    assert out.stdout.strip() == "range" and out.stderr == "", out.stderr
+
+
+def test_csv_output_neutralises_formulas(site):
+    out = clinic_sql(site["marts"], "--format", "csv",
+                     "SELECT '=HYPERLINK(\"x\")' AS \"=f\", '-2-3-4' AS id, -5 AS n, '@cmd' AS a, '+1' AS p")
+    assert out.stdout.splitlines() == ["'=f,id,n,a,p", "\"'=HYPERLINK(\"\"x\"\")\",'-2-3-4,-5,'@cmd,+1"]
+
+
+def test_table_output_sends_no_control_character_to_the_terminal(site):
+    out = clinic_sql(site["marts"], "SELECT chr(27) || '[2J' || chr(10) || chr(155) AS \"x\x07\", 1 AS n")
+    assert out.returncode == 0 and not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", out.stdout), out.stdout
+    assert "\\x1B[2J\\n\\x9B" in out.stdout and "x\\x07" in out.stdout

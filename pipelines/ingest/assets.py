@@ -10,7 +10,7 @@ from pydantic import Field
 from pipelines.cli import EXIT_INPUTS_MISSING
 from pipelines.config import ClinicConfig
 from pipelines.engines import Compute
-from pipelines.ingest.exports import export_findings
+from pipelines.ingest.exports import export_findings, unfit_exports
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
 from pipelines.orchestration.fingerprint import input_fingerprint
@@ -28,7 +28,8 @@ class ExportPlanConfig(dg.Config):
     "of them this run applies. A raw folder that is missing or empty, or that lost or changed "
     "exports applied before, stops the run before anything changes (config rebuild: true drops "
     "them on purpose); a changed contract or an export sorting before applied ones rebuilds from "
-    "the exports present. Missing tables and unknown files are recorded as findings."))
+    "the exports present. Missing tables, unknown files and folders whose name does not fit the "
+    "export name grammar (not applied) are recorded as findings."))
 def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, clinic: ClinicConfig,
                 warehouse: DuckDBResource, compute: Compute) -> dg.MaterializeResult:
     contract = clinic.contract()
@@ -40,7 +41,10 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
             raise dg.Failure(description=str(refused),
                              metadata={"clinic/exit_code": EXIT_INPUTS_MISSING}) from None
         con.execute("CREATE OR REPLACE TABLE ingest.pending_exports (export_id VARCHAR, path VARCHAR)")
-        findings = []
+        findings = unfit_exports(Path(clinic.raw_dir), contract)
+        con.execute("CREATE OR REPLACE TABLE ingest.unfit_exports (detail VARCHAR)")
+        for finding in findings:
+            con.execute("INSERT INTO ingest.unfit_exports VALUES (?)", [finding])
         for p in plan.pending:
             con.execute("INSERT INTO ingest.pending_exports VALUES (?, ?)", [p.name, str(p)])
             con.execute("DELETE FROM ingest.export_findings WHERE export_id = ?", [p.name])

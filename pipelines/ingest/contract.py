@@ -91,6 +91,33 @@ class IdentifierPattern:
         return re.compile(self.pattern, re.IGNORECASE | re.ASCII)
 
 
+# What an export name may ever be made of, whatever the contract's pattern says: it is printed,
+# stored in every lineage column and opened in spreadsheets, so no formula lead (=, +, -, @), no
+# control character, no path or pattern character.
+SAFE_EXPORT_NAME = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]*$", re.ASCII)
+
+
+@dataclass(frozen=True)
+class ExportNames:
+    """The declared grammar of export folder names (contract `exports`)."""
+
+    pattern: str
+    example: str
+
+    @property
+    def python(self) -> re.Pattern:
+        return re.compile(self.pattern, re.ASCII)
+
+    def why_unfit(self, name: str, contract: Contract) -> str | None:
+        """Why an export name cannot be applied (in words that never repeat it), or None."""
+        if not SAFE_EXPORT_NAME.match(name) or not (fit := self.python.fullmatch(name)):
+            label = contract.identifier_label(name.split("_", 1)[-1])  # the timestamp is no identifier
+            return (f"it looks like {label} and " if label else "it ") + \
+                f"does not fit the export name <taken>_<site> (e.g. {self.example}; letters, digits, - and _)"
+        label = contract.identifier_label(fit.group("site"))
+        return f"its site part looks like {label}" if label else None
+
+
 @dataclass(frozen=True)
 class Extra:
     """A column the contract does not know: its name in the file, and the internal name
@@ -110,6 +137,7 @@ class Contract:
     text: str
     # The instrument registry the contract names (rules/instruments.yaml): measurements.instrument's
     # codes and each value's range.
+    export_names: ExportNames
     instruments: dict[str, Instrument] = field(default_factory=dict, hash=False, compare=False)
 
     def is_identifier_column(self, name: str) -> bool:
@@ -193,6 +221,30 @@ def _ranges(spec: dict, instruments: dict[str, Instrument]) -> dict:
     if any(c.get("range_by") for c in spec["columns"].values()):
         return {i.name: (i.minimum, i.maximum) for i in instruments.values()}
     return {}
+def _export_names(doc: dict) -> ExportNames:
+    """The `exports` grammar, checked on its own examples."""
+    spec = doc.get("exports")
+    if not isinstance(spec, dict):
+        raise ContractError("exports: declare the export name grammar (name: a pattern with a (?P<site>...) "
+                            "group, example: a name that fits)")
+    where = "exports.name"
+    try:
+        grammar = ExportNames(str(spec["name"]), str(spec["example"]))
+        compiled = grammar.python
+    except KeyError as missing:
+        raise ContractError(f"exports: give {missing.args[0]} (the name pattern and an example)") from None
+    except re.error as error:
+        raise ContractError(f"{where}: Python cannot read the pattern: {error}") from None
+    if "site" not in compiled.groupindex:
+        raise ContractError(f"{where}: name the site part (?P<site>...), so it can be checked for identifiers")
+    for text in (grammar.example, *spec.get("matches", ())):
+        if not compiled.fullmatch(str(text)) or not SAFE_EXPORT_NAME.match(str(text)):
+            raise ContractError(f"{where}: example {str(text)!r} should fit, but does not (or holds a character "
+                                "other than ASCII letters, digits, - and _, or does not start with one)")
+    for text in spec.get("does_not_match", ()):
+        if compiled.fullmatch(str(text)) and SAFE_EXPORT_NAME.match(str(text)):
+            raise ContractError(f"{where}: example {str(text)!r} should not fit, but does")
+    return grammar
 
 
 @cache
@@ -232,6 +284,7 @@ def load_contract(path: Path) -> Contract:
         identifier_values=patterns,
         text=text,
         instruments=instruments,
+        export_names=_export_names(doc),
     )
 
 

@@ -1,9 +1,18 @@
-"""Finding complete exports under data/raw/ and the table files inside them."""
+"""Finding complete exports under data/raw/ and the table files inside them.
+
+An export's name is data from outside: it is applied only when it fits the contract's export
+name grammar (rules/contract.yaml `exports`), so every name the pipeline prints, stores or draws
+is made of letters, digits, - and _. A folder whose name does not fit is reported without it.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipelines.ingest.contract import SAFE_EXPORT_NAME, load_contract
+from pipelines.settings import setting_value
 
 READY_MARKER = "_READY"
 FILE_SUFFIXES = (".csv", ".parquet")
@@ -26,12 +35,62 @@ class ExportFile:
         return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def complete_exports(raw_dir: Path) -> list[Path]:
-    """Export folders holding `_READY`, in the byte order of their names (the apply order)."""
+def _contract(contract):
+    """The contract given, else the deployment's (CLINIC_CONTRACT)."""
+    return contract if contract is not None else load_contract(Path(setting_value("contract_file")))
+
+
+def _ready_folders(raw_dir: Path) -> list[Path]:
+    """Every folder holding `_READY`, in the byte order of its name (the apply order)."""
     if not raw_dir.is_dir():
         return []
     folders = [p for p in raw_dir.iterdir() if p.is_dir() and (p / READY_MARKER).is_file()]
-    return sorted(folders, key=lambda p: p.name.encode("utf-8"))
+    return sorted(folders, key=lambda p: os.fsencode(p.name))
+
+
+def complete_exports(raw_dir: Path, contract=None) -> list[Path]:
+    """Export folders holding `_READY` whose name fits the export name grammar, in the byte
+    order of their names (the apply order)."""
+    contract = _contract(contract)
+    return [p for p in _ready_folders(Path(raw_dir)) if contract.export_names.why_unfit(p.name, contract) is None]
+
+
+def unfit_exports(raw_dir: Path, contract=None) -> list[str]:
+    """One sentence per complete folder whose name does not fit: why, and where it sorts among
+    the exports that fit, so the operator can find it; never the name itself."""
+    contract = _contract(contract)
+    found, previous = [], None
+    for p in _ready_folders(Path(raw_dir)):
+        why = contract.export_names.why_unfit(p.name, contract)
+        if why is None:
+            previous = p.name
+            continue
+        where = f"after {previous}" if previous else "before every export that fits"
+        found.append(f"an export folder named with {len(p.name)} characters, sorting {where}, was not applied: "
+                     f"{why}. Rename it (its name is not shown)")
+    return found
+
+
+def column_label(name: str, position: int) -> str:
+    """An extra column's name as it may be stored and printed (it passed the identifier checks):
+    itself when made of letters, digits, `-`, `_`, `.` and spaces, starting with a letter or
+    digit; else its position, so no formula or control character travels on."""
+    if name and all(SAFE_EXPORT_NAME.match(part) for part in name.replace(".", " ").split(" ") if part) \
+            and name[0].isalnum():
+        return name
+    return f"(column {position}, its name not shown)"
+
+
+def shown_name(name: str, contract) -> str:
+    """A file or folder name as it may be printed and stored: itself when made of safe characters
+    and not like an identifier, else a description that does not repeat it."""
+    label = contract.identifier_label(name)
+    if label:
+        return f"an entry whose name looks like {label} (not shown)"
+    stem = name[:-1] if name.endswith("/") else name
+    if all(SAFE_EXPORT_NAME.match(part) for part in stem.split(".")):
+        return repr(name)
+    return f"an entry named with {len(stem)} characters, some unsafe to show (not shown)"
 
 
 def export_files(export_dir: Path, tables: list[str]) -> list[ExportFile]:
@@ -62,7 +121,6 @@ def export_findings(export_dir: Path, contract) -> list[tuple[str, str, str]]:
     present = {f.table for f in export_files(export_dir, tables)}
     found = [("missing_table", t, f"the export has no {t} file") for t in tables if t not in present]
     for name in unknown_entries(export_dir, tables):
-        label = contract.identifier_label(name)
-        shown = f"an entry whose name looks like {label} (not shown)" if label else repr(name)
-        found.append(("unknown_file", "(export)", f"{shown} is not a table of the contract and was not read"))
+        found.append(("unknown_file", "(export)",
+                      f"{shown_name(name, contract)} is not a table of the contract and was not read"))
     return found

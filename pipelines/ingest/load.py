@@ -27,7 +27,7 @@ from pipelines.ingest.contract import (
     row_checks,
     typed_ref,
 )
-from pipelines.ingest.exports import ExportFile, complete_exports, export_files
+from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files, unfit_exports
 from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
 from pipelines.migrations import migrate
 from pipelines.sqlfiles import has_table, quote_ident, quote_literal, run_sql, sql
@@ -179,9 +179,11 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
         raise InputsMissing(f"the raw folder {raw_dir} does not exist (a mistyped --raw or CLINIC_RAW_DIR, or "
                             "a share that is not mounted?). Nothing was changed or published; point the run "
                             "at the folder of exports and run again.")
-    exports = complete_exports(raw_dir)
+    exports = complete_exports(raw_dir, contract)
     if not exports:
-        raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file). "
+        unfit = unfit_exports(raw_dir, contract)
+        raise InputsMissing(f"the raw folder {raw_dir} holds no complete export (a folder with a _READY file"
+                            f"{f' and a name that fits the export grammar; {unfit[0]}' if unfit else ''}). "
                             "Nothing was changed or published; check the folder (is the share mounted? is "
                             "an export still being written?) and run again.")
     ensure_warehouse(con, contract)
@@ -269,7 +271,8 @@ def _check_header(contract: Contract, table: Table, names: list[str]) -> list[Ex
     if missing:
         raise FileRejected("missing_required_column",
                            f"required column {', '.join(missing)} is missing", missing[0])
-    return [Extra(n, f"__extra{i}", i) for i, n in enumerate(normalised, 1) if n not in table.column_names]
+    return [Extra(column_label(n, i), f"__extra{i}", i) for i, n in enumerate(normalised, 1)
+            if n not in table.column_names]
 
 
 @dataclass(frozen=True)

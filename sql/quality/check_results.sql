@@ -38,6 +38,10 @@ FROM ingest.export_findings
 WHERE export_id IN (SELECT export_id FROM ingest.applied_exports)
 GROUP BY export_id, table_name, check_name
 UNION ALL
+SELECT '(all)', '(export)', 'export_name', count(*) + (SELECT count(DISTINCT export_id) FROM ingest.applied_exports),
+       count(*), string_agg(detail, '; ' ORDER BY detail)
+FROM ingest.unfit_exports
+UNION ALL
 SELECT '(all)', 'fiqr_items', 'fiqr_unscorable', count(*), count(CASE WHEN NOT scorable THEN 1 END), NULL
 FROM response.fiqr_questionnaires
 UNION ALL

@@ -1,0 +1,63 @@
+"""`clinic explain` with the ids people type: a leading dash, the wrong case, a closed pipe
+(issues 21 and 23), through the real command line on the demo run's published snapshot."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipelines.explain import dash_ids_as_positional
+
+WORKTREE = Path(__file__).resolve().parent.parent
+
+
+def clinic(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+                          timeout=120, cwd=WORKTREE)
+
+
+@pytest.mark.parametrize(("argv", "parsed"), [
+    (["explain", "-2-3-4"], ["explain", "--", "-2-3-4"]),
+    (["explain", "--marts", "m", "-2-3-4", "--all"], ["explain", "--marts", "m", "--all", "--", "-2-3-4"]),
+    (["explain", "--marts=m", "-x"], ["explain", "--marts=m", "--", "-x"]),
+    (["explain", "--", "-x"], ["explain", "--", "-x"]),
+    (["explain", "P0000017", "--all-instruments"], ["explain", "P0000017", "--all-instruments"]),
+    (["sql", "-x"], ["sql", "-x"]),
+])
+def test_an_id_that_starts_with_a_dash_is_an_id(argv, parsed):
+    assert dash_ids_as_positional(argv) == parsed
+
+
+@pytest.mark.parametrize("typed", [["-2-3-4"], ["--", "-2-3-4"]])
+def test_explain_takes_an_id_that_starts_with_a_dash(demo_run, typed):
+    settings, _ = demo_run
+    done = clinic("explain", "--marts", settings.marts_dir, *typed)
+    assert done.returncode == 1, done.stderr  # not argparse's 2: the id was read and looked up
+    assert done.stderr.startswith("clinic explain: no patient -2-3-4 in ") and "Traceback" not in done.stderr
+
+
+def test_an_id_in_the_wrong_case_gets_a_hint(demo_run):
+    settings, _ = demo_run
+    done = clinic("explain", "p0000017", "--marts", settings.marts_dir)
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.strip() == "clinic explain: no patient p0000017; did you mean P0000017?"
+    assert clinic("explain", "P0000017", "--marts", settings.marts_dir).returncode == 0
+
+
+def test_an_identifier_typed_as_an_id_is_not_repeated(demo_run):
+    settings, _ = demo_run
+    done = clinic("explain", "jane.doe@example.org", "--marts", settings.marts_dir)
+    assert done.returncode == 1 and "jane" not in done.stderr and "no patient with the id given" in done.stderr
+
+
+def test_a_closed_pipe_ends_quietly(demo_run):
+    settings, _ = demo_run
+    cmd = (f"{shlex.quote(sys.executable)} -m pipelines.cli explain P0000017 --all-instruments "
+           f"--marts {shlex.quote(settings.marts_dir)} | head -1")
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=WORKTREE)
+    assert done.stdout.startswith("Patient P0000017: ") and done.stdout.count("\n") == 1
+    assert done.stderr == "", done.stderr
