@@ -1,4 +1,17 @@
--- Profiles of the exports this run applied, for the dataset-level checks (Great Expectations,
+-- The exports whose dataset checks this run performs: the ones it applies, and every applied
+-- export whose checks have no stored outcome for its latest application (the run that applied
+-- it died or failed before them). Checks follow the data, not the run that loaded it.
+CREATE TABLE IF NOT EXISTS quality.dataset_checked (export_id VARCHAR, applied_at VARCHAR);
+CREATE OR REPLACE TABLE quality.exports_to_check AS
+SELECT export_id FROM ingest.pending_exports
+UNION
+SELECT a.export_id
+FROM (SELECT export_id, CAST(max(applied_at) AS VARCHAR) AS applied_at
+      FROM ingest.applied_exports GROUP BY export_id) a
+WHERE NOT EXISTS (SELECT 1 FROM quality.dataset_checked c
+                  WHERE c.export_id = a.export_id AND c.applied_at = a.applied_at);
+
+-- Profiles of the exports to check, for the dataset-level checks (Great Expectations,
 -- expectations/dataset_*.json), which compare each export with the earlier ones: what no row
 -- check can see. A profile is taken once, when its export is applied (a rebuild takes them
 -- all again), from the staged rows the export delivered. Approximate quantiles (t-digest)
@@ -7,14 +20,14 @@ CREATE TABLE IF NOT EXISTS quality.export_profiles (
     export_id VARCHAR, table_name VARCHAR, measure VARCHAR, n_rows BIGINT, n_patients BIGINT,
     mean DOUBLE, p90 DOUBLE, with_baseline BIGINT
 );
-DELETE FROM quality.export_profiles WHERE export_id IN (SELECT export_id FROM ingest.pending_exports);
+DELETE FROM quality.export_profiles WHERE export_id IN (SELECT export_id FROM quality.exports_to_check);
 
 -- The distribution of each instrument's values.
 INSERT INTO quality.export_profiles
 SELECT export_id, 'measurements', instrument, count(*), count(DISTINCT patient_id), avg(value),
        approx_quantile(value, 0.9), NULL
 FROM staging.measurements
-WHERE export_id IN (SELECT export_id FROM ingest.pending_exports)
+WHERE export_id IN (SELECT export_id FROM quality.exports_to_check)
 GROUP BY export_id, instrument;
 
 -- Rows and patients per table: one SELECT per contract table (sql/quality/table_volume.sql).
@@ -31,5 +44,5 @@ LEFT JOIN (
     JOIN response.rules r ON r.indication = q.indication AND r.primary_measure = v.instrument
     WHERE v.study_day BETWEEN r.baseline_from AND r.baseline_to
 ) b USING (patient_id)
-WHERE p.export_id IN (SELECT export_id FROM ingest.pending_exports)
+WHERE p.export_id IN (SELECT export_id FROM quality.exports_to_check)
 GROUP BY p.export_id;
