@@ -19,7 +19,7 @@ from pipelines.ingest.load import ingest_table, plan_ingest
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
-from tests.conftest import FIXTURES, query_snapshot, run_pipeline, settings_for
+from tests.conftest import FIXTURES, run_pipeline, settings_for
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 MESSY = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
@@ -81,3 +81,128 @@ def test_an_export_applied_by_a_run_that_died_is_checked_by_the_next_run(tmp_pat
                                 "WHERE severity = 'fatal' AND rows_failed > threshold_pct / 100.0 * rows_checked "
                                 "AND rows_failed > 0")
     assert any(e == "2026-11-02_mg_per_g" for e, _ in failing), failing
+
+
+# --- 2. ingest is atomic per export and table ----------------------------------------------------
+
+
+def ingest_all(con, raw: Path) -> None:
+    """What export_plan and the loaded_* assets do: plan, then apply what each table lacks."""
+    from pipelines.ingest.load import pending_for_table
+
+    plan = plan_ingest(con, raw, CONTRACT)
+    con.execute("CREATE OR REPLACE TABLE ingest.pending_exports (export_id VARCHAR, path VARCHAR)")
+    con.executemany("INSERT INTO ingest.pending_exports VALUES (?, ?)", [(p.name, str(p)) for p in plan.pending])
+    for table in CONTRACT.tables:
+        ingest_table(con, CONTRACT, table, pending_for_table(con, table))
+
+
+def ingest_state(con) -> dict[str, list[tuple]]:
+    """Everything the ingest keeps, sorted (times left out)."""
+    state = {name: con.execute(f"SELECT * FROM ingest.{name} ORDER BY ALL").fetchall()
+             for name in ("quarantine", "extra_columns")}
+    state["applied_files"] = con.execute("SELECT * EXCLUDE (applied_at) FROM ingest.applied_files "
+                                         "ORDER BY ALL").fetchall()
+    state["applied_exports"] = con.execute("SELECT export_id, table_name FROM ingest.applied_exports "
+                                           "ORDER BY ALL").fetchall()
+    for table in CONTRACT.tables:
+        state[table] = con.execute(f"SELECT * FROM core.{table} ORDER BY ALL").fetchall()
+    return state
+
+
+@pytest.fixture(scope="module")
+def messy_cold(tmp_path_factory):
+    """The two messy exports ingested in one go, undisturbed."""
+    tmp = tmp_path_factory.mktemp("cold")
+    for export in MESSY:
+        shutil.copytree(FIXTURES / "messy" / export, tmp / "raw" / export)
+    con = duckdb.connect(str(tmp / "warehouse.duckdb"))
+    ingest_all(con, tmp / "raw")
+    state = ingest_state(con)
+    con.close()
+    return tmp / "raw", state
+
+
+@pytest.mark.parametrize("fault_at", ["merge_export", "quarantine_conflicting_keys", "stage_file_rows",
+                                      "number_lines"])
+def test_a_failure_inside_one_tables_ingest_leaves_nothing_half_applied(tmp_path, monkeypatch, messy_cold,
+                                                                        fault_at):
+    import pipelines.ingest.load as load
+
+    raw, cold = messy_cold
+    real_run_sql = load.run_sql
+    calls = {"n": 0}
+
+    def fails_in_the_second_export(con, stage, name, **params):
+        if name == fault_at:
+            calls["n"] += 1
+            if calls["n"] == 4:  # patients and measurements of the first export went through
+                raise InjectedFault(f"killed in {name}")
+        return real_run_sql(con, stage, name, **params)
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    monkeypatch.setattr(load, "run_sql", fails_in_the_second_export)
+    with pytest.raises(InjectedFault):
+        ingest_all(con, raw)
+    monkeypatch.undo()
+    con.close()
+
+    con = duckdb.connect(str(warehouse))  # the next run, with no --rebuild
+    ingest_all(con, raw)
+    assert ingest_state(con) == cold
+    run_sql(con, "quality", "reconciliation")
+    assert con.execute("SELECT count(*) FROM quality.reconciliation WHERE unaccounted <> 0").fetchone()[0] == 0
+    con.close()
+
+
+KILLED_INSIDE_A_TRANSACTION = """
+import sys, time
+from pathlib import Path
+import duckdb
+import pipelines.ingest.load as load
+from tests.test_faults import ingest_all
+
+raw, warehouse, signal = map(Path, sys.argv[1:4])
+real_run_sql, calls = load.run_sql, []
+
+def waits_to_be_killed(con, stage, name, **params):
+    result = real_run_sql(con, stage, name, **params)
+    if name == "quarantine_conflicting_keys":  # quarantine written, merge and ledger not yet
+        calls.append(name)
+        if len(calls) == 4:
+            signal.touch()
+            time.sleep(600)
+    return result
+
+load.run_sql = waits_to_be_killed
+ingest_all(duckdb.connect(str(warehouse)), raw)
+"""
+
+
+def test_a_kill_inside_an_ingest_transaction_converges_with_no_rebuild(tmp_path, messy_cold):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.settings import REPO_ROOT
+
+    raw, cold = messy_cold
+    warehouse, ready = tmp_path / "warehouse.duckdb", tmp_path / "inside"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_INSIDE_A_TRANSACTION, str(raw), str(warehouse),
+                              str(ready)], cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        for _ in range(1200):
+            if ready.exists() or child.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert ready.exists(), "the child never reached the point where it is killed"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    con = duckdb.connect(str(warehouse))
+    ingest_all(con, raw)
+    assert ingest_state(con) == cold
+    con.close()

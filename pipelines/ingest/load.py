@@ -445,23 +445,27 @@ def _count(con, query: str) -> int:
 
 
 def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order: int,
-              straight_to_core: bool = False) -> FileResult:
-    """Check one file row by row; failed rows to quarantine, the rest to export_batch (or,
-    with `straight_to_core`, rows whose key the file holds once to the core table)."""
+              straight_to_core: bool = False, begin: Callable[[], None] = lambda: None) -> FileResult:
+    """Check one file row by row; failed rows to batch_quarantine, the rest to export_batch (or,
+    with `straight_to_core`, rows whose key the file holds once to the core table). Reading
+    happens outside the export's transaction (a DuckDB error, e.g. a file that needs the serial
+    reader, aborts a transaction); what it writes to warehouse tables, inside it (`begin`)."""
     literal = {k: quote_literal(v) for k, v in
                (("export_id", ef.export_id), ("table_name", table.name), ("source_file", ef.source_file))}
     try:
         extras = read_and_classify(con, contract, table, ef)
     except FileRejected as rejected:
         rows = rejected.rows if rejected.rows is not None else _count_rows(con, ef.path)
-        con.execute("INSERT INTO ingest.quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+        con.execute("INSERT INTO batch_quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, rejected.rule, rejected.column,
                      rejected.detail, rows])
         return FileResult(ef, rows_read=rows, failed=rows, rejected=True)
     for extra in extras:
-        con.execute("INSERT INTO ingest.extra_columns VALUES (?, ?, ?, ?)",
+        con.execute("INSERT INTO batch_extra_columns VALUES (?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, extra.name])
     rows_read = _count(con, "SELECT count(*) FROM classified_file")
+    if straight_to_core:
+        begin()
     run_sql(con, "ingest", "quarantine_failed_rows", **literal)
     failed = _count(con, "SELECT count(*) FROM classified_file WHERE __failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
@@ -488,11 +492,42 @@ def _key_sql(table: Table) -> dict[str, str]:
     }
 
 
+class _Transaction:
+    """One export's writes to one table: begun once (by the first write), committed with the
+    ledger, rolled back on any error, so a kill or a failure leaves no half-applied export."""
+
+    def __init__(self, con):
+        self.con, self.open = con, False
+
+    def begin(self) -> None:
+        if not self.open:
+            self.con.execute("BEGIN TRANSACTION")
+            self.open = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if self.open:
+            self.con.execute("COMMIT" if kind is None else "ROLLBACK")
+        return False
+
+
 def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> list[FileResult]:
-    """Load every file of `table` in one export, quarantine contradictions, merge into core."""
+    """Load every file of `table` in one export, quarantine contradictions, merge into core,
+    and record it in the ledger, all in one transaction: applied whole or not at all."""
     files = [f for f in export_files(export_dir, list(contract.tables)) if f.table == table.name]
-    if not files:
-        return []
+    with _Transaction(con) as transaction:
+        results = _load_and_merge(con, contract, table, files, transaction.begin) if files else []
+        transaction.begin()
+        con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
+    return results
+
+
+def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFile],
+                    begin: Callable[[], None]) -> list[FileResult]:
+    for name in ("quarantine", "extra_columns"):  # held back until the transaction
+        con.execute(f"CREATE OR REPLACE TEMP TABLE batch_{name} AS SELECT * FROM ingest.{name} LIMIT 0")
     cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_batch ({cols}, {PROVENANCE_COLUMNS}, "
                 "file_order INTEGER)")
@@ -500,7 +535,10 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_repeated_keys ({key_cols})")
     straight_to_core = len(files) == 1 and not con.execute(
         f"SELECT 1 FROM core.{table.name} LIMIT 1").fetchall()
-    results = [load_file(con, contract, table, ef, i, straight_to_core) for i, ef in enumerate(files)]
+    results = [load_file(con, contract, table, ef, i, straight_to_core, begin) for i, ef in enumerate(files)]
+    begin()
+    for name in ("quarantine", "extra_columns"):
+        con.execute(f"INSERT INTO ingest.{name} SELECT * FROM batch_{name}")
     keys = _key_sql(table)
     candidates = "export_batch" if len(files) > 1 else (
         f"(SELECT * FROM export_batch SEMI JOIN export_repeated_keys USING ({keys['key']}))")
@@ -528,7 +566,6 @@ def ingest_table(con, contract: Contract, table_name: str, exports: list[Path],
     results = []
     for export_dir in exports:
         done = apply_export(con, contract, table, export_dir)
-        con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
         for r in done:
             progress(f"{r.export_file.source_file}: {r.rows_read} rows read, {r.failed} quarantined, "
                      f"{r.duplicates} duplicates")
