@@ -15,7 +15,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from pipelines.settings import ENGINES, SETTINGS, ConfigError, setting_value
+from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value
 
 
 def _from_env(name: str):
@@ -83,6 +83,9 @@ class ClinicConfig(dg.ConfigurableResource):
         from pipelines.ingest.contract import ContractError
         from pipelines.response.rules import RulesError
 
+        crossing = crossing_paths(self.raw_dir, self.marts_dir, self.warehouse)
+        if crossing:
+            raise ConfigError(crossing)
         if self.min_cell_size < 1:
             raise ConfigError(f"min_cell_size {self.min_cell_size} must be at least 1 (CLINIC_MIN_CELL_SIZE)")
         try:

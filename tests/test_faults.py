@@ -206,3 +206,44 @@ def test_a_kill_inside_an_ingest_transaction_converges_with_no_rebuild(tmp_path,
     ingest_all(con, raw)
     assert ingest_state(con) == cold
     con.close()
+
+
+# --- 3. paths that cross --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "marts", "warehouse", "named"), [
+    ("raw", "marts", "marts/clinic.duckdb", "the warehouse marts/clinic.duckdb is inside the marts folder"),
+    ("raw", "marts", "marts/release/clinic_release.duckdb", "the warehouse"),
+    ("raw", "marts", "raw/warehouse.duckdb", "is inside the raw folder"),
+    ("raw", "raw/marts", "warehouse.duckdb", "the marts folder raw/marts is inside the raw folder"),
+    ("data", "data", "warehouse.duckdb", "the raw folder data is the marts folder"),
+    ("data/marts/raw", "data/marts", "warehouse.duckdb", "the raw folder"),
+    ("raw", "published", "warehouse.duckdb", "the warehouse warehouse.duckdb is inside the marts folder"),
+])
+def test_paths_that_cross_are_refused_before_any_work(tmp_path, monkeypatch, raw, marts, warehouse, named):
+    from pipelines.config import ClinicConfig
+    from pipelines.settings import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    if marts == "published":  # the marts folder is a link to the folder holding the warehouse
+        Path("published").symlink_to(tmp_path)
+    clinic = ClinicConfig.with_overrides(raw_dir=raw, marts_dir=marts, warehouse=warehouse)
+    with pytest.raises(ConfigError, match="must be apart") as refused:
+        clinic.check()
+    assert named in str(refused.value)
+    assert not Path(warehouse).exists() and not Path("marts").exists()
+
+
+def test_clinic_run_refuses_a_warehouse_inside_the_published_set_with_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    marts = tmp_path / "marts"
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(tmp_path / "raw"),
+                          "--marts", str(marts), "--warehouse", str(marts / "clinic.duckdb")],
+                         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert out.returncode == 2, out.stderr
+    assert "is inside the marts folder" in out.stderr and "Traceback" not in out.stderr
+    assert not marts.exists()  # nothing written anywhere
