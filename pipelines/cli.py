@@ -70,6 +70,9 @@ def _advice(cls_name: str, message: str) -> str:
         return "free disk space where the warehouse, the temp folder and the marts live, then run again"
     if "read-only file system" in text or "permission denied" in text:
         return "make the marts folder, the warehouse's folder and the temp folder writable, then run again"
+    if "corrupt database file" in text or "could not read enough bytes" in text:
+        return ("a DuckDB file is damaged; if it is the warehouse, `clinic run --rebuild` moves it aside and "
+                "rebuilds it from the raw exports")
     if "out of memory" in text or "outofmemory" in text or "memoryerror" in text:
         return "raise CLINIC_DUCKDB_MEMORY_LIMIT or free memory, then run again"
     return "fix the cause above and run again"
@@ -160,26 +163,41 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
         con.close()
 
 
-def warehouse_unavailable(clinic) -> tuple[int, str] | None:
-    """Why the warehouse cannot be opened for writing now: held by another run (exit 3), or
-    something else named as what it is (exit 5)."""
+def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | None:
+    """Why the warehouse cannot be opened for writing now: held by another run (exit 3),
+    damaged (exit 5; with `rebuild`, read in full and, if damaged, moved aside to be rebuilt),
+    or something else named as what it is (exit 5)."""
     import duckdb
+
+    from pipelines.diagnosis import duckdb_file_damage
+    from pipelines.resources import move_damaged_aside
 
     path = Path(clinic.warehouse)
     if not path.exists():
         return None
     try:
         duckdb.connect(str(path)).close()
+        damage = duckdb_file_damage(path, None if rebuild else ("ingest",))
     except duckdb.IOException as error:
         first = str(error).split("\n")[0]
         if "lock" in first.lower():
-            return EXIT_BUSY, (f"the warehouse {path} is being written by another run ({first}). Wait for it "
-                               "to finish (the Dagster UI queues runs one at a time), then run again.")
+            return EXIT_BUSY, busy_message(path, first)
         return EXIT_STEP_FAILED, f"the warehouse {path} cannot be opened: {first}"
     except duckdb.Error as error:
-        return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {str(error).splitlines()[0]}. If it "
-                                  "is damaged, move it aside: the next run rebuilds it from the raw exports.")
+        damage = str(error).splitlines()[0]
+    if damage and rebuild:
+        aside = move_damaged_aside(path)
+        print(f"clinic run: the warehouse file {path} is damaged: {damage}; moved it (and its WAL) to {aside} "
+              "and rebuilding it from the raw exports.", file=sys.stderr)
+    elif damage:
+        return EXIT_STEP_FAILED, (f"the warehouse file {path} is damaged: {damage}; `clinic run --rebuild` "
+                                  "rebuilds it from the raw exports (it moves the damaged file aside first).")
     return None
+
+
+def busy_message(path: Path, cause: str) -> str:
+    return (f"the warehouse {path} is being written by another run ({cause}). Wait for it to finish (the "
+            "Dagster UI queues runs one at a time), then run again.")
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -201,7 +219,7 @@ def cmd_run(args) -> int:
     except ConfigError as error:
         print(f"clinic run: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    unavailable = warehouse_unavailable(clinic)
+    unavailable = warehouse_unavailable(clinic, rebuild=args.rebuild)
     if unavailable:
         print(f"clinic run: {unavailable[1]}", file=sys.stderr)
         return unavailable[0]

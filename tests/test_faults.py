@@ -247,3 +247,72 @@ def test_clinic_run_refuses_a_warehouse_inside_the_published_set_with_exit_2(tmp
     assert out.returncode == 2, out.stderr
     assert "is inside the marts folder" in out.stderr and "Traceback" not in out.stderr
     assert not marts.exists()  # nothing written anywhere
+
+
+# --- 4. never stuck on a damaged file -------------------------------------------------------------
+
+
+def clinic(*args: str, env: dict | None = None):
+    """`clinic` in a process of its own, as an operator runs it."""
+    import os
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
+                          timeout=900, cwd=REPO_ROOT, env={**os.environ, **(env or {})})
+
+
+def _cut_in_half(path: Path) -> None:
+    import os
+
+    os.truncate(path, path.stat().st_size // 2)
+
+
+def test_a_corrupt_block_anywhere_in_the_warehouse_is_found(tmp_path, messy_cold):
+    import os
+
+    from pipelines.diagnosis import duckdb_file_damage
+
+    raw, _ = messy_cold
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    ingest_all(con, raw)
+    con.close()
+    assert duckdb_file_damage(warehouse) is None
+    with warehouse.open("r+b") as fh:  # a block in the middle overwritten: the length is right
+        fh.seek(warehouse.stat().st_size // 2)
+        fh.write(os.urandom(8192))
+    assert "checksum" in duckdb_file_damage(warehouse)
+    _cut_in_half(warehouse)
+    assert "cut short" in duckdb_file_damage(warehouse, ("ingest",))
+
+
+def test_a_damaged_snapshot_and_a_damaged_warehouse_are_named_and_rebuilt(tmp_path):
+    from tests.conftest import mart_contents
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    for export in MESSY:
+        shutil.copytree(FIXTURES / "messy" / export, Path(s.raw_dir) / export)
+    where = ["--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse]
+    env = {"DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    first = clinic("run", *where, env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    published = mart_contents(s, gx_outcomes=False)
+
+    _cut_in_half(Path(s.snapshot).resolve())  # the published set analysts read
+    _cut_in_half(Path(s.warehouse))
+
+    stuck = clinic("run", *where, env=env)
+    assert stuck.returncode == 5, stuck.stderr[-3000:]
+    assert f"the warehouse file {s.warehouse} is damaged: the file is" in stuck.stderr
+    assert "`clinic run --rebuild` rebuilds it from the raw exports" in stuck.stderr
+    assert "Traceback" not in stuck.stderr
+
+    rebuilt = clinic("run", "--rebuild", *where, env=env)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
+    assert "moved it (and its WAL) to" in rebuilt.stderr
+    assert "the previous snapshot" in rebuilt.stderr and "is damaged" in rebuilt.stderr
+    assert len(list(tmp_path.glob("warehouse.duckdb.damaged-*"))) == 1
+    assert mart_contents(s, gx_outcomes=False) == published  # what a cold run publishes
