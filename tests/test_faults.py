@@ -316,3 +316,40 @@ def test_a_damaged_snapshot_and_a_damaged_warehouse_are_named_and_rebuilt(tmp_pa
     assert "the previous snapshot" in rebuilt.stderr and "is damaged" in rebuilt.stderr
     assert len(list(tmp_path.glob("warehouse.duckdb.damaged-*"))) == 1
     assert mart_contents(s, gx_outcomes=False) == published  # what a cold run publishes
+
+
+# --- 5. only regular files are read ---------------------------------------------------------------
+
+
+def test_folders_fifos_and_links_in_an_export_are_findings_not_read(tmp_path):
+    import os
+    import signal
+
+    from pipelines.ingest.exports import export_findings
+
+    raw = tmp_path / "raw"
+    export = raw / "2026-11-01_odd"
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], export)
+    for name in ("patients.csv", "measurements.csv", "doses.csv", "fiqr_items.csv"):
+        (export / name).unlink(missing_ok=True)
+    (export / "patients.csv").mkdir()  # a folder named like a table file
+    os.mkfifo(export / "measurements.csv")  # opening it would wait for a writer forever
+    (export / "doses.csv").symlink_to("/etc/passwd")
+    (tmp_path / "elsewhere").mkdir()
+    (export / "fiqr_items.csv").symlink_to(tmp_path / "elsewhere")
+
+    signal.alarm(120)  # a blocked open fails the test instead of hanging it
+    try:
+        con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+        ingest_all(con, raw)
+    finally:
+        signal.alarm(0)
+    assert con.execute("SELECT count(*) FROM ingest.applied_files WHERE source_file IN (SELECT unnest(?))",
+                       [[f"{export.name}/{n}" for n in ("patients.csv", "measurements.csv", "doses.csv",
+                                                        "fiqr_items.csv")]]).fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM core.doses").fetchone()[0] == 0  # /etc/passwd was not read
+    con.close()
+    details = " | ".join(d for _, _, d in export_findings(export, CONTRACT))
+    for name, kind in (("patients.csv/", "a folder"), ("measurements.csv", "a FIFO"),
+                       ("doses.csv", "a symbolic link"), ("fiqr_items.csv/", "a symbolic link")):
+        assert f"'{name}' is {kind}" in details, details

@@ -11,7 +11,9 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -234,10 +236,23 @@ def literal_path(path: Path) -> str:
     return quote_literal(re.sub(r"([*?\[])", r"[\1]", str(Path(path).absolute())))
 
 
+def open_regular(path: Path):
+    """The file for reading in binary, if it is still a regular file: opened without following
+    a link and without blocking (a FIFO put in its place after the export was listed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as error:
+        raise FileRejected("unreadable_file", f"the file cannot be opened ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileRejected("unreadable_file", "the entry is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _csv_header(path: Path) -> tuple[list[str], int]:
     """The header's column names and how many physical lines it takes (a quoted name may
     hold a line break). Any line ending (LF, CRLF, CR) is read; the header is line 1."""
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(HEADER_BYTES)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
