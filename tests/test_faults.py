@@ -353,3 +353,53 @@ def test_folders_fifos_and_links_in_an_export_are_findings_not_read(tmp_path):
     for name, kind in (("patients.csv/", "a folder"), ("measurements.csv", "a FIFO"),
                        ("doses.csv", "a symbolic link"), ("fiqr_items.csv/", "a symbolic link")):
         assert f"'{name}' is {kind}" in details, details
+
+
+# --- 6. a cut last line, and content fingerprints -------------------------------------------------
+
+
+def test_a_last_line_without_its_line_break_is_quarantined_there(tmp_path):
+    raw = tmp_path / "raw"
+    export = raw / "2026-11-01_cut"
+    export.mkdir(parents=True)
+    (export / "patients.csv").write_text("patient_id,site_id,indication,regimen,sex,age_years,start_year\n"
+                                         "PAT0001,site-a,fibromyalgia,ldn,F,50,2024\n"
+                                         "PAT0002,site-a,fibromyalgia,ldn,F,50,2024\n")
+    # The copy stopped inside the last row: a `500` reads as `5`, a valid value.
+    (export / "measurements.csv").write_text("patient_id,study_day,instrument,value\n"
+                                             "PAT0001,0,fiqr_total,50\n"
+                                             "PAT0002,0,fiqr_total,5")
+    (export / "_READY").touch()
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ingest_all(con, raw)
+    assert con.execute("SELECT line_number, rule FROM ingest.quarantine").fetchall() == [(3, "truncated_line")]
+    assert con.execute("SELECT patient_id FROM core.measurements").fetchall() == [("PAT0001",)]
+    run_sql(con, "quality", "reconciliation")
+    assert con.execute("SELECT sum(abs(unaccounted)) FROM quality.reconciliation").fetchone()[0] == 0
+    con.close()
+
+
+def test_an_applied_file_is_known_by_its_content_not_its_size_and_time(tmp_path, messy_cold):
+    import os
+
+    from pipelines.ingest.load import InputsMissing
+
+    raw, _ = messy_cold
+    copied = tmp_path / "raw"
+    shutil.copytree(raw, copied, copy_function=shutil.copyfile)  # new inodes and times, same content
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ingest_all(con, raw)
+    moved = plan_ingest(con, copied, CONTRACT)  # the raw folder moved: the same exports, nothing to do
+    assert moved.pending == [] and moved.rebuild_reason is None
+
+    # Re-delivered with other values, the same size and the same modification time.
+    target = copied / MESSY[1] / "patients.csv"
+    before = target.stat()
+    data = target.read_bytes()
+    at = data.index(b"fibromyalgia")
+    target.write_bytes(data[:at] + b"crps".ljust(len(b"fibromyalgia"), b" ") + data[at + len(b"fibromyalgia"):])
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_size == before.st_size and target.stat().st_mtime_ns == before.st_mtime_ns
+    with pytest.raises(InputsMissing, match=f"{MESSY[1]}/patients.csv changed after it was applied"):
+        plan_ingest(con, copied, CONTRACT)
+    con.close()

@@ -144,9 +144,46 @@ def applied_exports(warehouse: Path) -> set[str] | None:
         con.close()
 
 
-def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract) -> list[str]:
+CONTENT_HASH = "sha256:"
+
+
+def _stat_key(path: Path) -> str:
+    """Size, modification and change times and inode: equal, the file was not rewritten."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def content_fingerprint(path: Path) -> str:
+    """How the ledger knows an applied file: its stat key and the SHA-256 of its content,
+    computed once, when the file is applied."""
+    digest = hashlib.sha256()
+    key = _stat_key(path)
+    with open_regular(path) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{key} {CONTENT_HASH}{digest.hexdigest()}"
+
+
+def still_the_same(fingerprint: str, path: Path) -> tuple[bool, str]:
+    """Whether `path` is still the file the ledger recorded, and its fingerprint now. An
+    unchanged stat key is trusted; otherwise (a copy, a re-delivery, a touch) the content is
+    hashed again: a file with the same size and time but other content is a changed file. A
+    ledger from before content hashes holds size and time only, compared as they were."""
+    key, _, content = fingerprint.partition(" " + CONTENT_HASH)
+    if not content:
+        st = os.stat(path)
+        return key == f"{st.st_size}:{st.st_mtime_ns}", fingerprint
+    if key == _stat_key(path):
+        return True, fingerprint
+    now = content_fingerprint(path)
+    return now.endswith(CONTENT_HASH + content), now
+
+
+def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract,
+                     refreshed: dict[str, str] | None = None) -> list[str]:
     """What was applied before and is not in the raw folder as it was: vanished exports,
-    and files of applied tables that vanished, changed or were added."""
+    and files of applied tables that vanished, changed or were added. Files found the same
+    by their content with another stat key (copied, touched) go to `refreshed`."""
     present = {p.name: p for p in exports}
     problems = []
     for export_id in sorted(ledger, key=lambda e: e.encode()):
@@ -154,11 +191,17 @@ def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: 
             problems.append(f"export {export_id} is gone")
             continue
         applied = ledger[export_id]
-        now = {f.source_file: f.fingerprint for f in export_files(present[export_id], list(contract.tables))
+        now = {f.source_file: f.path for f in export_files(present[export_id], list(contract.tables))
                if f.table in applied.tables}
         before = {f: fp for f, (t, fp) in applied.files.items()}
         gone = sorted(set(before) - set(now))
-        changed = sorted(f for f in set(before) & set(now) if before[f] != now[f])
+        changed = []
+        for f in sorted(set(before) & set(now)):
+            same, fingerprint = still_the_same(before[f], now[f])
+            if not same:
+                changed.append(f)
+            elif fingerprint != before[f] and refreshed is not None:
+                refreshed[f] = fingerprint
         added = sorted(set(now) - set(before))
         for what, files in (("is gone", gone), ("changed after it was applied", changed),
                             ("was added after its export was applied", added)):
@@ -191,7 +234,11 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
                             "an export still being written?) and run again.")
     ensure_warehouse(con, contract)
     ledger = _ledger(con)
-    problems = _gone_or_changed(ledger, exports, contract)
+    refreshed: dict[str, str] = {}
+    problems = _gone_or_changed(ledger, exports, contract, refreshed)
+    if refreshed:
+        con.executemany("UPDATE ingest.applied_files SET fingerprint = ? WHERE source_file = ?",
+                        [(fp, f) for f, fp in refreshed.items()])
     if problems and not rebuild:
         raise InputsMissing(
             f"{len(problems)} thing(s) applied before are not in {raw_dir} as they were: "
@@ -406,6 +453,8 @@ def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> 
                 continue
             raise FileRejected("unreadable_file", _safe_reason(error)) from None
     number_lines(con, source)
+    if source.shape is not None and source.shape.unterminated:
+        run_sql(con, "ingest", "quarantine_truncated_line")
     return source.extras
 
 
@@ -568,7 +617,7 @@ def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFil
         n_conflict = conflicts.get(r.export_file.source_file, 0)
         con.execute(
             "INSERT INTO ingest.applied_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [r.export_file.export_id, table.name, r.export_file.source_file, r.export_file.fingerprint,
+            [r.export_file.export_id, table.name, r.export_file.source_file, content_fingerprint(r.export_file.path),
              r.rows_read, r.staged - n_conflict, r.failed + n_conflict, r.duplicates, r.rejected],
         )
     return results
