@@ -29,6 +29,20 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / "data" / "dagster_home")
 
 
+def dagster_home_unusable() -> str | None:
+    """Why the Dagster home cannot hold the run history (a setting: exit 2), or None."""
+    import tempfile
+
+    home = dagster_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=home).close()
+    except OSError as error:
+        return (f"the Dagster home {home} cannot be written ({error.strerror or error}): set DAGSTER_HOME to a "
+                "writable folder (default data/dagster_home) and run again.")
+    return None
+
+
 def project_instance():
     import dagster as dg
 
@@ -54,8 +68,10 @@ def run_job(clinic, instance=None, rebuild: bool = False, tags: dict | None = No
 
 
 def _root(error):
-    while error is not None and error.cause is not None:
-        error = error.cause
+    """The first error of a chain: followed through raise-from (cause) and through an error
+    raised while handling another (context: "cannot rollback" after a full disk)."""
+    while error is not None and (error.cause or error.context) is not None:
+        error = error.cause or error.context
     return error
 
 
@@ -101,7 +117,16 @@ def run_failures(result) -> list[tuple[int, str]]:
             if root is not None and root.cls_name != CHECK_FAILED:
                 code = EXIT_CONFIG if root.cls_name == "ConfigError" else EXIT_STEP_FAILED
                 run_level.append((code, _named(root.cls_name, root.message.strip())))
-    return steps or run_level
+    failures = [_busy_if_locked(code, line) for code, line in steps or run_level]
+    return list(dict.fromkeys(failures))  # each once (a resource failure is also the run's failure)
+
+
+def _busy_if_locked(code: int, line: str) -> tuple[int, str]:
+    """A warehouse lock taken by another run after the pre-check is still a held lock (exit 3)."""
+    if "could not set lock on file" in line.lower():
+        return EXIT_BUSY, (f"{line.splitlines()[0]} -> another run is writing the warehouse; wait for it to "
+                           "finish (the Dagster UI queues runs one at a time), then run again")
+    return code, line
 
 
 def failed_checks(result) -> list[str]:
@@ -223,6 +248,12 @@ def cmd_run(args) -> int:
     if unavailable:
         print(f"clinic run: {unavailable[1]}", file=sys.stderr)
         return unavailable[0]
+    home_problem = dagster_home_unusable()
+    if home_problem:
+        print(f"clinic run: {home_problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in clinic.warnings():
+        print(f"clinic run: warning: {warning}", file=sys.stderr)
     os.environ["CLINIC_PROGRESS"] = "1"
     started = time.perf_counter()
     engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"

@@ -403,3 +403,110 @@ def test_an_applied_file_is_known_by_its_content_not_its_size_and_time(tmp_path,
     with pytest.raises(InputsMissing, match=f"{MESSY[1]}/patients.csv changed after it was applied"):
         plan_ingest(con, copied, CONTRACT)
     con.close()
+
+
+# --- 7. every fault says what it is ---------------------------------------------------------------
+
+
+def test_a_full_disk_for_the_marts_is_named_and_its_building_folder_removed(tmp_path, monkeypatch):
+    import errno
+
+    import pipelines.publish.assets as publish_assets
+    from pipelines.cli import EXIT_STEP_FAILED, run_failures
+
+    def disk_full(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:  # what DuckDB then says hides the cause (it is the context, not the cause)
+            raise duckdb.TransactionException("cannot rollback - no transaction is active")  # noqa: B904
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
+    monkeypatch.setattr(publish_assets, "write_snapshot", disk_full)
+    result = run_pipeline(s)
+    assert not result.success
+    failures = run_failures(result)
+    assert len(failures) == 1, failures
+    code, line = failures[0]
+    assert code == EXIT_STEP_FAILED
+    assert "No space left on device" in line and "free disk space" in line and "rollback" not in line
+    assert list((Path(s.marts_dir) / "versions").glob(".building-*")) == []  # removed when the run failed
+    assert not Path(s.snapshot).exists()
+
+
+def test_a_lock_taken_after_the_pre_check_exits_3_said_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from pipelines.cli import EXIT_BUSY, run_failures
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
+    held = tmp_path / "held"
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "open(sys.argv[2], 'w').close(); time.sleep(600)", s.warehouse, str(held)])
+    try:
+        for _ in range(600):
+            if held.exists():
+                break
+            time.sleep(0.1)
+        result = run_pipeline(s)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not result.success
+    failures = run_failures(result)
+    assert len(failures) == 1 and failures[0][0] == EXIT_BUSY, failures
+    assert "another run is writing the warehouse" in failures[0][1]
+
+
+@pytest.mark.parametrize(("env", "said"), [
+    ({"DAGSTER_HOME": "{tmp}/a_file/dagster_home"}, "the Dagster home"),
+    ({"CLINIC_DUCKDB_MEMORY_LIMIT": "1KB"}, "is below the 64 MB a run needs"),
+])
+def test_settings_that_cannot_work_exit_2_without_a_traceback(tmp_path, env, said):
+    (tmp_path / "a_file").write_text("not a folder")
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
+    env = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
+    out = clinic("run", "--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse, env=env)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.count(said) == 1 and "Traceback" not in out.stderr
+    assert not Path(s.warehouse).exists() and not Path(s.marts_dir).exists()
+
+
+def test_a_minimum_cell_size_below_the_specs_is_warned_about():
+    from pipelines.config import ClinicConfig
+
+    assert ClinicConfig.with_overrides(min_cell_size=11).warnings() == []
+    [warning] = ClinicConfig.with_overrides(min_cell_size=1).warnings()
+    assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
+
+
+def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatch):
+    import os
+
+    import pipelines.publish.snapshot as snapshot
+
+    marts = tmp_path / "marts"
+    folder = snapshot.start_building(marts, "run-1")
+    (folder / "clinic.duckdb").write_bytes(b"snapshot")
+    (folder / "dashboards").mkdir()
+    (folder / "dashboards" / "index.html").write_text("<html>")
+    synced, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def recording_fsync(fd):
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        return real_fsync(fd)
+
+    def switch_checks_sync(src, dst):
+        if Path(dst).name == snapshot.CURRENT:
+            assert {"clinic.duckdb", "index.html", "dashboards"} <= set(synced), synced
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", switch_checks_sync)
+    final = snapshot.switch_to(marts, folder, "run-1")
+    assert (marts / "clinic.duckdb").read_bytes() == b"snapshot" and final.parent == marts / "versions"
+    assert synced[-2:] == ["versions", "marts"]  # the rename and the links are on disk too
