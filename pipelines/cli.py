@@ -206,7 +206,8 @@ def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | No
     except duckdb.IOException as error:
         first = str(error).split("\n")[0]
         if "lock" in first.lower():
-            return EXIT_BUSY, busy_message(path, first)
+            return EXIT_BUSY, (f"the warehouse {path} is being written by another run ({first}). Wait for it "
+                               "to finish (the Dagster UI queues runs one at a time), then run again.")
         return EXIT_STEP_FAILED, f"the warehouse {path} cannot be opened: {first}"
     except duckdb.Error as error:
         damage = str(error).splitlines()[0]
@@ -218,11 +219,6 @@ def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | No
         return EXIT_STEP_FAILED, (f"the warehouse file {path} is damaged: {damage}; `clinic run --rebuild` "
                                   "rebuilds it from the raw exports (it moves the damaged file aside first).")
     return None
-
-
-def busy_message(path: Path, cause: str) -> str:
-    return (f"the warehouse {path} is being written by another run ({cause}). Wait for it to finish (the "
-            "Dagster UI queues runs one at a time), then run again.")
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -244,14 +240,14 @@ def cmd_run(args) -> int:
     except ConfigError as error:
         print(f"clinic run: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    unavailable = warehouse_unavailable(clinic, rebuild=args.rebuild)
-    if unavailable:
-        print(f"clinic run: {unavailable[1]}", file=sys.stderr)
-        return unavailable[0]
     home_problem = dagster_home_unusable()
     if home_problem:
         print(f"clinic run: {home_problem}", file=sys.stderr)
         return EXIT_CONFIG
+    unavailable = warehouse_unavailable(clinic, rebuild=args.rebuild)
+    if unavailable:
+        print(f"clinic run: {unavailable[1]}", file=sys.stderr)
+        return unavailable[0]
     for warning in clinic.warnings():
         print(f"clinic run: warning: {warning}", file=sys.stderr)
     os.environ["CLINIC_PROGRESS"] = "1"

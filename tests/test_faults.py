@@ -15,7 +15,7 @@ import pytest
 
 from pipelines.demo.generator import generate
 from pipelines.ingest.contract import load_contract
-from pipelines.ingest.load import ingest_table, plan_ingest
+from pipelines.ingest.load import exports_awaiting_checks, ingest_table, plan_ingest
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
@@ -71,6 +71,8 @@ def test_an_export_applied_by_a_run_that_died_is_checked_by_the_next_run(tmp_pat
     monkeypatch.undo()
     assert {e for (e,) in warehouse_rows(s, "SELECT export_id FROM ingest.applied_exports")} == {
         "2026-11-01_ug_per_g", "2026-11-02_mg_per_g"}  # both applied by the run that died
+    with build_resources(s)["warehouse"].get_connection() as con:
+        assert exports_awaiting_checks(con) == {"2026-11-01_ug_per_g", "2026-11-02_mg_per_g"}
 
     after = run_pipeline(s)  # nothing new to apply: the checks of what the dead run applied still run
     assert not after.success
@@ -81,6 +83,8 @@ def test_an_export_applied_by_a_run_that_died_is_checked_by_the_next_run(tmp_pat
                                 "WHERE severity = 'fatal' AND rows_failed > threshold_pct / 100.0 * rows_checked "
                                 "AND rows_failed > 0")
     assert any(e == "2026-11-02_mg_per_g" for e, _ in failing), failing
+    with build_resources(s)["warehouse"].get_connection() as con:
+        assert exports_awaiting_checks(con) == set()  # checked (and failed): the data_quality check keeps failing it
 
 
 # --- 2. ingest is atomic per export and table ----------------------------------------------------

@@ -179,6 +179,16 @@ def still_the_same(fingerprint: str, path: Path) -> tuple[bool, str]:
     return now.endswith(CONTENT_HASH + content), now
 
 
+def exports_awaiting_checks(con) -> set[str]:
+    """Applied exports whose dataset checks were never stored (their run died or failed
+    first): a run must follow even when no export is new (the next run checks them)."""
+    if not _has_table(con, "ingest", "applied_exports"):
+        return set()
+    if not _has_table(con, "quality", "dataset_checked"):
+        return set(_ledger(con))
+    return {e for (e,) in con.execute(sql("quality", "unchecked_exports")).fetchall()}
+
+
 def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract,
                      refreshed: dict[str, str] | None = None) -> list[str]:
     """What was applied before and is not in the raw folder as it was: vanished exports,

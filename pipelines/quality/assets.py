@@ -107,7 +107,7 @@ def rows_reconcile(warehouse: DuckDBResource) -> dg.AssetCheckResult:
 def export_profiles(context: dg.AssetExecutionContext, warehouse: DuckDBResource) -> dg.MaterializeResult:
     volume = " UNION ALL ".join(sql("quality", "table_volume", table_name=t) for t in CONTRACT_TABLES)
     with warehouse.get_connection() as con:
-        run_sql(con, "quality", "export_profiles", volume=volume)
+        run_sql(con, "quality", "export_profiles", volume=volume, unchecked_exports=sql("quality", "unchecked_exports"))
         meta = table_metadata(con, "quality.export_profiles")
     return dg.MaterializeResult(metadata=meta)
 

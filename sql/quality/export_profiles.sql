@@ -5,11 +5,7 @@ CREATE TABLE IF NOT EXISTS quality.dataset_checked (export_id VARCHAR, applied_a
 CREATE OR REPLACE TABLE quality.exports_to_check AS
 SELECT export_id FROM ingest.pending_exports
 UNION
-SELECT a.export_id
-FROM (SELECT export_id, CAST(max(applied_at) AS VARCHAR) AS applied_at
-      FROM ingest.applied_exports GROUP BY export_id) a
-WHERE NOT EXISTS (SELECT 1 FROM quality.dataset_checked c
-                  WHERE c.export_id = a.export_id AND c.applied_at = a.applied_at);
+${unchecked_exports};
 
 -- Profiles of the exports to check, for the dataset-level checks (Great Expectations,
 -- expectations/dataset_*.json), which compare each export with the earlier ones: what no row
