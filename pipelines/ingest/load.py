@@ -246,9 +246,6 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
     ledger = _ledger(con)
     refreshed: dict[str, str] = {}
     problems = _gone_or_changed(ledger, exports, contract, refreshed)
-    if refreshed:
-        con.executemany("UPDATE ingest.applied_files SET fingerprint = ? WHERE source_file = ?",
-                        [(fp, f) for f, fp in refreshed.items()])
     if problems and not rebuild:
         raise InputsMissing(
             f"{len(problems)} thing(s) applied before are not in {raw_dir} as they were: "
@@ -256,6 +253,9 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
             + ". Nothing was changed or published. If the raw folder is wrong or incomplete, fix it and "
             "run again; to drop what is gone on purpose, run `clinic run --rebuild`, which rebuilds the "
             "warehouse from the exports present.")
+    if refreshed and not problems:  # the same content found under a new stat key: hashed once more, not every run
+        con.executemany("UPDATE ingest.applied_files SET fingerprint = ? WHERE source_file = ?",
+                        [(fp, f) for f, fp in refreshed.items()])
     state = con.execute("SELECT contract_hash FROM ingest.state").fetchall()
     applied_ids = sorted(ledger, key=lambda e: e.encode())
     tables = set(contract.tables)
