@@ -29,6 +29,20 @@ def dagster_home() -> Path:
     return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / "data" / "dagster_home")
 
 
+def dagster_home_unusable() -> str | None:
+    """Why the Dagster home cannot hold the run history (a setting: exit 2), or None."""
+    import tempfile
+
+    home = dagster_home()
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=home).close()
+    except OSError as error:
+        return (f"the Dagster home {home} cannot be written ({error.strerror or error}): set DAGSTER_HOME to a "
+                "writable folder (default data/dagster_home) and run again.")
+    return None
+
+
 def project_instance():
     import dagster as dg
 
@@ -54,8 +68,10 @@ def run_job(clinic, instance=None, rebuild: bool = False, tags: dict | None = No
 
 
 def _root(error):
-    while error is not None and error.cause is not None:
-        error = error.cause
+    """The first error of a chain: followed through raise-from (cause) and through an error
+    raised while handling another (context: "cannot rollback" after a full disk)."""
+    while error is not None and (error.cause or error.context) is not None:
+        error = error.cause or error.context
     return error
 
 
@@ -70,6 +86,9 @@ def _advice(cls_name: str, message: str) -> str:
         return "free disk space where the warehouse, the temp folder and the marts live, then run again"
     if "read-only file system" in text or "permission denied" in text:
         return "make the marts folder, the warehouse's folder and the temp folder writable, then run again"
+    if "corrupt database file" in text or "could not read enough bytes" in text:
+        return ("a DuckDB file is damaged; if it is the warehouse, `clinic run --rebuild` moves it aside and "
+                "rebuilds it from the raw exports")
     if "out of memory" in text or "outofmemory" in text or "memoryerror" in text:
         return "raise CLINIC_DUCKDB_MEMORY_LIMIT or free memory, then run again"
     return "fix the cause above and run again"
@@ -98,7 +117,16 @@ def run_failures(result) -> list[tuple[int, str]]:
             if root is not None and root.cls_name != CHECK_FAILED:
                 code = EXIT_CONFIG if root.cls_name == "ConfigError" else EXIT_STEP_FAILED
                 run_level.append((code, _named(root.cls_name, root.message.strip())))
-    return steps or run_level
+    failures = [_busy_if_locked(code, line) for code, line in steps or run_level]
+    return list(dict.fromkeys(failures))  # each once (a resource failure is also the run's failure)
+
+
+def _busy_if_locked(code: int, line: str) -> tuple[int, str]:
+    """A warehouse lock taken by another run after the pre-check is still a held lock (exit 3)."""
+    if "could not set lock on file" in line.lower():
+        return EXIT_BUSY, (f"{line.splitlines()[0]} -> another run is writing the warehouse; wait for it to "
+                           "finish (the Dagster UI queues runs one at a time), then run again")
+    return code, line
 
 
 def failed_checks(result) -> list[str]:
@@ -160,16 +188,21 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
         con.close()
 
 
-def warehouse_unavailable(clinic) -> tuple[int, str] | None:
-    """Why the warehouse cannot be opened for writing now: held by another run (exit 3), or
-    something else named as what it is (exit 5)."""
+def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | None:
+    """Why the warehouse cannot be opened for writing now: held by another run (exit 3),
+    damaged (exit 5; with `rebuild`, read in full and, if damaged, moved aside to be rebuilt),
+    or something else named as what it is (exit 5)."""
     import duckdb
+
+    from pipelines.diagnosis import duckdb_file_damage
+    from pipelines.resources import move_damaged_aside
 
     path = Path(clinic.warehouse)
     if not path.exists():
         return None
     try:
         duckdb.connect(str(path)).close()
+        damage = duckdb_file_damage(path, None if rebuild else ("ingest",))
     except duckdb.IOException as error:
         first = str(error).split("\n")[0]
         if "lock" in first.lower():
@@ -177,8 +210,14 @@ def warehouse_unavailable(clinic) -> tuple[int, str] | None:
                                "to finish (the Dagster UI queues runs one at a time), then run again.")
         return EXIT_STEP_FAILED, f"the warehouse {path} cannot be opened: {first}"
     except duckdb.Error as error:
-        return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {str(error).splitlines()[0]}. If it "
-                                  "is damaged, move it aside: the next run rebuilds it from the raw exports.")
+        damage = str(error).splitlines()[0]
+    if damage and rebuild:
+        aside = move_damaged_aside(path)
+        print(f"clinic run: the warehouse file {path} is damaged: {damage}; moved it (and its WAL) to {aside} "
+              "and rebuilding it from the raw exports.", file=sys.stderr)
+    elif damage:
+        return EXIT_STEP_FAILED, (f"the warehouse file {path} is damaged: {damage}; `clinic run --rebuild` "
+                                  "rebuilds it from the raw exports (it moves the damaged file aside first).")
     return None
 
 
@@ -236,10 +275,16 @@ def cmd_run(args) -> int:
     except ConfigError as error:
         print(f"clinic run: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    unavailable = warehouse_unavailable(clinic)
+    home_problem = dagster_home_unusable()
+    if home_problem:
+        print(f"clinic run: {home_problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    unavailable = warehouse_unavailable(clinic, rebuild=args.rebuild)
     if unavailable:
         print(f"clinic run: {unavailable[1]}", file=sys.stderr)
         return unavailable[0]
+    for warning in clinic.warnings():
+        print(f"clinic run: warning: {warning}", file=sys.stderr)
     os.environ["CLINIC_PROGRESS"] = "1"
     engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"
     print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse}, engine {engine} "

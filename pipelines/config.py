@@ -10,12 +10,26 @@ engine (and, for Spark, that pyspark and a Java runtime are there), the SQL fold
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from pipelines.settings import ENGINES, SETTINGS, ConfigError, setting_value
+from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value
+
+SPEC_MIN_CELL_SIZE = 11  # the spec's min_cell_size (outputs.md): releases show no count of 1 to 10
+MEMORY_LIMIT_FLOOR = 64 * 2**20  # below this DuckDB cannot run the pipeline's queries at all
+_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def size_in_bytes(size: str) -> int | None:
+    """A size as DuckDB reads it (`1KB`, `512 MiB`, `2GB`), in bytes; None for other forms."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(size))
+    if not match or match.group(2).lower() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
 def _from_env(name: str):
@@ -91,6 +105,9 @@ class ClinicConfig(dg.ConfigurableResource):
         from pipelines.quality.gx_validation import SuiteError, check_rule_references
         from pipelines.response.rules import RulesError
 
+        crossing = crossing_paths(self.raw_dir, self.marts_dir, self.warehouse)
+        if crossing:
+            raise ConfigError(crossing)
         if self.min_cell_size < 1:
             raise ConfigError(f"min_cell_size {self.min_cell_size} must be at least 1 (CLINIC_MIN_CELL_SIZE)")
         try:
@@ -98,6 +115,10 @@ class ClinicConfig(dg.ConfigurableResource):
         except duckdb.Error:
             raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is not a size DuckDB understands "
                               "(CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)") from None
+        limit = size_in_bytes(self.duckdb_memory_limit)
+        if limit is not None and limit < MEMORY_LIMIT_FLOOR:
+            raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is below the {MEMORY_LIMIT_FLOOR // 2**20} MB "
+                              "a run needs (CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)} (CLINIC_ENGINE, --engine)")
         if self.engine == "spark":
@@ -121,5 +142,16 @@ class ClinicConfig(dg.ConfigurableResource):
         except (ContractError, RulesError, SuiteError) as error:
             raise ConfigError(str(error)) from None
 
+    def warnings(self) -> list[str]:
+        """Settings that work but weaken what the spec asks for (said at the start of a run)."""
+        found = []
+        if self.min_cell_size < SPEC_MIN_CELL_SIZE:
+            found.append(f"CLINIC_MIN_CELL_SIZE={self.min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}: "
+                         f"counts of {self.min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients are not suppressed "
+                         "in the release")
+        return found
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self.check()
+        for warning in self.warnings():
+            context.log.warning(warning)

@@ -1,5 +1,7 @@
 """Resources the assets get injected: the configuration, the warehouse, Great Expectations."""
 
+import os
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -34,6 +36,18 @@ def remove_stale_spill_files(spill_dir: Path) -> None:
         pid = path.name.split("_")[2]
         if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
+
+
+def move_damaged_aside(warehouse: Path) -> Path:
+    """Move a damaged warehouse and its WAL aside (`<name>.damaged-<UTC time>`, kept for a
+    post-mortem), so the run builds a new one from the raw exports. Returns where it went."""
+    warehouse = Path(warehouse)
+    aside = warehouse.with_name(f"{warehouse.name}.damaged-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
+    os.replace(warehouse, aside)
+    wal = warehouse.with_name(warehouse.name + ".wal")
+    if wal.exists():
+        os.replace(wal, aside.with_name(aside.name + ".wal"))
+    return aside
 
 
 class GreatExpectations(dg.ConfigurableResource):

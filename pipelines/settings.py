@@ -84,6 +84,24 @@ def sql_dir() -> Path:
     return Path(setting_value("sql_dir"))
 
 
+def crossing_paths(raw_dir: object, marts_dir: object, warehouse: object) -> str | None:
+    """Why the raw folder, the marts folder and the warehouse cannot be used together (one is,
+    or is inside, another: a warehouse in the marts folder would be written into the published
+    set, a marts folder in the raw folder read as an export), or None. Links are followed."""
+    places = {"the warehouse": warehouse, "the raw folder": raw_dir, "the marts folder": marts_dir}
+    resolved = {name: Path(str(path)).expanduser().resolve() for name, path in places.items()}
+    for name, path in resolved.items():
+        for other, other_path in resolved.items():
+            if name != other and path.is_relative_to(other_path):
+                how = "is" if path == other_path else "is inside"
+                return (f"{name} {places[name]} {how} {other} {places[other]}"
+                        + (f" (it resolves to {path})" if str(path) != str(places[name]) else "")
+                        + ": the warehouse, the raw folder and the marts folder must be apart. Point "
+                          "--warehouse, --raw and --marts (CLINIC_WAREHOUSE, CLINIC_RAW_DIR, CLINIC_MARTS_DIR) "
+                          "at separate places and run again.")
+    return None
+
+
 def setting_value(name: str, given: object = None) -> object:
     """A setting's value: given (a flag), else its environment variable, else its default."""
     setting = SETTINGS[name]

@@ -8,6 +8,7 @@ is made of letters, digits, - and _. A folder whose name does not fit is reporte
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,11 +94,24 @@ def shown_name(name: str, contract) -> str:
     return f"an entry named with {len(stem)} characters, some unsafe to show (not shown)"
 
 
+def not_regular(path: Path) -> str | None:
+    """What an entry is when it is not a regular file (a link is not followed: a folder, a
+    FIFO that would block the reader, a device, a link to anywhere), or None. Only regular
+    files are read; the rest are findings."""
+    mode = os.lstat(path).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    kinds = [(stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
+
+
 def export_files(export_dir: Path, tables: list[str]) -> list[ExportFile]:
-    """The table files of one export, by table then name (`measurements.csv` before `.parquet`)."""
+    """The table files of one export, by table then name (`measurements.csv` before `.parquet`):
+    regular files only."""
     found = []
     for path in sorted(export_dir.iterdir(), key=lambda p: p.name):
-        if path.suffix.lower() in FILE_SUFFIXES and path.stem.lower() in tables:
+        if path.suffix.lower() in FILE_SUFFIXES and path.stem.lower() in tables and not_regular(path) is None:
             found.append(ExportFile(export_dir.name, path.stem.lower(), path))
     return found
 
@@ -109,7 +123,7 @@ def unknown_entries(export_dir: Path, tables: list[str]) -> list[str]:
         p.name + ("/" if p.is_dir() else "")
         for p in export_dir.iterdir()
         if p.name != READY_MARKER
-        and not (p.is_file() and p.suffix.lower() in FILE_SUFFIXES and p.stem.lower() in tables)
+        and not (not_regular(p) is None and p.suffix.lower() in FILE_SUFFIXES and p.stem.lower() in tables)
     )
 
 
@@ -121,6 +135,7 @@ def export_findings(export_dir: Path, contract) -> list[tuple[str, str, str]]:
     present = {f.table for f in export_files(export_dir, tables)}
     found = [("missing_table", t, f"the export has no {t} file") for t in tables if t not in present]
     for name in unknown_entries(export_dir, tables):
-        found.append(("unknown_file", "(export)",
-                      f"{shown_name(name, contract)} is not a table of the contract and was not read"))
+        kind = not_regular(export_dir / name.rstrip("/"))
+        what = f"is {kind}, not a regular file," if kind else "is not a table of the contract and"
+        found.append(("unknown_file", "(export)", f"{shown_name(name, contract)} {what} was not read"))
     return found

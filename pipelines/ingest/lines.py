@@ -37,6 +37,7 @@ class FileShape:
     has_quotes: bool
     empty_lines: tuple[int, ...]  # physical line numbers (1-based) holding no character at all
     last_content_line: int  # the last line holding a character (0 for an empty file)
+    unterminated: bool = False  # the last line holds characters but no line break (a cut file)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def scan(path: Path) -> FileShape:
     empty_set = set(empty)
     while last in empty_set:
         last -= 1
-    return FileShape(has_quotes, tuple(empty), last)
+    return FileShape(has_quotes, tuple(empty), last, unterminated=tail not in (b"\n", b"\r"))
 
 
 def walk(records: int, first_line: int, shape: FileShape, inner_breaks: dict[int, int]) -> LineMap:

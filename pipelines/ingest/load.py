@@ -11,7 +11,9 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,9 +141,56 @@ def applied_exports(warehouse: Path) -> set[str] | None:
         con.close()
 
 
-def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract) -> list[str]:
+CONTENT_HASH = "sha256:"
+
+
+def _stat_key(path: Path) -> str:
+    """Size, modification and change times and inode: equal, the file was not rewritten."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def content_fingerprint(path: Path) -> str:
+    """How the ledger knows an applied file: its stat key and the SHA-256 of its content,
+    computed once, when the file is applied."""
+    digest = hashlib.sha256()
+    key = _stat_key(path)
+    with open_regular(path) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{key} {CONTENT_HASH}{digest.hexdigest()}"
+
+
+def still_the_same(fingerprint: str, path: Path) -> tuple[bool, str]:
+    """Whether `path` is still the file the ledger recorded, and its fingerprint now. An
+    unchanged stat key is trusted; otherwise (a copy, a re-delivery, a touch) the content is
+    hashed again: a file with the same size and time but other content is a changed file. A
+    ledger from before content hashes holds size and time only, compared as they were."""
+    key, _, content = fingerprint.partition(" " + CONTENT_HASH)
+    if not content:
+        st = os.stat(path)
+        return key == f"{st.st_size}:{st.st_mtime_ns}", fingerprint
+    if key == _stat_key(path):
+        return True, fingerprint
+    now = content_fingerprint(path)
+    return now.endswith(CONTENT_HASH + content), now
+
+
+def exports_awaiting_checks(con) -> set[str]:
+    """Applied exports whose dataset checks were never stored (their run died or failed
+    first): a run must follow even when no export is new (the next run checks them)."""
+    if not has_table(con, "ingest", "applied_exports"):
+        return set()
+    if not has_table(con, "quality", "dataset_checked"):
+        return set(_ledger(con))
+    return {e for (e,) in con.execute(sql("quality", "unchecked_exports")).fetchall()}
+
+
+def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: Contract,
+                     refreshed: dict[str, str] | None = None) -> list[str]:
     """What was applied before and is not in the raw folder as it was: vanished exports,
-    and files of applied tables that vanished, changed or were added."""
+    and files of applied tables that vanished, changed or were added. Files found the same
+    by their content with another stat key (copied, touched) go to `refreshed`."""
     present = {p.name: p for p in exports}
     problems = []
     for export_id in sorted(ledger, key=lambda e: e.encode()):
@@ -149,11 +198,17 @@ def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: 
             problems.append(f"export {export_id} is gone")
             continue
         applied = ledger[export_id]
-        now = {f.source_file: f.fingerprint for f in export_files(present[export_id], list(contract.tables))
+        now = {f.source_file: f.path for f in export_files(present[export_id], list(contract.tables))
                if f.table in applied.tables}
         before = {f: fp for f, (t, fp) in applied.files.items()}
         gone = sorted(set(before) - set(now))
-        changed = sorted(f for f in set(before) & set(now) if before[f] != now[f])
+        changed = []
+        for f in sorted(set(before) & set(now)):
+            same, fingerprint = still_the_same(before[f], now[f])
+            if not same:
+                changed.append(f)
+            elif fingerprint != before[f] and refreshed is not None:
+                refreshed[f] = fingerprint
         added = sorted(set(now) - set(before))
         for what, files in (("is gone", gone), ("changed after it was applied", changed),
                             ("was added after its export was applied", added)):
@@ -188,7 +243,8 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
                             "an export still being written?) and run again.")
     ensure_warehouse(con, contract)
     ledger = _ledger(con)
-    problems = _gone_or_changed(ledger, exports, contract)
+    refreshed: dict[str, str] = {}
+    problems = _gone_or_changed(ledger, exports, contract, refreshed)
     if problems and not rebuild:
         raise InputsMissing(
             f"{len(problems)} thing(s) applied before are not in {raw_dir} as they were: "
@@ -196,6 +252,9 @@ def plan_ingest(con, raw_dir: Path, contract: Contract, rebuild: bool = False) -
             + ". Nothing was changed or published. If the raw folder is wrong or incomplete, fix it and "
             "run again; to drop what is gone on purpose, run `clinic run --rebuild`, which rebuilds the "
             "warehouse from the exports present.")
+    if refreshed and not problems:  # the same content found under a new stat key: hashed once more, not every run
+        con.executemany("UPDATE ingest.applied_files SET fingerprint = ? WHERE source_file = ?",
+                        [(fp, f) for f, fp in refreshed.items()])
     state = con.execute("SELECT contract_hash FROM ingest.state").fetchall()
     applied_ids = sorted(ledger, key=lambda e: e.encode())
     tables = set(contract.tables)
@@ -233,10 +292,23 @@ def literal_path(path: Path) -> str:
     return quote_literal(re.sub(r"([*?\[])", r"[\1]", str(Path(path).absolute())))
 
 
+def open_regular(path: Path):
+    """The file for reading in binary, if it is still a regular file: opened without following
+    a link and without blocking (a FIFO put in its place after the export was listed)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as error:
+        raise FileRejected("unreadable_file", f"the file cannot be opened ({error.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise FileRejected("unreadable_file", "the entry is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def _csv_header(path: Path) -> tuple[list[str], int]:
     """The header's column names and how many physical lines it takes (a quoted name may
     hold a line break). Any line ending (LF, CRLF, CR) is read; the header is line 1."""
-    with path.open("rb") as fh:
+    with open_regular(path) as fh:
         head = fh.read(HEADER_BYTES)
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -391,6 +463,8 @@ def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> 
                 continue
             raise FileRejected("unreadable_file", _safe_reason(error)) from None
     number_lines(con, source)
+    if source.shape is not None and source.shape.unterminated:
+        run_sql(con, "ingest", "quarantine_truncated_line")
     return source.extras
 
 
@@ -445,23 +519,27 @@ def _count(con, query: str) -> int:
 
 
 def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order: int,
-              straight_to_core: bool = False) -> FileResult:
-    """Check one file row by row; failed rows to quarantine, the rest to export_batch (or,
-    with `straight_to_core`, rows whose key the file holds once to the core table)."""
+              straight_to_core: bool = False, begin: Callable[[], None] = lambda: None) -> FileResult:
+    """Check one file row by row; failed rows to batch_quarantine, the rest to export_batch (or,
+    with `straight_to_core`, rows whose key the file holds once to the core table). Reading
+    happens outside the export's transaction (a DuckDB error, e.g. a file that needs the serial
+    reader, aborts a transaction); what it writes to warehouse tables, inside it (`begin`)."""
     literal = {k: quote_literal(v) for k, v in
                (("export_id", ef.export_id), ("table_name", table.name), ("source_file", ef.source_file))}
     try:
         extras = read_and_classify(con, contract, table, ef)
     except FileRejected as rejected:
         rows = rejected.rows if rejected.rows is not None else _count_rows(con, ef.path)
-        con.execute("INSERT INTO ingest.quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
+        con.execute("INSERT INTO batch_quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, rejected.rule, rejected.column,
                      rejected.detail, rows])
         return FileResult(ef, rows_read=rows, failed=rows, rejected=True)
     for extra in extras:
-        con.execute("INSERT INTO ingest.extra_columns VALUES (?, ?, ?, ?)",
+        con.execute("INSERT INTO batch_extra_columns VALUES (?, ?, ?, ?)",
                     [ef.export_id, table.name, ef.source_file, extra.name])
     rows_read = _count(con, "SELECT count(*) FROM classified_file")
+    if straight_to_core:
+        begin()
     run_sql(con, "ingest", "quarantine_failed_rows", **literal)
     failed = _count(con, "SELECT count(*) FROM classified_file WHERE __failed_check IS NOT NULL")
     columns = ", ".join(quote_ident(c) for c in table.column_names)
@@ -488,11 +566,42 @@ def _key_sql(table: Table) -> dict[str, str]:
     }
 
 
+class _Transaction:
+    """One export's writes to one table: begun once (by the first write), committed with the
+    ledger, rolled back on any error, so a kill or a failure leaves no half-applied export."""
+
+    def __init__(self, con):
+        self.con, self.open = con, False
+
+    def begin(self) -> None:
+        if not self.open:
+            self.con.execute("BEGIN TRANSACTION")
+            self.open = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, tb):
+        if self.open:
+            self.con.execute("COMMIT" if kind is None else "ROLLBACK")
+        return False
+
+
 def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> list[FileResult]:
-    """Load every file of `table` in one export, quarantine contradictions, merge into core."""
+    """Load every file of `table` in one export, quarantine contradictions, merge into core,
+    and record it in the ledger, all in one transaction: applied whole or not at all."""
     files = [f for f in export_files(export_dir, list(contract.tables)) if f.table == table.name]
-    if not files:
-        return []
+    with _Transaction(con) as transaction:
+        results = _load_and_merge(con, contract, table, files, transaction.begin) if files else []
+        transaction.begin()
+        con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
+    return results
+
+
+def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFile],
+                    begin: Callable[[], None]) -> list[FileResult]:
+    for name in ("quarantine", "extra_columns"):  # held back until the transaction
+        con.execute(f"CREATE OR REPLACE TEMP TABLE batch_{name} AS SELECT * FROM ingest.{name} LIMIT 0")
     cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_batch ({cols}, {PROVENANCE_COLUMNS}, "
                 "file_order INTEGER)")
@@ -500,7 +609,10 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
     con.execute(f"CREATE OR REPLACE TEMP TABLE export_repeated_keys ({key_cols})")
     straight_to_core = len(files) == 1 and not con.execute(
         f"SELECT 1 FROM core.{table.name} LIMIT 1").fetchall()
-    results = [load_file(con, contract, table, ef, i, straight_to_core) for i, ef in enumerate(files)]
+    results = [load_file(con, contract, table, ef, i, straight_to_core, begin) for i, ef in enumerate(files)]
+    begin()
+    for name in ("quarantine", "extra_columns"):
+        con.execute(f"INSERT INTO ingest.{name} SELECT * FROM batch_{name}")
     keys = _key_sql(table)
     candidates = "export_batch" if len(files) > 1 else (
         f"(SELECT * FROM export_batch SEMI JOIN export_repeated_keys USING ({keys['key']}))")
@@ -515,7 +627,7 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> lis
         n_conflict = conflicts.get(r.export_file.source_file, 0)
         con.execute(
             "INSERT INTO ingest.applied_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-            [r.export_file.export_id, table.name, r.export_file.source_file, r.export_file.fingerprint,
+            [r.export_file.export_id, table.name, r.export_file.source_file, content_fingerprint(r.export_file.path),
              r.rows_read, r.staged - n_conflict, r.failed + n_conflict, r.duplicates, r.rejected],
         )
     return results
@@ -528,7 +640,6 @@ def ingest_table(con, contract: Contract, table_name: str, exports: list[Path],
     results = []
     for export_dir in exports:
         done = apply_export(con, contract, table, export_dir)
-        con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
         for r in done:
             progress(f"{r.export_file.source_file}: {r.rows_read} rows read, {r.failed} quarantined, "
                      f"{r.duplicates} duplicates")

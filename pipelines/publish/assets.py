@@ -8,6 +8,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
+from pipelines.diagnosis import duckdb_file_damage
 from pipelines.manifest import Manifest
 from pipelines.metadata import report, table_metadata
 from pipelines.orchestration.fingerprint import write_fingerprint
@@ -22,6 +23,9 @@ from pipelines.publish.snapshot import (
 from pipelines.quality.data_docs import make_offline
 from pipelines.resources import GreatExpectations
 from pipelines.sqlfiles import quote_literal, run_sql
+
+# What the front page's "what changed" reads from the previous snapshot (dashboards/front_page.py).
+COMPARED_WITH_PREVIOUS = ("marts.patient_response", "marts.run_info")
 
 
 @dg.asset(group_name="marts", deps=["data_quality"],
@@ -73,11 +77,17 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.Ma
 
     folder = building_dir(Path(clinic.marts_dir), context.run_id)
     previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
+    previous = previous.resolve() if previous.exists() else None
+    damage = duckdb_file_damage(previous, COMPARED_WITH_PREVIOUS) if previous else None
+    if damage:  # never stuck on it: this run's set replaces it
+        report(context, f"the previous snapshot {previous} is damaged ({damage}): the dashboards leave out "
+                        "what changed since it; this run's set replaces it")
     pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
-                             previous=previous.resolve() if previous.exists() else None)
+                             previous=None if damage else previous)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],
+        "previous_snapshot_damaged": damage or "",
     })
 
 

@@ -50,6 +50,33 @@ def start_building(marts_dir: Path, run_id: str) -> Path:
     return folder
 
 
+def discard_building(marts_dir: Path, run_id: str) -> None:
+    """A failed run's half-built set: removed when it fails, not left filling the disk."""
+    shutil.rmtree(building_dir(marts_dir, run_id), ignore_errors=True)
+
+
+def fsync_tree(folder: Path) -> None:
+    """Every file and folder of a built set on disk before the switch points readers at it (a
+    power cut after the switch must not leave `current` naming files the disk never got)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            fd = os.open(Path(root) / name, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
+def fsync_dir(folder: Path) -> None:
+    """A folder's entries (a rename, a new link) on disk."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = None
                    ) -> tuple[dict[str, Path], object]:
     """The marts as `clinic.duckdb` and `<mart>.parquet` in `folder`, with the data dictionary
@@ -100,12 +127,15 @@ def switch_to(marts_dir: Path, folder: Path, run_id: str) -> Path:
     marts_dir = Path(marts_dir)
     versions = marts_dir / VERSIONS
     final = versions / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{run_id[:8]}"
+    fsync_tree(folder)
     os.replace(folder, final)
+    fsync_dir(versions)
     current = marts_dir / CURRENT
     previous = os.readlink(current) if current.is_symlink() else None
     _link(current, f"{VERSIONS}/{final.name}")
     for name in sorted(p.name for p in final.iterdir()):
         _link(marts_dir / name, f"{CURRENT}/{name}")
+    fsync_dir(marts_dir)
     keep = {final.name, Path(previous).name if previous else None}
     for old in versions.iterdir():
         if old.name not in keep and not old.name.startswith(BUILDING):

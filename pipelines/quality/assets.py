@@ -27,6 +27,9 @@ from pipelines.resources import GreatExpectations
 from pipelines.sqlfiles import quote_literal, run_sql, sql
 
 ALL_EXPORTS = "(all)"
+# The exports whose dataset checks a run performs (made by sql/quality/export_profiles.sql): the
+# ones it applies and every applied export whose checks were never stored (its run died first).
+EXPORTS_TO_CHECK = "quality.exports_to_check"
 
 
 def store_outcomes(con, export_id: str, table_name: str, outcomes: list[ExpectationOutcome]) -> None:
@@ -38,6 +41,14 @@ def store_outcomes(con, export_id: str, table_name: str, outcomes: list[Expectat
     con.executemany("INSERT INTO quality.gx_outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
         (export_id, table_name, o.check_name, o.description, o.rows_checked, o.rows_failed, o.threshold_pct,
          o.severity) for o in outcomes])
+
+
+def mark_dataset_checked(con, export_id: str) -> None:
+    """Record that every dataset suite stored its outcomes for this application of the export;
+    until then (a run killed or failed before), the next run checks it again."""
+    con.execute("DELETE FROM quality.dataset_checked WHERE export_id = ?", [export_id])
+    con.execute("INSERT INTO quality.dataset_checked SELECT export_id, CAST(max(applied_at) AS VARCHAR) "
+                "FROM ingest.applied_exports WHERE export_id = ? GROUP BY export_id", [export_id])
 
 
 def fatal_failures(con, level_tables: list[str], exports_sql: str) -> list[tuple]:
@@ -99,7 +110,7 @@ def export_profiles(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     volume = " UNION ALL ".join(sql("quality", "table_volume", table_name=t) for t in clinic.contract().tables)
     with warehouse.get_connection() as con:
-        run_sql(con, "quality", "export_profiles", volume=volume)
+        run_sql(con, "quality", "export_profiles", volume=volume, unchecked_exports=sql("quality", "unchecked_exports"))
         meta = table_metadata(con, "quality.export_profiles")
     return dg.MaterializeResult(metadata=meta)
 
@@ -133,7 +144,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
     contract_tables = list(clinic.contract().tables)
     checked = 0
     with warehouse.get_connection() as con:
-        exports = [e for (e,) in con.execute("SELECT export_id FROM ingest.pending_exports ORDER BY export_id")
+        exports = [e for (e,) in con.execute(f"SELECT export_id FROM {EXPORTS_TO_CHECK} ORDER BY export_id")
                    .fetchall()]
         for export_id in exports:
             run_sql(con, "quality", "dataset_frames", export_id=quote_literal(export_id))
@@ -144,6 +155,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
                                                               suite_path(suites, s.suite), table)
                     store_outcomes(con, export_id, table, outcomes)
                     checked += len(outcomes)
+            mark_dataset_checked(con, export_id)
         newest = con.execute("SELECT max(export_id) FROM ingest.applied_exports").fetchall()[0][0]
         if newest is not None:  # a feed's staleness is a property of now: checked every run
             con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = '(export)'")
@@ -152,7 +164,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
                                                       f"{age} AS age_days", suite_path(suites, "dataset_freshness"),
                                                       "(export)")
             store_outcomes(con, newest, "(export)", outcomes)
-        failing = fatal_failures(con, [*contract_tables, "(export)"], "SELECT export_id FROM ingest.pending_exports")
+        failing = fatal_failures(con, [*contract_tables, "(export)"], f"SELECT export_id FROM {EXPORTS_TO_CHECK}")
     report(context, f"dataset expectations: {len(exports)} export(s) profiled, {checked} outcomes"
                     + (f", {len(failing)} fatal failure(s)" if failing else ""))
     return dg.MaterializeResult(metadata={"exports_validated": exports, "outcomes": checked,
@@ -160,12 +172,12 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
 
 
 @dg.asset_check(asset=dataset_expectations, name="no_fatal_expectation_failed", blocking=True,
-                description="No fatal dataset expectation failed for the exports this run applied (a change "
+                description="No fatal dataset expectation failed for the exports this run applied or checked "
+                            "again (an export whose run died before its checks is checked now; a change "
                             "of unit or scale stops the run before anything is categorised or published).")
 def dataset_expectations_pass(clinic: ClinicConfig, warehouse: DuckDBResource) -> dg.AssetCheckResult:
     with warehouse.get_connection() as con:
-        failing = fatal_failures(con, [*clinic.contract().tables, "(export)"],
-                                 "SELECT export_id FROM ingest.pending_exports")
+        failing = fatal_failures(con, [*clinic.contract().tables, "(export)"], f"SELECT export_id FROM {EXPORTS_TO_CHECK}")
     return _no_fatal(failing, "dataset")
 
 
