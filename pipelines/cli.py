@@ -234,12 +234,15 @@ def cmd_sql(args) -> int:
 
 
 def cmd_demo_data(args) -> int:
-    from pipelines.demo.generator import write_export
+    from pipelines.demo.generator import default_id_prefix, write_export
 
     started = time.perf_counter()
     out = Path(args.out)
-    print(f"generating {args.patients:,} patients (seed {args.seed}) into {out} ...", file=sys.stderr)
-    counts = write_export(out, args.patients, seed=args.seed, defects=args.defects, id_prefix=args.id_prefix,
+    prefix = args.id_prefix if args.id_prefix is not None else default_id_prefix(out.name, args.seed)
+    print(f"generating {args.patients:,} patients (seed {args.seed}) into {out}, ids {prefix}0000001 ... "
+          f"({'--id-prefix' if args.id_prefix is not None else 'prefix from the folder name and seed'}) ...",
+          file=sys.stderr)
+    counts = write_export(out, args.patients, seed=args.seed, defects=args.defects, id_prefix=prefix,
                           progress=lambda m: print(f"  {m}", file=sys.stderr))
     for table, n in counts.items():
         print(f"  {table}: {n:,} rows", file=sys.stderr)
@@ -317,8 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR", help="export folder to write (required)")
     demo.add_argument("--defects", type=float, default=0.0,
                       help="share of rows given a realistic defect, e.g. 0.01 (default 0)")
-    demo.add_argument("--id-prefix", default="P",
-                      help="pseudonym prefix, so exports of different patients do not collide (default P)")
+    demo.add_argument("--id-prefix", default=None,
+                      help="pseudonym prefix; give an earlier export's prefix (the committed demo's is P) to "
+                           "write later data of the same patients (default: one of its own, from the folder "
+                           "name and the seed, so exports of different patients never share an id)")
     demo.set_defaults(func=cmd_demo_data)
 
     ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions",

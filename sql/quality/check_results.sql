@@ -33,10 +33,14 @@ FROM quality.reconciliation GROUP BY export_id, table_name
 UNION ALL
 SELECT export_id, table_name, 'extra_column', files, with_extras, detail FROM extra
 UNION ALL
-SELECT export_id, table_name, check_name, count(*), count(*), string_agg(detail, '; ' ORDER BY detail)
-FROM ingest.export_findings
-WHERE export_id IN (SELECT export_id FROM ingest.applied_exports)
-GROUP BY export_id, table_name, check_name
+-- Findings per export: a table's rows read are what identity_conflict looked at; the first
+-- five details are named, the rest counted.
+SELECT f.export_id, f.table_name, f.check_name, coalesce(any_value(r.rows_read), count(*)), count(*),
+       array_to_string(list(f.detail ORDER BY f.detail)[1:5], '; ')
+       || CASE WHEN count(*) > 5 THEN '; ... and ' || (count(*) - 5) || ' more' ELSE '' END
+FROM ingest.export_findings f LEFT JOIN rows_read r USING (export_id, table_name)
+WHERE f.export_id IN (SELECT export_id FROM ingest.applied_exports)
+GROUP BY f.export_id, f.table_name, f.check_name
 UNION ALL
 SELECT '(all)', 'fiqr_items', 'fiqr_unscorable', count(*), count(CASE WHEN NOT scorable THEN 1 END), NULL
 FROM response.fiqr_questionnaires
