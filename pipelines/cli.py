@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -261,7 +262,13 @@ def cmd_ui(args) -> int:
            **{s.env: str(getattr(clinic, name)) for name, s in SETTINGS.items()}}
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
            "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", file=sys.stderr)
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}); stop it with Ctrl-C "
+          "or SIGTERM", file=sys.stderr)
+    # Started from a script (`clinic ui &`), SIGINT arrives ignored, and dagster dev maps SIGTERM
+    # to SIGINT's handler: both would be ignored and the UI, daemon and code servers outlive
+    # every kill but -9. With the defaults back, dagster dev stops its processes on either.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
     os.execvpe(cmd[0], cmd, env)
 
 
