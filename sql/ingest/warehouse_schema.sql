@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS quality.gx_outcomes (
     export_id VARCHAR, table_name VARCHAR, check_name VARCHAR, description VARCHAR,
     rows_checked BIGINT, rows_failed BIGINT, threshold_pct DOUBLE, severity VARCHAR
 );
+-- What failed, named (the instruments of a drift failure); warehouses made before it lack it.
+ALTER TABLE quality.gx_outcomes ADD COLUMN IF NOT EXISTS detail VARCHAR;
 DROP TABLE IF EXISTS quality.gx_results;  -- one run's outcomes only, before gx_outcomes
 CREATE TABLE IF NOT EXISTS quality.run_log (
     run_id VARCHAR, run_time TIMESTAMP, ingest_mode VARCHAR, exports_applied VARCHAR,

@@ -49,6 +49,6 @@ SELECT '(all)', 'fiqr_items', 'fiqr_total_disagrees', (SELECT count(*) FROM resp
        count(*), NULL
 FROM response.fiqr_disagreements
 UNION ALL
-SELECT export_id, table_name, check_name, rows_checked, rows_failed, NULL FROM quality.gx_outcomes
+SELECT export_id, table_name, check_name, rows_checked, rows_failed, nullif(detail, '') FROM quality.gx_outcomes
 -- The suites of this mart and of run_info run after it is built (they show in Dagster).
 WHERE table_name NOT IN ('marts.data_quality', 'marts.run_info');
