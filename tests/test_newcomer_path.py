@@ -32,6 +32,7 @@ def three_exports(tmp_path_factory):
     raw = tmp / "raw"
     shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     told = _demo_data(raw / SITE_A)
+    (raw / SITE_A / "notes.txt").write_text("sent by hand\n", encoding="utf-8")  # an export-level finding
     _demo_data(raw / SITE_B, "--id-prefix", "P")
     settings = settings_for(tmp, raw)
     result = run_pipeline(settings)
@@ -81,3 +82,84 @@ def test_a_reused_id_with_another_sex_or_age_is_an_identity_conflict(three_expor
     passing = query_snapshot(settings, f"""SELECT status FROM marts.data_quality
         WHERE check_name = 'identity_conflict' AND export_id = '{SITE_A}'""")
     assert passing == [("pass",)]
+
+
+def test_a_unit_change_names_its_instrument_and_what_the_check_means(tmp_path):
+    from pipelines.demo.generator import generate
+
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    raw = Path(settings.raw_dir)
+    generate(150, seed=21, id_prefix="A").write(raw / "2026-11-01_ug_per_g")
+    later = raw / "2026-11-02_mg_per_g"
+    generate(80, seed=22, id_prefix="B").write(later)
+    frame = pd.read_csv(later / "measurements.csv", dtype=str)
+    calprotectin = frame.instrument == "calprotectin_ug_g"
+    frame.loc[calprotectin, "value"] = (frame.loc[calprotectin, "value"].astype(float) / 1000).map("{:g}".format)
+    frame.to_csv(later / "measurements.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--raw", settings.raw_dir,
+                          "--marts", settings.marts_dir, "--warehouse", settings.warehouse],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    [line] = [t for t in out.stderr.splitlines() if "gx:expect_column_values_to_be_between(mean_ratio)" in t]
+    assert "2026-11-02_mg_per_g" in line and ": calprotectin_ug_g)" in line
+    assert "each instrument's mean is within 0.1-10x that of the earlier exports" in line
+    for instrument in set(frame.instrument) - {"calprotectin_ug_g"}:
+        assert instrument not in line
+
+
+def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next(three_exports):
+    import yaml
+
+    from pipelines.settings import RULES_DIR
+
+    settings, result, _ = three_exports
+    buffer = io.StringIO()
+    print_summary(settings, result.run_id, buffer)
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    failing = query_snapshot(settings, "SELECT check_name, table_name, export_id, description FROM marts.data_quality "
+                                       "WHERE status = 'fail'")
+    assert {"identity_conflict", "unknown_file"} <= {c for c, *_ in failing}
+    header = lines.index(next(t for t in lines if t.split() == ["severity", "check", "table", "export", "failed",
+                                                                  "where"]))
+    rows = lines[header + 1: header + 1 + len(failing)]
+    for name in ("check", "table", "export", "failed"):
+        column = lines[header].index(name)
+        assert all(row[column - 1] == " " and row[column] != " " for row in rows), name
+    by_check = {row.split()[1]: row for row in rows}
+    assert by_check["identity_conflict"][lines[header].index("export"):].startswith(DEMO_EXPORT.name)
+    assert by_check["unknown_file"][lines[header].index("failed"):].startswith("- ")  # no "1 row" for a file
+    assert "row(s)" not in text and " 1 rows" not in text
+    meanings = lines[lines.index("What they mean:") + 1:]
+    catalogue = {c["check"]: c["description"] for c in
+                 yaml.safe_load((RULES_DIR / "quality_checks.yaml").read_text())["checks"]}
+    for check in ("identity_conflict", "unknown_file"):
+        assert any(t.split()[0] == f"{check}:" and t.endswith(catalogue[check]) for t in meanings), check
+    shown = meanings[:len({c for c, *_ in failing})]
+    assert len({len(t) - len(t.split(":", 1)[1].lstrip()) for t in shown}) == 1  # the meanings line up
+    tail = text[text.index("Next:"):]
+    for step in ("clinic sql", "clinic explain", str(Path(settings.marts_dir) / "data_docs" / "index.html"),
+                 str(settings.release_dir)):
+        assert step in tail, step
+
+
+def test_the_pages_link_the_data_docs_and_say_how_many_rows_passing_checks_quarantined(three_exports):
+    from dashboards.page import DATA_DOCS_LINK
+
+    settings, _, _ = three_exports
+    pages = Path(settings.dashboards_dir)
+    assert (pages / DATA_DOCS_LINK).resolve().is_file()
+    [(under_passing,)] = query_snapshot(settings, """
+        SELECT sum(rows_affected) FROM marts.quarantine q WHERE NOT EXISTS (
+            SELECT 1 FROM marts.data_quality d WHERE d.status = 'fail' AND d.export_id = q.export_id
+            AND d.table_name = q.table_name AND d.check_name = q.rule)""")
+    [(fails, passes)] = query_snapshot(settings, "SELECT count(*) FILTER (status = 'fail'), "
+                                                 "count(*) FILTER (status = 'pass') FROM marts.data_quality")
+    assert under_passing > 0
+    sentence = f"{fails} checks fail ("
+    for page in ("index.html", "data_quality.html"):
+        text = (pages / page).read_text()
+        assert f"href='{DATA_DOCS_LINK}'" in text, page
+        assert sentence in text and f"{passes} pass ({under_passing:,} rows quarantined under checks that pass" in text
+    quality = (pages / "data_quality.html").read_text()
+    assert "identity_conflict" in quality and "probably another person under a reused id" in quality
