@@ -163,3 +163,54 @@ def test_the_pages_link_the_data_docs_and_say_how_many_rows_passing_checks_quara
         assert sentence in text and f"{passes} pass ({under_passing:,} rows quarantined under checks that pass" in text
     quality = (pages / "data_quality.html").read_text()
     assert "identity_conflict" in quality and "probably another person under a reused id" in quality
+
+
+def test_the_all_patients_row_is_indication_all_in_every_mart(three_exports):
+    settings, _, _ = three_exports
+    [(n,)] = query_snapshot(settings, "SELECT count(*) FROM marts.patient_response")
+    for mart, count in [("response_by_indication", "n_patients"), ("cohort_flow", "enrolled")]:
+        assert query_snapshot(settings, f"SELECT {count} FROM marts.{mart} WHERE indication = 'all'") == [(n,)], mart
+    for mart in ("tolerability", "titration"):
+        assert query_snapshot(settings, f"SELECT count(*) FROM marts.{mart} WHERE indication = 'all'")[0][0] > 0
+    assert query_snapshot(settings, "SELECT level, indication_group FROM marts.response_by_indication "
+                                    "WHERE indication = 'all'") == [("all", None)]
+    # A join on indication keeps the all-patients row.
+    joined = query_snapshot(settings, """SELECT r.indication, r.n_patients = f.enrolled FROM marts.response_by_indication r
+        JOIN marts.cohort_flow f USING (indication) WHERE r.level IN ('indication', 'all') AND r.indication = 'all'""")
+    assert joined == [("all", True)]
+
+
+def test_parquet_files_keep_counts_and_days_integers(three_exports):
+    from pipelines.publish.snapshot import MARTS
+
+    settings, _, _ = three_exports
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        for mart in MARTS:
+            integers = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() "
+                                                  f"WHERE schema_name = 'marts' AND table_name = '{mart}'").fetchall()
+                        if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")]
+            frame = pd.read_parquet(Path(settings.marts_dir) / f"{mart}.parquet")
+            assert {c: str(frame[c].dtype) for c in integers} == dict.fromkeys(integers, "Int64"), mart
+    finally:
+        con.close()
+    patients = pd.read_parquet(Path(settings.marts_dir) / "patient_response.parquet")
+    assert patients.assessment_day.isna().any() and patients.assessment_day.dropna().gt(0).all()
+
+
+def test_what_changed_compares_with_the_run_published_just_before(tmp_path):
+    from pipelines.demo.generator import generate
+
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    published = []
+    for day, prefix in ((1, "A"), (2, "B"), (3, "C")):
+        generate(40, seed=day, id_prefix=prefix).write(Path(settings.raw_dir) / f"2026-11-0{day}T0600_site")
+        result = run_pipeline(settings)
+        assert result.success
+        published.append(result.run_id)
+        front = (Path(settings.dashboards_dir) / "index.html").read_text()
+        changes = front[front.index("What changed since the previous run"):]
+        if day == 1:
+            assert "first published run" in changes
+        else:
+            assert f"Compared with run {published[-2][:8]} " in changes, changes[:300]
