@@ -17,7 +17,9 @@ from pipelines.cli import print_summary
 from tests.conftest import DEMO_EXPORT, query_snapshot, run_pipeline, settings_for
 
 SITE_A = "2026-11-01T0600_site-a"  # written as the README writes it: no --id-prefix
-SITE_B = "2026-11-02T0600_site-b"  # the demo's own prefix, other people: ids collide
+# Two exports of different people under one prefix (as the demo's `P` once was): ids collide.
+# Both sort apart from the demo wherever its folder sorts, so the later one is SITE_C.
+SITE_B, SITE_C = "2026-11-02T0600_site-b", "2026-11-03T0600_site-c"
 
 
 def _demo_data(out, *extra: str) -> str:
@@ -33,7 +35,8 @@ def three_exports(tmp_path_factory):
     shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
     told = _demo_data(raw / SITE_A)
     (raw / SITE_A / "notes.txt").write_text("sent by hand\n", encoding="utf-8")  # an export-level finding
-    _demo_data(raw / SITE_B, "--id-prefix", "P")
+    _demo_data(raw / SITE_B, "--id-prefix", "Q")
+    _demo_data(raw / SITE_C, "--id-prefix", "Q", "--seed", "2", "--patients", "80")  # 20 new ids
     settings = settings_for(tmp, raw)
     result = run_pipeline(settings)
     return settings, result, told
@@ -59,25 +62,25 @@ def test_demo_data_gives_each_export_its_own_ids_and_says_which(three_exports, t
 def test_a_reused_id_with_another_sex_or_age_is_an_identity_conflict(three_exports):
     settings, result, _ = three_exports
     assert result.success
-    # Independently: site B's patients against what the warehouse kept for the same ids.
-    con = duckdb.connect(str(settings.warehouse), read_only=True)
-    kept = con.execute("SELECT patient_id, sex, age_years, export_id FROM core.patients").df()
-    con.close()
-    site_b = pd.read_csv(Path(settings.raw_dir) / SITE_B / "patients.csv", dtype={"patient_id": str})
-    both = site_b.merge(kept, on="patient_id", suffixes=("_b", "_kept"))
-    later = both[both.export_id != SITE_B]
-    expected = int(((later.sex_b != later.sex_kept) | (later.age_years_b != later.age_years_kept)).sum())
+    # Independently: the two exports' files, and what the warehouse kept.
+    site_b, site_c = (pd.read_csv(Path(settings.raw_dir) / e / "patients.csv", dtype={"patient_id": str})
+                      for e in (SITE_B, SITE_C))
+    both = site_b.merge(site_c, on="patient_id", suffixes=("_b", "_c"))
+    expected = int(((both.sex_b != both.sex_c) | (both.age_years_b != both.age_years_c)).sum())
     assert expected > 0
     rows = query_snapshot(settings, """
         SELECT export_id, severity, status, rows_failed, rows_checked, description, detail
         FROM marts.data_quality WHERE check_name = 'identity_conflict' AND rows_failed > 0""")
     assert len(rows) == 1
     export, severity, status, failed, checked, description, detail = rows[0]
-    assert (export, severity, status, failed) == (DEMO_EXPORT.name, "warning", "fail", expected)
+    assert (export, severity, status, failed) == (SITE_C, "warning", "fail", expected)
     assert checked > failed  # the patients read, not the findings
     assert "another person" in description and f"from {SITE_B}/patients.csv:" in detail
     # The later export still wins.
-    assert set(later.export_id) == {DEMO_EXPORT.name}
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    kept = con.execute("SELECT patient_id, export_id FROM core.patients").df()
+    con.close()
+    assert set(kept[kept.patient_id.isin(both.patient_id)].export_id) == {SITE_C}
     # Exports with their own ids pass the check.
     passing = query_snapshot(settings, f"""SELECT status FROM marts.data_quality
         WHERE check_name = 'identity_conflict' AND export_id = '{SITE_A}'""")
@@ -127,7 +130,7 @@ def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next
         column = lines[header].index(name)
         assert all(row[column - 1] == " " and row[column] != " " for row in rows), name
     by_check = {row.split()[1]: row for row in rows}
-    assert by_check["identity_conflict"][lines[header].index("export"):].startswith(DEMO_EXPORT.name)
+    assert by_check["identity_conflict"][lines[header].index("export"):].startswith(SITE_C)
     assert by_check["unknown_file"][lines[header].index("failed"):].startswith("- ")  # no "1 row" for a file
     assert "row(s)" not in text and " 1 rows" not in text
     meanings = lines[lines.index("What they mean:") + 1:]
