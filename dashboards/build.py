@@ -20,7 +20,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.front_page import CATEGORY_COLOURS, front_page
-from dashboards.page import RunLabel, pages_for, table, write_page
+from dashboards.page import DATA_DOCS_LINK, RunLabel, pages_for, table, write_page
+from dashboards.page import label as _label
+from pipelines.quality.findings import check_status, failing_checks
 
 CATEGORIES = ("meaningful", "minimal", "intolerant", "not_assessable")
 # LDN bands light to dark with the dose; the other regimens are one band each.
@@ -48,10 +50,6 @@ def _titled(fig: go.Figure, title: str, run: RunLabel, height: int = 560) -> go.
         legend=dict(orientation="h", y=-0.18),
     )
     return fig
-
-
-def _label(code: str) -> str:
-    return str(code).replace("_", " ")
 
 
 def _wrapped(code: str, width: int = 13) -> str:
@@ -330,7 +328,6 @@ def cohort_flow_figures(con, run: RunLabel) -> list[go.Figure]:
 
 # --- data quality ------------------------------------------------------------------------
 
-SEVERITY_ORDER = "CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 GX_NAMES = [(r"^gx:expect_column_values_to_(not_)?", lambda m: "GX values " + ("not " if m.group(1) else "")),
             (r"^gx:expect_column_pair_values_a_to_be_greater_than_b", lambda m: "GX pair a > b"),
             (r"^gx:expect_compound_columns_to_", lambda m: "GX compound "),
@@ -352,27 +349,22 @@ def check_label(check: str) -> str:
 def data_quality_parts(con, run: RunLabel) -> list:
     """What to fix first (failing checks, then the first source lines from the quarantine), then
     every check as a cell of a table x check grid, then the quarantine by rule."""
-    failing = con.execute(f"""
-        SELECT check_name AS "check", table_name AS "table", export_id AS export, CAST(rows_failed AS BIGINT)
-               AS rows_failed, CAST(rows_checked AS BIGINT) AS rows_checked, pct_failed, severity,
-               coalesce(detail, description) AS detail
-        FROM marts.data_quality WHERE status = 'fail'
-        ORDER BY {SEVERITY_ORDER}, export_id, table_name, check_name""").df()
+    failing = pd.DataFrame([{"check": f.check, "table": f.table, "export": f.export, "failed": f.count,
+                             "severity": f.severity, "where": f.detail or f.column, "what it means": f.meaning}
+                            for f in failing_checks(con)])
     quarantine_total = con.execute("SELECT count(*), coalesce(sum(rows_affected), 0) FROM marts.quarantine").fetchone()
     lines = con.execute("""
         SELECT CASE WHEN line_number IS NULL THEN source_file || ' (whole file)'
                     ELSE source_file || ':' || line_number END AS "where", rule, column_name AS "column", detail
         FROM marts.quarantine
         ORDER BY export_id DESC, line_number IS NOT NULL, source_file, line_number LIMIT 20""").df()
-    parts = []
+    status = (f"<p>Data quality: <span class='{'status-bad' if len(failing) else 'status-ok'}'>"
+              f"{html.escape(check_status(con).sentence())}</span>. Great Expectations' own view of this run's "
+              f"validations: <a href='{DATA_DOCS_LINK}'>Data Docs</a>.</p>")
     if failing.empty:
-        parts.append("<h2>Checks failing: none</h2><p class='status-ok'>Every check passes.</p>")
+        parts = [status, "<h2>Checks failing: none</h2><p class='status-ok'>Every check passes.</p>"]
     else:
-        shown = failing.assign(**{"rows failed": [f"{f:,} of {c:,} ({p:.2f}%)" for f, c, p in
-                                                  zip(failing.rows_failed, failing.rows_checked,
-                                                      failing.pct_failed.fillna(0), strict=True)]})
-        parts.append(f"<h2>Checks failing: {len(failing)}</h2>"
-                     + table(shown[["check", "table", "export", "rows failed", "severity", "detail"]]))
+        parts = [status, f"<h2>Checks failing: {len(failing)}</h2>" + table(failing, css="wrap")]
     if lines.empty:
         parts.append("<h2>Source lines to fix: none</h2><p class='note'>Nothing is quarantined.</p>")
     else:

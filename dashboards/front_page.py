@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dashboards.page import RunLabel, pages_for, table
+from dashboards.page import DATA_DOCS_LINK, RunLabel, pages_for, table
+from dashboards.page import label as _label
+from pipelines.quality.findings import check_status, failing_checks
 from pipelines.sqlfiles import quote_literal, sql
 
 SHARES = ("meaningful", "minimal", "intolerant")
@@ -86,10 +88,6 @@ def _row_name(r) -> str:
     return f"{_label(r.indication)} ({_label(r.regimen)})"
 
 
-def _label(code) -> str:
-    return str(code).replace("_", " ")
-
-
 def _count(value) -> str:
     return "suppressed" if pd.isna(value) else f"{int(value):,}"
 
@@ -140,21 +138,17 @@ def _last_run(con, run: RunLabel) -> str:
                 "<code>manifest.json</code> beside these pages lists each file with its SHA-256 and the "
                 "disclosure audit's result.</p>")
     r = con.execute("SELECT * FROM marts.run_info ORDER BY run_time DESC LIMIT 1").df().iloc[0]
-    status = dict(con.execute("SELECT CASE WHEN status = 'fail' THEN 'fail (' || severity || ')' ELSE status END, "
-                              "count(*) FROM marts.data_quality GROUP BY ALL").fetchall())
-    failing = con.execute("""
-        SELECT check_name, table_name, export_id, rows_failed FROM marts.data_quality WHERE status = 'fail'
-        ORDER BY CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, rows_failed DESC LIMIT 5
-        """).fetchall()
-    n_fail = sum(v for k, v in status.items() if k.startswith("fail"))
-    checks = (f"<span class='status-ok'>all {status.get('pass', 0)} checks pass</span>" if not n_fail else
-              f"<span class='status-bad'>{n_fail} check(s) fail</span> ("
-              + ", ".join(f"{v} {k.removeprefix('fail (').removesuffix(')')}" for k, v in sorted(status.items())
-                          if k.startswith("fail")) + f"), {status.get('pass', 0)} pass")
-    if status.get("not run"):
-        checks += f", {status['not run']} not run"
-    listed = "".join(f"<li><code>{html.escape(c)}</code> on {html.escape(t)} ({html.escape(e)}): {n:,} row(s)</li>"
-                     for c, t, e, n in failing)
+    status, failing = check_status(con), failing_checks(con)
+    checks = (f"<span class='{'status-bad' if status.failing else 'status-ok'}'>"
+              f"{html.escape(status.sentence())}</span>")
+    listed = "".join(
+        f"<li><code>{html.escape(f.check)}</code> on {html.escape(f.table)} ({html.escape(f.export)})"
+        + (f", {html.escape(f.count)}" if f.count else "")
+        + (f" ({html.escape(f.detail if len(f.detail) <= 120 else f.detail[:117] + '...')})" if f.detail else "")
+        + (f": {html.escape(f.meaning)}" if f.meaning else "") + "</li>"
+        for f in failing[:5])
+    if len(failing) > 5:
+        listed += f"<li>... and {len(failing) - 5} more on the <a href='data_quality.html'>data-quality page</a></li>"
     exports_now = (r.exports_new or "").replace(",", ", ") or "none (nothing new)"
     return ("<h2>The last run</h2>" + table(pd.DataFrame([
         ("when", f"{r.run_time:%Y-%m-%d %H:%M} UTC, run {r.run_id[:8]} ({r.ingest_mode}), status {r.status}"),
@@ -165,7 +159,8 @@ def _last_run(con, run: RunLabel) -> str:
         ("patients published", f"{r.patients_out:,}"),
         ("versions", f"rules {r.rules_version}, code {r.code_version}"),
     ], columns=["", "last run"]))
-            + f"<p>Data quality: {checks}. <a href='data_quality.html'>What to fix, and every check</a>.</p>"
+            + f"<p>Data quality: {checks}. <a href='data_quality.html'>What to fix, and every check</a>; "
+              f"<a href='{DATA_DOCS_LINK}'>Great Expectations' Data Docs</a> of this run's validations.</p>"
             + (f"<ul>{listed}</ul>" if listed else ""))
 
 

@@ -27,6 +27,9 @@ PAGES = [
     ("dictionary", "Data dictionary", "Every table and column of this database: meaning, unit, sign"),
 ]
 
+# The run's Great Expectations Data Docs, beside dashboards/ in the published set (internal only).
+DATA_DOCS_LINK = "../data_docs/index.html"
+
 STYLE = """
 body{font-family:'DejaVu Sans',Arial,sans-serif;margin:0 auto;padding:0 20px 40px;max-width:1240px;color:#222}
 nav{position:sticky;top:0;background:#fff;border-bottom:1px solid #ddd;padding:10px 0;z-index:10}
@@ -38,6 +41,7 @@ p.note{color:#555;font-size:13px;max-width:1100px}
 table.grid{border-collapse:collapse;font-size:13px;margin:6px 0 12px}
 table.grid th,table.grid td{border-bottom:1px solid #e4e4e4;padding:4px 10px 4px 0;text-align:left;vertical-align:top}
 table.grid th{font-weight:bold;border-bottom:2px solid #bbb}
+table.grid.wrap td{max-width:30em;overflow-wrap:anywhere}
 table.grid td.num,table.grid th.num{text-align:right}
 table.grid tr.group td{font-weight:bold;background:#f6f6f6}
 table.grid tr.all td{font-weight:bold;border-top:2px solid #bbb}
@@ -46,8 +50,17 @@ td.changed{background:#fff3cd}
 code{font-size:12px;background:#f4f4f4;padding:0 3px}
 section.chart{margin:8px 0 24px}
 table.answer td:first-child{min-width:210px}
-span.share{display:inline-flex;align-items:center;gap:6px;white-space:nowrap;font-size:12px}
+span.share{display:inline-flex;flex-wrap:wrap;align-items:center;column-gap:6px;font-size:12px}
+span.share>span{white-space:nowrap}
 """
+
+
+def label(code) -> str:
+    """A code as a clinician writes it: the dictionary's label (CRPS, Crohn's disease, LDN),
+    else the code with spaces (`central_sensitisation` -> central sensitisation)."""
+    from pipelines.dictionary import load_dictionary
+
+    return load_dictionary().labels().get(str(code)) or str(code).replace("_", " ")
 
 
 @dataclass(frozen=True)

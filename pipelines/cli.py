@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -138,10 +139,23 @@ def failed_checks(result) -> list[str]:
 # --- the summary ----------------------------------------------------------------------------
 
 
+def _columns(rows: list[tuple[str, ...]], indent: str = "  ") -> list[str]:
+    """Rows as lines whose columns line up whatever their length (the last one left ragged)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return [(indent + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]).rstrip()
+            for r in rows]
+
+
+def _shortened(text: str, limit: int = 160) -> str:
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
 def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
-    """What this run read, what it found (with the lines to fix first, from its own exports),
-    and the categories now published."""
+    """What this run read, what it found (each failing check with what it means, the lines to
+    fix first, from its own exports), the categories now published, and where to look next."""
     import duckdb
+
+    from pipelines.quality.findings import check_status, failing_checks
 
     con = duckdb.connect(str(clinic.snapshot), read_only=True)
     try:
@@ -152,26 +166,30 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
         print(f"Exports applied now: {', '.join(applied) or 'none (nothing new)'}", file=out)
         print(f"Rows read this run {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
               f"{run.rows_quarantined:,}, exact duplicates {run.rows_duplicate:,}", file=out)
-        failing = con.execute("""
-            SELECT severity, check_name, table_name, export_id, rows_failed, detail FROM marts.data_quality
-            WHERE status = 'fail' ORDER BY CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END,
-                     export_id, table_name, check_name""").fetchall()
+        print(f"Data quality: {check_status(con).sentence()}.", file=out)
+        failing = failing_checks(con)
         if failing:
-            print(f"Checks failing ({len(failing)}; marts.data_quality):", file=out)
-            for severity, check, table, export, n, detail in failing[:25]:
-                print(f"  {severity:<8}{check:<28}{table:<22}{export}  {n:,} row(s)"
-                      + (f"  {detail}" if detail else ""), file=out)
-            if len(failing) > 25:
-                print(f"  ... and {len(failing) - 25} more", file=out)
+            shown = failing[:25]
+            print(f"Checks failing ({len(failing)}; every one in marts.data_quality):", file=out)
+            for line in _columns([("severity", "check", "table", "export", "failed", "where"),
+                                  *((f.severity, f.check, f.table, f.export, f.count or "-",
+                                     _shortened(f.detail or f.column, 90)) for f in shown)]):
+                print(line, file=out)
+            if len(failing) > len(shown):
+                print(f"  ... and {len(failing) - len(shown)} more", file=out)
+            meanings = dict.fromkeys((f.check, f.meaning) for f in shown if f.meaning)
+            print("What they mean:", file=out)
+            for line in _columns([(f"{check}:", meaning) for check, meaning in meanings]):
+                print(line, file=out)
         top = con.execute("""
             SELECT source_file, line_number, rule, column_name, detail FROM marts.quarantine
             WHERE list_contains(string_split(?, ','), export_id)
             ORDER BY line_number IS NOT NULL, source_file, line_number LIMIT 5""", [run.exports_new or ""]).fetchall()
         if top:
             print("First source lines to fix (exports applied now):", file=out)
-            for f, line, rule, col, detail in top:
-                where = f"{f}:{line}" if line is not None else f"{f} (whole file)"
-                print(f"  {where}  {rule} {col}: {detail}", file=out)
+            for line in _columns([(f"{f}:{line}" if line is not None else f"{f} (whole file)",
+                                   f"{rule} {col}".strip() + ":", detail or "") for f, line, rule, col, detail in top]):
+                print(line, file=out)
         cats = con.execute("""
             SELECT indication, count(*) n,
                    count(CASE WHEN category = 'meaningful' THEN 1 END),
@@ -184,6 +202,16 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
         for row in cats:
             print(f"  {row[0]:<22}{row[1]:>7}{row[2]:>12}{row[3]:>9}{row[4]:>12}{row[5]:>16}", file=out)
         print(f"Published: {clinic.snapshot}  dashboards: {clinic.dashboards_dir / 'index.html'}", file=out)
+        marts = Path(clinic.marts_dir)
+        print("Next:", file=out)
+        for line in _columns([
+            ("clinic sql \"FROM data_quality WHERE status = 'fail'\"", "every check's result, any query on the marts"),
+            ("clinic explain <patient_id>", "why a patient is in its category: values, days, source lines"),
+            (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
+            (str(clinic.release_dir) + "/", "the release bundle, the only folder that may leave the clinic "
+                                             "(copy it with cp -rL)"),
+        ]):
+            print(line, file=out)
     finally:
         con.close()
 
@@ -313,12 +341,15 @@ def cmd_sql(args) -> int:
 
 
 def cmd_demo_data(args) -> int:
-    from pipelines.demo.generator import write_export
+    from pipelines.demo.generator import default_id_prefix, write_export
 
     started = time.perf_counter()
     out = Path(args.out)
-    print(f"generating {args.patients:,} patients (seed {args.seed}) into {out} ...", file=sys.stderr)
-    counts = write_export(out, args.patients, seed=args.seed, defects=args.defects, id_prefix=args.id_prefix,
+    prefix = args.id_prefix if args.id_prefix is not None else default_id_prefix(out.name, args.seed)
+    print(f"generating {args.patients:,} patients (seed {args.seed}) into {out}, ids {prefix}0000001 ... "
+          f"({'--id-prefix' if args.id_prefix is not None else 'prefix from the folder name and seed'}) ...",
+          file=sys.stderr)
+    counts = write_export(out, args.patients, seed=args.seed, defects=args.defects, id_prefix=prefix,
                           progress=lambda m: print(f"  {m}", file=sys.stderr))
     for table, n in counts.items():
         print(f"  {table}: {n:,} rows", file=sys.stderr)
@@ -341,7 +372,13 @@ def cmd_ui(args) -> int:
            **{s.env: str(getattr(clinic, name)) for name, s in SETTINGS.items()}}
     cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
            "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home})", file=sys.stderr)
+    print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}); stop it with Ctrl-C "
+          "or SIGTERM", file=sys.stderr)
+    # Started from a script (`clinic ui &`), SIGINT arrives ignored, and dagster dev maps SIGTERM
+    # to SIGINT's handler: both would be ignored and the UI, daemon and code servers outlive
+    # every kill but -9. With the defaults back, dagster dev stops its processes on either.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
     os.execvpe(cmd[0], cmd, env)
 
 
@@ -403,8 +440,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", required=True, metavar="DIR", help="export folder to write (required)")
     demo.add_argument("--defects", type=float, default=0.0,
                       help="share of rows given a realistic defect, e.g. 0.01 (default 0)")
-    demo.add_argument("--id-prefix", default="P",
-                      help="pseudonym prefix, so exports of different patients do not collide (default P)")
+    demo.add_argument("--id-prefix", default=None,
+                      help="pseudonym prefix; give an earlier export's prefix (the committed demo's is P) to "
+                           "write later data of the same patients (default: one of its own, from the folder "
+                           "name and the seed, so exports of different patients never share an id)")
     demo.set_defaults(func=cmd_demo_data)
 
     ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions",

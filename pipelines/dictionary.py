@@ -115,6 +115,13 @@ class Dictionary:
         """The entry of a warehouse relation (`marts.patient_response`, `response.trajectory_points`)."""
         return next((t for t in self.tables.values() if t.warehouse_relation == relation), None)
 
+    def labels(self) -> dict[str, str]:
+        """How pages write a code (`crps` -> CRPS, `crohns_disease` -> Crohn's disease, `ldn` ->
+        LDN): the `label` of patient_response's indication and regimen values, declared once."""
+        columns = self.tables["patient_response"].columns
+        return {code: spec["label"] for name in ("indication", "regimen")
+                for code, spec in columns[name].values.items() if spec.get("label")}
+
     def instruments(self) -> dict[str, dict]:
         """Every instrument with its label, unit, description and direction (`better`), from the
         instrument registry (rules/instruments.yaml, named by the contract)."""

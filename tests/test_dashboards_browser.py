@@ -38,9 +38,9 @@ def _folder(settings, audience: str) -> Path:
     return settings.dashboards_dir if audience == "internal" else settings.release_dir / "dashboards"
 
 
-def _visit(browser, path: Path, shot: str) -> dict:
+def _visit(browser, path: Path, shot: str, width: int = 1280) -> dict:
     """Open a page; everything it requested, its console errors, modebar buttons and links."""
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page = browser.new_page(viewport={"width": width, "height": 900})
     requests, errors = [], []
     page.on("request", lambda r: requests.append(r.url))
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -151,9 +151,10 @@ def test_front_page_answers_the_question_and_says_how_the_run_went(demo_run, bro
     settings, _ = demo_run
     internal = _visit(browser, settings.dashboards_dir / "index.html", "internal_index")["text"]
     assert "Does naltrexone work as the clinic believes?" in internal
-    assert "belief 60%" in internal and "fibromyalgia (ldn)" in internal and "all patients" in internal
+    assert "belief 60%" in internal and "fibromyalgia (LDN)" in internal and "all patients" in internal
+    assert "CRPS (LDN)" in internal and "Crohn's disease (LDN)" in internal
     assert "The last run" in internal and "exports applied now" in internal and "demo" in internal
-    assert "check(s) fail" in internal and "What to fix, and every check" in internal
+    assert "checks fail (" in internal and "What to fix, and every check" in internal
     assert "first published run" in internal
     release = _visit(browser, settings.release_dir / "dashboards" / "index.html", "release_index")["text"]
     assert "This release" in release and "rules version 1" in release and "suppressed" in release
@@ -196,3 +197,41 @@ def test_data_quality_page_starts_with_what_to_fix(demo_run, browser):
     assert "identifier_value" in text and "demo/adverse_events.csv:154" in text
     assert "pass" in seen["legend"] and "fail (warning)" in seen["legend"] and "fail (fatal)" not in seen["legend"]
     assert seen["width"] <= 1280  # readable at 1280 px: nothing to scroll sideways
+
+
+@pytest.mark.parametrize(("audience", "page"), [("internal", p) for p in INTERNAL] + [("release", p) for p in RELEASE])
+def test_no_page_scrolls_sideways_at_1024_px(demo_run, browser, audience, page):
+    settings, _ = demo_run
+    seen = _visit(browser, _folder(settings, audience) / f"{page}.html", f"{audience}_{page}_1024", width=1024)
+    assert seen["width"] <= 1024
+
+
+def test_data_docs_open_offline_with_their_tables_and_icons(demo_run, browser):
+    """GX's own pages, linked from the front page: the index's tables filled by bootstrap-table
+    (vendored jQuery), a validation page's status icons drawn in Font Awesome, nothing fetched
+    from off the machine and no file missing."""
+    settings, _ = demo_run
+    index = _visit(browser, settings.dashboards_dir / "index.html", "internal_index")
+    docs = next(u for u in index["links"] if u.endswith("data_docs/index.html"))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests, failed, errors = [], [], []
+    page.on("request", lambda r: requests.append(r.url))
+    page.on("requestfailed", lambda r: failed.append(r.url))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(docs)
+    page.wait_for_load_state("load")
+    assert page.locator("table tbody tr").count() > 3
+    assert "No matching records" not in page.inner_text("body")
+    validation = sorted((Path(settings.marts_dir) / "data_docs" / "validations").rglob("*.html"))[0]
+    page.goto(validation.as_uri())
+    page.wait_for_load_state("load")
+    page.evaluate("document.fonts.ready")
+    icon = page.locator(".fas").first
+    assert "Font Awesome" in icon.evaluate("e => getComputedStyle(e).fontFamily")
+    assert page.evaluate("document.fonts.check('900 16px \\'Font Awesome 6 Free\\'')")
+    assert page.evaluate("[...document.fonts].some(f => f.family.includes('Font Awesome') && f.status === 'loaded')")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "data_docs_validation.png"))
+    page.close()
+    assert requests and all(u.startswith("file://") for u in requests), requests
+    assert not failed and not errors, (failed, errors)

@@ -12,7 +12,8 @@ from tests.conftest import DEMO_EXPORT
 def _generate(out, hash_seed: str) -> None:
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
     subprocess.run([sys.executable, "-m", "pipelines.cli", "demo-data", "--patients", "230", "--seed", "42",
-                    "--defects", "0.004", "--out", str(out)], check=True, env=env, capture_output=True)
+                    "--defects", "0.004", "--id-prefix", "P", "--out", str(out)],
+                   check=True, env=env, capture_output=True)
 
 
 def test_same_seed_gives_the_same_bytes_in_any_process(tmp_path):

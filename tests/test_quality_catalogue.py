@@ -47,6 +47,7 @@ def emitted_rules(contract) -> dict[str, set[str]]:
         "ingest": (_literals(ingest_py, r'FileRejected\(\s*"([a-z_]+)"')
                    | _literals(ingest_py, r'\(\s*"([a-z_]+)",\s*(?:t|"\(export\)")\s*,')
                    | _literals(SQL_DIR.glob("ingest/*.sql"), r"'([a-z_]+)', ''")
+                   | _literals(SQL_DIR.glob("ingest/*.sql"), r"export_findings\s+SELECT [\w.]+, '([a-z_]+)'")
                    | {"exact_duplicate", "extra_column"}),
         "staging": _literals(SQL_DIR.glob("staging/*.sql"), r"'(orphan_row)'"),
         "derived": _literals([SQL_DIR / "quality" / "check_results.sql"], r"'(fiqr_(?!items')[a-z_]+|export_name)'"),

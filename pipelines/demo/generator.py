@@ -16,6 +16,7 @@ stays here is the simulation: how patients are drawn.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -94,6 +95,15 @@ def _choice(rng, options: dict[str, float], n: int) -> np.ndarray:
     keys = list(options)
     p = np.array([options[k] for k in keys], dtype=float)
     return np.array(keys, dtype=object)[rng.choice(len(keys), size=n, p=p / p.sum())]
+
+
+def default_id_prefix(export_name: str, seed: int) -> str:
+    """A pseudonym prefix of its own for each export folder name and seed, so two demo
+    exports written into one raw folder never reuse each other's patient ids (which the
+    pipeline would merge as one person, and flag as identity_conflict). Deterministic, so
+    writing the same export twice gives the same ids."""
+    digest = hashlib.sha256(f"{export_name}\0{seed}".encode()).hexdigest()
+    return f"P{digest[:6].upper()}-"
 
 
 CHUNK_PATIENTS = 200_000  # patients generated (and held in memory) at a time by write_export

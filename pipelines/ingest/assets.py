@@ -14,6 +14,7 @@ from pipelines.ingest.exports import export_findings, unfit_exports
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
 from pipelines.orchestration.fingerprint import input_fingerprint
+from pipelines.quality.catalogue import declared_columns
 from pipelines.sqlfiles import quote_literal, run_sql
 
 
@@ -86,7 +87,8 @@ def _loaded_table_asset(table: str) -> dg.AssetsDefinition:
         contract = clinic.contract()
         with warehouse.get_connection() as con:
             results = ingest_table(con, contract, table, pending_for_table(con, table),
-                                   lambda m: report(context, m))
+                                   lambda m: report(context, m),
+                                   declared_columns(Path(clinic.checks_file), "identity_conflict").get(table, ()))
             meta = table_metadata(con, f"core.{table}")
         return dg.MaterializeResult(metadata={
             **meta,

@@ -587,19 +587,22 @@ class _Transaction:
         return False
 
 
-def apply_export(con, contract: Contract, table: Table, export_dir: Path) -> list[FileResult]:
-    """Load every file of `table` in one export, quarantine contradictions, merge into core,
-    and record it in the ledger, all in one transaction: applied whole or not at all."""
+def apply_export(con, contract: Contract, table: Table, export_dir: Path,
+                 identity_columns: tuple[str, ...] = ()) -> list[FileResult]:
+    """Load every file of `table` in one export, quarantine contradictions, record patients
+    whose `identity_columns` changed (identity_conflict), merge into core, and record it in the
+    ledger, all in one transaction: applied whole or not at all."""
     files = [f for f in export_files(export_dir, list(contract.tables)) if f.table == table.name]
     with _Transaction(con) as transaction:
-        results = _load_and_merge(con, contract, table, files, transaction.begin) if files else []
+        results = (_load_and_merge(con, contract, table, files, transaction.begin, identity_columns)
+                   if files else [])
         transaction.begin()
         con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
     return results
 
 
 def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFile],
-                    begin: Callable[[], None]) -> list[FileResult]:
+                    begin: Callable[[], None], identity_columns: tuple[str, ...] = ()) -> list[FileResult]:
     for name in ("quarantine", "extra_columns"):  # held back until the transaction
         con.execute(f"CREATE OR REPLACE TEMP TABLE batch_{name} AS SELECT * FROM ingest.{name} LIMIT 0")
     cols = ", ".join(f"{quote_ident(c.name)} {c.sql_type}" for c in table.columns)
@@ -622,6 +625,8 @@ def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFil
         "SELECT source_file, count(*) FROM conflicting GROUP BY source_file").fetchall())
     first_file_wins = "" if len(files) == 1 else (
         f"QUALIFY row_number() OVER (PARTITION BY {keys['key']} ORDER BY file_order, line_number) = 1")
+    if identity_columns and not straight_to_core:
+        record_identity_conflicts(con, table, identity_columns, keys)
     run_sql(con, "ingest", "merge_export", table_name=table.name, first_file_wins=first_file_wins, **keys)
     for r in results:
         n_conflict = conflicts.get(r.export_file.source_file, 0)
@@ -633,13 +638,22 @@ def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFil
     return results
 
 
+def record_identity_conflicts(con, table: Table, columns: tuple[str, ...], keys: dict[str, str]) -> None:
+    """An identity_conflict finding per key already loaded whose `columns` this export changes."""
+    differs = {c: f"c.{quote_ident(c)} IS DISTINCT FROM n.{quote_ident(c)}" for c in columns}
+    run_sql(con, "ingest", "identity_conflicts", table_name=table.name, table_literal=quote_literal(table.name),
+            key=keys["key"], key_match=keys["key_match"], any_differs=" OR ".join(differs.values()),
+            differing=", ".join(f"CASE WHEN {d} THEN {quote_literal(c)} END" for c, d in differs.items()))
+
+
 def ingest_table(con, contract: Contract, table_name: str, exports: list[Path],
-                 progress: Callable[[str], None] = lambda _: None) -> list[FileResult]:
+                 progress: Callable[[str], None] = lambda _: None,
+                 identity_columns: tuple[str, ...] = ()) -> list[FileResult]:
     """Apply the pending exports, in order, to one table."""
     table = contract.tables[table_name]
     results = []
     for export_dir in exports:
-        done = apply_export(con, contract, table, export_dir)
+        done = apply_export(con, contract, table, export_dir, identity_columns)
         for r in done:
             progress(f"{r.export_file.source_file}: {r.rows_read} rows read, {r.failed} quarantined, "
                      f"{r.duplicates} duplicates")

@@ -14,6 +14,9 @@ run_queue:
       limit: 1
 telemetry:
   enabled: false
+# No "Join the Dagster community" e-mail modal on the UI's first open.
+nux:
+  enabled: false
 """
 
 
@@ -22,4 +25,7 @@ def ensure_dagster_home(home: Path) -> Path:
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML, encoding="utf-8")
+    elif "\nnux:" not in "\n" + (text := config.read_text(encoding="utf-8")):
+        # A home written before the modal was switched off: add the setting, keep the rest.
+        config.write_text(text.rstrip("\n") + "\nnux:\n  enabled: false\n", encoding="utf-8")
     return config

@@ -14,6 +14,7 @@ What is published, under which name, from which relation and in which order, is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -99,9 +100,21 @@ def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = N
     written = {"clinic.duckdb": snapshot}
     for mart in selects:
         target = folder / f"{mart}.parquet"
-        con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} (FORMAT parquet)")
+        con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} "
+                    f"(FORMAT parquet, KV_METADATA {{pandas: {quote_literal(_integers_for_pandas(con, selects[mart]))}}})")
         written[target.name] = target
     return written, documented
+
+
+INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")
+
+
+def _integers_for_pandas(con, select: str) -> str:
+    """The Parquet file's `pandas` metadata naming its integer columns (counts, days) Int64, so
+    `pd.read_parquet` keeps them integers where a NULL would otherwise make them float64."""
+    columns = [{"name": name, "field_name": name, "pandas_type": "int64", "numpy_type": "Int64", "metadata": None}
+               for name, sql_type, *_ in con.execute(f"DESCRIBE {select}").fetchall() if sql_type in INTEGER_TYPES]
+    return json.dumps({"index_columns": [], "column_indexes": [], "columns": columns})
 
 
 def _link(path: Path, target: str) -> None:

@@ -38,9 +38,11 @@ def store_outcomes(con, export_id: str, table_name: str, outcomes: list[Expectat
     con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = ? AND (? = '(all)' OR export_id = ?) "
                 "AND check_name IN (SELECT unnest(?))", [table_name, export_id, export_id,
                                                         [o.check_name for o in outcomes]])
-    con.executemany("INSERT INTO quality.gx_outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+    con.executemany("INSERT INTO quality.gx_outcomes BY NAME SELECT ? AS export_id, ? AS table_name, "
+                    "? AS check_name, ? AS description, ? AS rows_checked, ? AS rows_failed, "
+                    "? AS threshold_pct, ? AS severity, ? AS detail", [
         (export_id, table_name, o.check_name, o.description, o.rows_checked, o.rows_failed, o.threshold_pct,
-         o.severity) for o in outcomes])
+         o.severity, o.detail) for o in outcomes])
 
 
 def mark_dataset_checked(con, export_id: str) -> None:
@@ -54,7 +56,7 @@ def mark_dataset_checked(con, export_id: str) -> None:
 def fatal_failures(con, level_tables: list[str], exports_sql: str) -> list[tuple]:
     """Fatal expectations that failed for the given tables and exports."""
     return con.execute(
-        f"SELECT export_id, table_name, check_name, rows_failed FROM quality.gx_outcomes "
+        f"SELECT export_id, table_name, check_name, rows_failed, description, detail FROM quality.gx_outcomes "
         f"WHERE severity = 'fatal' AND rows_failed > threshold_pct / 100.0 * rows_checked "
         f"AND (rows_failed > 0) AND table_name IN (SELECT unnest(?)) AND export_id IN ({exports_sql}) "
         "ORDER BY ALL", [level_tables]).fetchall()
@@ -64,8 +66,9 @@ def _no_fatal(failing: list[tuple], what: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         passed=not failing, severity=dg.AssetCheckSeverity.ERROR,
         description=f"no fatal {what} expectation failed" if not failing else "fatal expectations failed: " + "; ".join(
-            f"{c} on {t} in export {e} ({n} rows)" for e, t, c, n in failing),
-        metadata={"failed": [f"{e}/{t}/{c}" for e, t, c, _ in failing]})
+            f"{c} on {t} in export {e} ({n} rows{': ' + d if d else ''}): {about}"
+            for e, t, c, n, about, d in failing),
+        metadata={"failed": [f"{e}/{t}/{c}" for e, t, c, *_ in failing]})
 
 
 # --- reconciliation ---------------------------------------------------------------------------

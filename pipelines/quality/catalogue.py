@@ -110,7 +110,10 @@ def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path
                     continue  # the contract has no such rule for this table (e.g. no enum column)
                 columns = ", ".join(contract_columns[(table, name)])
             else:
-                columns = ""
+                unknown = [col for col in c.get("columns", []) if col not in contract.tables[table].column_names]
+                if unknown:
+                    raise CatalogueError(f"{checks_file}: check {name} names columns {unknown}, not in {table}")
+                columns = ", ".join(c.get("columns", []))
             rows.append(CatalogueRow(name, table, columns, c["level"], c["implemented_by"],
                                      float(c["threshold_pct"]), c["severity"], c["description"]))
     for suite in sorted(Path(expectations_dir).glob("*.json")):
@@ -119,6 +122,13 @@ def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path
     if doubled := sorted({k for k in keys if keys.count(k) > 1}):
         raise CatalogueError(f"checks declared twice for a table: {doubled[:3]}")
     return rows
+
+
+def declared_columns(checks_file: Path, check: str) -> dict[str, tuple[str, ...]]:
+    """table -> the columns a catalogue check declares (e.g. what identity_conflict compares)."""
+    doc = yaml.safe_load(Path(checks_file).read_text(encoding="utf-8"))
+    return {table: tuple(c.get("columns", [])) for c in doc["checks"] if c["check"] == check
+            for table in c.get("tables", [])}
 
 
 def write_catalogue(con, rows: list[CatalogueRow]) -> None:

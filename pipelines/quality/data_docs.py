@@ -1,16 +1,36 @@
 """Great Expectations' Data Docs, made to open offline like the dashboards.
 
-GX renders its site with stylesheets and scripts from public CDNs (Bootstrap, jQuery, Font
-Awesome, Vega), a newsletter form and logos on S3: opened from disk on a machine without
-network, each page would try to reach them. Every reference off the machine is removed;
-the pages keep GX's own local stylesheet and a small one of ours, so the validation
-results (tables of expectations, observed values, failures) read as GX renders them.
+GX renders its site with stylesheets and scripts from public CDNs (Bootstrap, jQuery,
+bootstrap-table, Font Awesome, Vega), a newsletter form and logos on S3: opened from disk
+on a machine without network, the index's tables stay empty (bootstrap-table fills them)
+and the status icons are missing. The few files the pages need are vendored in
+`data_docs_assets/` (its README lists versions and licences): they are copied into the
+site and the pages point at them; every other reference off the machine is removed.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
+
+ASSETS = Path(__file__).with_name("data_docs_assets")
+VENDOR = Path("static") / "vendor"  # where the site holds its copy
+# The last part of a CDN address in GX's templates -> the vendored file that replaces it.
+VENDORED = {
+    "jquery-3.7.1.min.js": "jquery/jquery.min.js",
+    "bootstrap.min.css": "bootstrap/bootstrap.min.css",
+    "bootstrap.min.js": "bootstrap/bootstrap.bundle.min.js",  # with Popper, which GX loads apart
+    "bootstrap-table.min.css": "bootstrap-table/bootstrap-table.min.css",
+    "bootstrap-table.min.js": "bootstrap-table/bootstrap-table.min.js",
+    "bootstrap-table-filter-control.css": "bootstrap-table/bootstrap-table-filter-control.min.css",
+    "bootstrap-table-filter-control.min.css": "bootstrap-table/bootstrap-table-filter-control.min.css",
+    "bootstrap-table-filter-control.min.js": "bootstrap-table/bootstrap-table-filter-control.min.js",
+    "all.min.css": "fontawesome/css/all.min.css",
+    "bootstrap-datepicker.min.js": "bootstrap-datepicker/bootstrap-datepicker.min.js",  # filter-control calls it
+    "bootstrap-datepicker.min.css": "bootstrap-datepicker/bootstrap-datepicker.min.css",
+}
 
 REMOTE = r"""(?:https?:)?//[^"'\s)>]+"""
 OFFLINE_CSS = """
@@ -31,13 +51,33 @@ _REMOTE_LINK = re.compile(rf"<a([^>]*)\shref=[\"']{REMOTE}[\"']([^>]*)>", re.I)
 _REMOTE_URL = re.compile(rf"url\(\s*[\"']?{REMOTE}[\"']?\s*\)", re.I)
 
 
+_TAG = re.compile(rf"<(script|link)\b[^>]*\s(?:src|href)=[\"']({REMOTE})[\"'][^>]*>(\s*</script>)?", re.I)
+
+
+def _vendored_tag(match: re.Match, page: Path, site: Path) -> str:
+    """A CDN tag GX's pages need, pointing at the site's vendored copy; other tags unchanged."""
+    kind, url = match.group(1).lower(), match.group(2)
+    local = VENDORED.get(url.rsplit("/", 1)[-1].split("?", 1)[0])
+    if local is None:
+        return match.group(0)
+    href = Path(os.path.relpath(site / VENDOR / local, page.parent)).as_posix()
+    return (f'<script src="{href}"></script>' if kind == "script"
+            else f'<link rel="stylesheet" type="text/css" href="{href}"/>')
+
+
 def make_offline(site: Path) -> list[Path]:
-    """Strip every reference off the machine from the site's pages and stylesheets."""
+    """Copy the vendored assets into the site, point the pages' CDN references at them, and
+    strip every other reference off the machine from the site's pages and stylesheets."""
+    site = Path(site)
+    shutil.copytree(ASSETS, site / VENDOR, dirs_exist_ok=True, ignore=shutil.ignore_patterns("README.md"))
     changed = []
-    for path in sorted(Path(site).rglob("*")):
-        if path.suffix.lower() not in (".html", ".css", ".js") or not path.is_file():
+    for path in sorted(site.rglob("*")):
+        if path.suffix.lower() not in (".html", ".css", ".js") or not path.is_file() or VENDOR.parts[1] in \
+                path.relative_to(site).parts[:2]:
             continue
         text = original = path.read_text(encoding="utf-8", errors="replace")
+        if path.suffix.lower() == ".html":
+            text = _TAG.sub(lambda m, page=path: _vendored_tag(m, page, site), text)
         for pattern in _PATTERNS:
             text = pattern.sub("", text)
         text = _REMOTE_LINK.sub(r"<a\1\2>", text)

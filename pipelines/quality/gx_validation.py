@@ -38,6 +38,7 @@ class ExpectationOutcome:
     threshold_pct: float
     severity: str
     success: bool
+    detail: str = ""  # what failed, by the suite's meta.names_rows_by column (e.g. the instruments)
 
 
 @cache
@@ -160,10 +161,17 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
     outcome per expectation."""
     validation = _validation(suite_file, table_name, rules_file)
     suite = validation.suite
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format="BASIC")  # counts without value tallies: ~30% faster
+    names_rows_by = (suite.meta or {}).get("names_rows_by")
+    # BASIC: counts without value tallies (~30% faster); a suite whose rows are named (one row
+    # per instrument) asks for the names of the failing rows, so a failure says which.
+    result_format = "BASIC" if not names_rows_by else {
+        "result_format": "SUMMARY", "unexpected_index_column_names": [names_rows_by]}
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format=result_format)
     outcomes = []
     for expectation, r in zip(suite.expectations, result.results, strict=True):
         stats = r.result or {}
+        named = sorted({str(row[names_rows_by]) for row in stats.get("partial_unexpected_index_list") or []
+                        if isinstance(row, dict) and names_rows_by in row}) if names_rows_by else []
         checked = int(stats.get("element_count", len(frame)) or 0)
         failed = int(stats.get("unexpected_count", 0) or 0)
         if not r.success and failed == 0:
@@ -179,6 +187,7 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
             threshold_pct=round(100 * (1 - mostly), 6),
             severity=SEVERITY.get(str(getattr(severity, "value", severity) or "critical"), "fatal"),
             success=bool(r.success),
+            detail=", ".join(named),
         ))
     return outcomes
 

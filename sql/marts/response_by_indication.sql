@@ -18,7 +18,8 @@ WITH counted AS (
         SELECT 'indication_group', indication_group, NULL, NULL, category, rules_version
         FROM marts.patient_response
         UNION ALL
-        SELECT 'all', NULL, NULL, NULL, category, rules_version FROM marts.patient_response
+        -- indication = 'all', as in cohort_flow, tolerability and titration: a join on indication keeps it.
+        SELECT 'all', NULL, 'all', NULL, category, rules_version FROM marts.patient_response
     ) t
     GROUP BY level, indication_group, indication, regimen
 ),

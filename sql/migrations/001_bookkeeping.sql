@@ -25,9 +25,6 @@ CREATE TABLE IF NOT EXISTS ingest.applied_exports (
 CREATE TABLE IF NOT EXISTS ingest.export_findings (
     export_id VARCHAR, check_name VARCHAR, table_name VARCHAR, detail VARCHAR
 );
--- Complete folders whose name does not fit the export name grammar (not applied), described
--- without their name; rewritten by every run's plan.
-CREATE TABLE IF NOT EXISTS ingest.unfit_exports (detail VARCHAR);
 -- Row- and file-level quarantine found at ingest (orphans are judged later, on the final state).
 CREATE TABLE IF NOT EXISTS ingest.quarantine (
     export_id VARCHAR, table_name VARCHAR, source_file VARCHAR, line_number BIGINT,

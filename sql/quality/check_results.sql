@@ -33,10 +33,14 @@ FROM quality.reconciliation GROUP BY export_id, table_name
 UNION ALL
 SELECT export_id, table_name, 'extra_column', files, with_extras, detail FROM extra
 UNION ALL
-SELECT export_id, table_name, check_name, count(*), count(*), string_agg(detail, '; ' ORDER BY detail)
-FROM ingest.export_findings
-WHERE export_id IN (SELECT export_id FROM ingest.applied_exports)
-GROUP BY export_id, table_name, check_name
+-- Findings per export: a table's rows read are what identity_conflict looked at; the first
+-- five details are named, the rest counted.
+SELECT f.export_id, f.table_name, f.check_name, coalesce(any_value(r.rows_read), count(*)), count(*),
+       array_to_string(list(f.detail ORDER BY f.detail)[1:5], '; ')
+       || CASE WHEN count(*) > 5 THEN '; ... and ' || (count(*) - 5) || ' more' ELSE '' END
+FROM ingest.export_findings f LEFT JOIN rows_read r USING (export_id, table_name)
+WHERE f.export_id IN (SELECT export_id FROM ingest.applied_exports)
+GROUP BY f.export_id, f.table_name, f.check_name
 UNION ALL
 SELECT '(all)', '(export)', 'export_name', count(*) + (SELECT count(DISTINCT export_id) FROM ingest.applied_exports),
        count(*), string_agg(detail, '; ' ORDER BY detail)
@@ -49,6 +53,6 @@ SELECT '(all)', 'fiqr_items', 'fiqr_total_disagrees', (SELECT count(*) FROM resp
        count(*), NULL
 FROM response.fiqr_disagreements
 UNION ALL
-SELECT export_id, table_name, check_name, rows_checked, rows_failed, NULL FROM quality.gx_outcomes
+SELECT export_id, table_name, check_name, rows_checked, rows_failed, nullif(detail, '') FROM quality.gx_outcomes
 -- The suites of this mart and of run_info run after it is built (they show in Dagster).
 WHERE table_name NOT IN ('marts.data_quality', 'marts.run_info');

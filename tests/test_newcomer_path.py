@@ -1,0 +1,219 @@
+"""A new user's path through the README: demo exports written into one raw folder keep their
+patients apart, and a reused id whose sex or age changes is flagged, not silently merged."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from pipelines.cli import print_summary
+from tests.conftest import DEMO_EXPORT, query_snapshot, run_pipeline, settings_for
+
+SITE_A = "2026-11-01T0600_site-a"  # written as the README writes it: no --id-prefix
+# Two exports of different people under one prefix (as the demo's `P` once was): ids collide.
+# Both sort apart from the demo wherever its folder sorts, so the later one is SITE_C.
+SITE_B, SITE_C = "2026-11-02T0600_site-b", "2026-11-03T0600_site-c"
+
+
+def _demo_data(out, *extra: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo-data", "--patients", "60", "--seed", "1",
+                           "--out", str(out), *extra], check=True, capture_output=True, text=True)
+    return done.stderr
+
+
+@pytest.fixture(scope="module")
+def three_exports(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("newcomer")
+    raw = tmp / "raw"
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
+    told = _demo_data(raw / SITE_A)
+    (raw / SITE_A / "notes.txt").write_text("sent by hand\n", encoding="utf-8")  # an export-level finding
+    _demo_data(raw / SITE_B, "--id-prefix", "Q")
+    _demo_data(raw / SITE_C, "--id-prefix", "Q", "--seed", "2", "--patients", "80")  # 20 new ids
+    settings = settings_for(tmp, raw)
+    result = run_pipeline(settings)
+    return settings, result, told
+
+
+def _ids(export) -> set[str]:
+    return set(pd.read_csv(export / "patients.csv", dtype=str)["patient_id"])
+
+
+def test_demo_data_gives_each_export_its_own_ids_and_says_which(three_exports, tmp_path):
+    settings, result, told = three_exports
+    raw = Path(settings.raw_dir)
+    site_a = _ids(raw / SITE_A)
+    assert site_a.isdisjoint(_ids(raw / DEMO_EXPORT.name))
+    prefix = sorted(site_a)[0][:-7]
+    assert prefix != "P" and f"ids {prefix}0000001" in told
+    _demo_data(tmp_path / SITE_A)  # the same folder name and seed: the same ids, so re-writing is harmless
+    assert _ids(tmp_path / SITE_A) == site_a
+    _demo_data(tmp_path / "2026-11-03T0600_site-c")
+    assert _ids(tmp_path / "2026-11-03T0600_site-c").isdisjoint(site_a)
+
+
+def test_a_reused_id_with_another_sex_or_age_is_an_identity_conflict(three_exports):
+    settings, result, _ = three_exports
+    assert result.success
+    # Independently: the two exports' files, and what the warehouse kept.
+    site_b, site_c = (pd.read_csv(Path(settings.raw_dir) / e / "patients.csv", dtype={"patient_id": str})
+                      for e in (SITE_B, SITE_C))
+    both = site_b.merge(site_c, on="patient_id", suffixes=("_b", "_c"))
+    expected = int(((both.sex_b != both.sex_c) | (both.age_years_b != both.age_years_c)).sum())
+    assert expected > 0
+    rows = query_snapshot(settings, """
+        SELECT export_id, severity, status, rows_failed, rows_checked, description, detail
+        FROM marts.data_quality WHERE check_name = 'identity_conflict' AND rows_failed > 0""")
+    assert len(rows) == 1
+    export, severity, status, failed, checked, description, detail = rows[0]
+    assert (export, severity, status, failed) == (SITE_C, "warning", "fail", expected)
+    assert checked > failed  # the patients read, not the findings
+    assert "another person" in description and f"from {SITE_B}/patients.csv:" in detail
+    # The later export still wins.
+    con = duckdb.connect(str(settings.warehouse), read_only=True)
+    kept = con.execute("SELECT patient_id, export_id FROM core.patients").df()
+    con.close()
+    assert set(kept[kept.patient_id.isin(both.patient_id)].export_id) == {SITE_C}
+    # Exports with their own ids pass the check.
+    passing = query_snapshot(settings, f"""SELECT status FROM marts.data_quality
+        WHERE check_name = 'identity_conflict' AND export_id = '{SITE_A}'""")
+    assert passing == [("pass",)]
+
+
+def test_a_unit_change_names_its_instrument_and_what_the_check_means(tmp_path):
+    from pipelines.demo.generator import generate
+
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    raw = Path(settings.raw_dir)
+    generate(150, seed=21, id_prefix="A").write(raw / "2026-11-01_ug_per_g")
+    later = raw / "2026-11-02_mg_per_g"
+    generate(80, seed=22, id_prefix="B").write(later)
+    frame = pd.read_csv(later / "measurements.csv", dtype=str)
+    calprotectin = frame.instrument == "calprotectin_ug_g"
+    frame.loc[calprotectin, "value"] = (frame.loc[calprotectin, "value"].astype(float) / 1000).map("{:g}".format)
+    frame.to_csv(later / "measurements.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--raw", settings.raw_dir,
+                          "--marts", settings.marts_dir, "--warehouse", settings.warehouse],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    [line] = [t for t in out.stderr.splitlines() if "gx:expect_column_values_to_be_between(mean_ratio)" in t]
+    assert "2026-11-02_mg_per_g" in line and ": calprotectin_ug_g)" in line
+    assert "each instrument's mean is within 0.1-10x that of the earlier exports" in line
+    for instrument in set(frame.instrument) - {"calprotectin_ug_g"}:
+        assert instrument not in line
+
+
+def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next(three_exports):
+    import yaml
+
+    from pipelines.settings import RULES_DIR
+
+    settings, result, _ = three_exports
+    buffer = io.StringIO()
+    print_summary(settings, result.run_id, buffer)
+    text = buffer.getvalue()
+    lines = text.splitlines()
+    failing = query_snapshot(settings, "SELECT check_name, table_name, export_id, description FROM marts.data_quality "
+                                       "WHERE status = 'fail'")
+    assert {"identity_conflict", "unknown_file"} <= {c for c, *_ in failing}
+    header = lines.index(next(t for t in lines if t.split() == ["severity", "check", "table", "export", "failed",
+                                                                  "where"]))
+    rows = lines[header + 1: header + 1 + len(failing)]
+    for name in ("check", "table", "export", "failed"):
+        column = lines[header].index(name)
+        assert all(row[column - 1] == " " and row[column] != " " for row in rows), name
+    by_check = {row.split()[1]: row for row in rows}
+    assert by_check["identity_conflict"][lines[header].index("export"):].startswith(SITE_C)
+    assert by_check["unknown_file"][lines[header].index("failed"):].startswith("- ")  # no "1 row" for a file
+    assert "row(s)" not in text and " 1 rows" not in text
+    meanings = lines[lines.index("What they mean:") + 1:]
+    catalogue = {c["check"]: c["description"] for c in
+                 yaml.safe_load((RULES_DIR / "quality_checks.yaml").read_text())["checks"]}
+    for check in ("identity_conflict", "unknown_file"):
+        assert any(t.split()[0] == f"{check}:" and t.endswith(catalogue[check]) for t in meanings), check
+    shown = meanings[:len({c for c, *_ in failing})]
+    assert len({len(t) - len(t.split(":", 1)[1].lstrip()) for t in shown}) == 1  # the meanings line up
+    tail = text[text.index("Next:"):]
+    for step in ("clinic sql", "clinic explain", str(Path(settings.marts_dir) / "data_docs" / "index.html"),
+                 str(settings.release_dir)):
+        assert step in tail, step
+
+
+def test_the_pages_link_the_data_docs_and_say_how_many_rows_passing_checks_quarantined(three_exports):
+    from dashboards.page import DATA_DOCS_LINK
+
+    settings, _, _ = three_exports
+    pages = Path(settings.dashboards_dir)
+    assert (pages / DATA_DOCS_LINK).resolve().is_file()
+    [(under_passing,)] = query_snapshot(settings, """
+        SELECT sum(rows_affected) FROM marts.quarantine q WHERE NOT EXISTS (
+            SELECT 1 FROM marts.data_quality d WHERE d.status = 'fail' AND d.export_id = q.export_id
+            AND d.table_name = q.table_name AND d.check_name = q.rule)""")
+    [(fails, passes)] = query_snapshot(settings, "SELECT count(*) FILTER (status = 'fail'), "
+                                                 "count(*) FILTER (status = 'pass') FROM marts.data_quality")
+    assert under_passing > 0
+    sentence = f"{fails} checks fail ("
+    for page in ("index.html", "data_quality.html"):
+        text = (pages / page).read_text()
+        assert f"href='{DATA_DOCS_LINK}'" in text, page
+        assert sentence in text and f"{passes} pass ({under_passing:,} rows quarantined under checks that pass" in text
+    quality = (pages / "data_quality.html").read_text()
+    assert "identity_conflict" in quality and "probably another person under a reused id" in quality
+
+
+def test_the_all_patients_row_is_indication_all_in_every_mart(three_exports):
+    settings, _, _ = three_exports
+    [(n,)] = query_snapshot(settings, "SELECT count(*) FROM marts.patient_response")
+    for mart, count in [("response_by_indication", "n_patients"), ("cohort_flow", "enrolled")]:
+        assert query_snapshot(settings, f"SELECT {count} FROM marts.{mart} WHERE indication = 'all'") == [(n,)], mart
+    for mart in ("tolerability", "titration"):
+        assert query_snapshot(settings, f"SELECT count(*) FROM marts.{mart} WHERE indication = 'all'")[0][0] > 0
+    assert query_snapshot(settings, "SELECT level, indication_group FROM marts.response_by_indication "
+                                    "WHERE indication = 'all'") == [("all", None)]
+    # A join on indication keeps the all-patients row.
+    joined = query_snapshot(settings, """SELECT r.indication, r.n_patients = f.enrolled FROM marts.response_by_indication r
+        JOIN marts.cohort_flow f USING (indication) WHERE r.level IN ('indication', 'all') AND r.indication = 'all'""")
+    assert joined == [("all", True)]
+
+
+def test_parquet_files_keep_counts_and_days_integers(three_exports):
+    from pipelines.publish.snapshot import MARTS
+
+    settings, _, _ = three_exports
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        for mart in MARTS:
+            integers = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() "
+                                                  f"WHERE schema_name = 'marts' AND table_name = '{mart}'").fetchall()
+                        if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")]
+            frame = pd.read_parquet(Path(settings.marts_dir) / f"{mart}.parquet")
+            assert {c: str(frame[c].dtype) for c in integers} == dict.fromkeys(integers, "Int64"), mart
+    finally:
+        con.close()
+    patients = pd.read_parquet(Path(settings.marts_dir) / "patient_response.parquet")
+    assert patients.assessment_day.isna().any() and patients.assessment_day.dropna().gt(0).all()
+
+
+def test_what_changed_compares_with_the_run_published_just_before(tmp_path):
+    from pipelines.demo.generator import generate
+
+    settings = settings_for(tmp_path, tmp_path / "raw")
+    published = []
+    for day, prefix in ((1, "A"), (2, "B"), (3, "C")):
+        generate(40, seed=day, id_prefix=prefix).write(Path(settings.raw_dir) / f"2026-11-0{day}T0600_site")
+        result = run_pipeline(settings)
+        assert result.success
+        published.append(result.run_id)
+        front = (Path(settings.dashboards_dir) / "index.html").read_text()
+        changes = front[front.index("What changed since the previous run"):]
+        if day == 1:
+            assert "first published run" in changes
+        else:
+            assert f"Compared with run {published[-2][:8]} " in changes, changes[:300]
