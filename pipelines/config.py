@@ -40,6 +40,7 @@ class ClinicConfig(dg.ConfigurableResource):
     engine: str = _from_env("engine")
     spark_remote: str = _from_env("spark_remote")
     spark_mirror_dir: str = _from_env("spark_mirror_dir")
+    release_cadence: str = _from_env("release_cadence")
 
     @classmethod
     def with_overrides(cls, **given: object) -> ClinicConfig:
@@ -56,7 +57,12 @@ class ClinicConfig(dg.ConfigurableResource):
 
     @property
     def release_dir(self) -> Path:
+        """The newest release (`clinic release`); a run builds only release_preview_dir."""
         return Path(self.marts_dir) / "release"
+
+    @property
+    def release_preview_dir(self) -> Path:
+        return Path(self.marts_dir) / "release-preview"
 
     @property
     def spark_mirror(self) -> Path:
@@ -90,6 +96,9 @@ class ClinicConfig(dg.ConfigurableResource):
         except duckdb.Error:
             raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is not a size DuckDB understands "
                               "(CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)") from None
+        if self.release_cadence not in SETTINGS["release_cadence"].choices:
+            raise ConfigError(f"release cadence {self.release_cadence!r} is not one of "
+                              f"{', '.join(SETTINGS['release_cadence'].choices)} (CLINIC_RELEASE_CADENCE)")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)} (CLINIC_ENGINE, --engine)")
         if self.engine == "spark":

@@ -11,7 +11,8 @@ from pipelines.marts.assets import aggregate_marts, data_quality, quarantine
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
 from pipelines.publish.assets import clinic_snapshot, dashboards, gx_data_docs, published_set, run_info
 from pipelines.quality.assets import quality_assets, quality_checks
-from pipelines.release.assets import release_bundle, release_disclosure_audit
+from pipelines.release.assets import release_disclosure_audit, release_preview
+from pipelines.release.schedule import release_job, release_schedule
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
     measure_values,
@@ -23,7 +24,7 @@ from pipelines.response.assets import (
 
 ASSETS = [export_plan, *loaded_tables, response_rules, *staged_tables, scored_fiqr, measure_values,
           *quality_assets, patient_response, trajectory_points, *aggregate_marts, quarantine, data_quality,
-          run_info, clinic_snapshot, dashboards, gx_data_docs, release_bundle, published_set]
+          run_info, clinic_snapshot, dashboards, gx_data_docs, release_preview, published_set]
 CHECKS = [*quality_checks, release_disclosure_audit]
 
 
@@ -32,8 +33,8 @@ def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[clinic_job],
-        schedules=[daily_schedule],
+        jobs=[clinic_job, release_job],
+        schedules=[daily_schedule, release_schedule],
         sensors=[new_export_sensor],
         resources=build_resources(clinic or ClinicConfig()),
     )
