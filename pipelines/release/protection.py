@@ -357,6 +357,22 @@ def _needed_for_all_patients(marts: Mapping[str, pd.DataFrame], min_cell_size: i
     return min_cell_size - min(small) if small else None
 
 
+def _small_moves_of_shown(marts: Mapping[str, pd.DataFrame], history: Sequence[History],
+                          min_cell_size: int) -> list[tuple[str, str, int]]:
+    """(release, column, how many) where an always-shown count moved by 1..min_cell_size - 1
+    since an earlier release: both releases show it, so the move is pinned."""
+    found = []
+    for earlier in history:
+        for cell in _always_shown(marts):
+            rows = _rows_by_key(earlier.true_marts[cell.mart], cell.mart)
+            key = _keys(marts[cell.mart].loc[[cell.row]], KEY_COLUMNS[cell.mart])[0]
+            before = int(earlier.true_marts[cell.mart].at[rows[key], cell.column]) if key in rows else 0
+            moved = abs(int(marts[cell.mart].at[cell.row, cell.column]) - before)
+            if 0 < moved < min_cell_size:
+                found.append((earlier.release_id, f"{cell.mart}.{cell.column}", moved))
+    return found
+
+
 def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, *,
                     history: Sequence[History] = (), patients: pd.DataFrame | None = None,
                     derived: Mapping[str, Mapping[str, Sequence[str]]] = DERIVED_COLUMNS,
@@ -388,6 +404,14 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
                           f"the difference of the two releases' all-patients counts would show a group of fewer "
                           f"than {min_cell_size}. Wait for {min_cell_size - changed} more new or changed "
                           "patients.", min_cell_size - changed)
+    if small_moves := _small_moves_of_shown(marts, history, min_cell_size):
+        release_id, column, moved = small_moves[0]
+        needed = max(min_cell_size - m for _, _, m in small_moves)
+        raise Refused(f"since release {release_id}, {moved} patient(s) joined or left `{column}` over all patients: "
+                      "every release publishes each category's all-patients count, so the difference would show "
+                      f"that group of fewer than {min_cell_size}. It needs at least {needed} more new or changed "
+                      "patients in that category (each category the group touches needs "
+                      f"{min_cell_size} or more).", needed)
     if (needed := _needed_for_all_patients(marts, min_cell_size)) is not None:
         raise Refused(f"an all-patients count is below {min_cell_size}: the release could not publish "
                       f"every category's share over all patients. It needs at least {needed} more patients "
