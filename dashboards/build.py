@@ -29,7 +29,7 @@ CATEGORY_COLOURS = {"meaningful": "#1b7837", "minimal": "#e08214", "intolerant":
 DOSE_BAND_COLOURS = {"<1.5 mg": "#9ecae1", "1.5-3 mg": "#4292c6", "3-4.5 mg": "#08519c", ">4.5 mg": "#081d58",
                      "standard_oral": "#8c6d31", "xr_injectable": "#bd9e39"}
 SPARE_COLOURS = ("#7b4173", "#a55194", "#ce6dbd", "#de9ed6")  # a band the rules file adds later
-STAGE_COLOURS = {"enrolled": "#d0d1e6", "with_baseline": "#a6bddb", "reached_day_56": "#74a9cf",
+STAGE_COLOURS = {"enrolled": "#d0d1e6", "with_baseline": "#a6bddb", "reached_assessment_window": "#74a9cf",
                  "assessed": "#2b8cbe"}
 SLEEP_COLOUR = "#5e3c99"
 STATUS_COLOURS = {"pass": "#1b7837", "not run": "#bdbdbd", "fail (info)": "#92c5de",

@@ -39,6 +39,10 @@ class DictionaryError(ValueError):
     """A dictionary file cannot be read as one; the message names the file and the key."""
 
 
+# A released mart's declared structure, read by pipelines/release/relations.py (not a description).
+ENTRY_KEYS = ENTRY_KEYS | {"release"}
+
+
 @dataclass(frozen=True)
 class Column:
     name: str

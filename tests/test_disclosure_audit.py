@@ -88,7 +88,7 @@ def _response(people: pd.DataFrame) -> pd.DataFrame:
 def _flow(people: pd.DataFrame) -> pd.DataFrame:
     def count(frame: pd.DataFrame) -> dict:
         return {"enrolled": len(frame), "with_baseline": int(frame.has_baseline.sum()),
-                "reached_day_56": int((~frame.stopped_early).sum()), "assessed": int(frame.assessed.sum()),
+                "reached_assessment_window": int((~frame.stopped_early).sum()), "assessed": int(frame.assessed.sum()),
                 **{f"n_{c}": int((frame.category == c).sum()) for c in CATEGORIES}}
 
     rows = [{"indication": i, **count(g)} for i, g in people.groupby("indication")]

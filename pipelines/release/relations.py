@@ -1,57 +1,63 @@
-"""Relations an outsider knows between released counts (hand-written families; see disclosure.py)."""
+"""Relations an outsider knows between released counts, generated from each mart's declaration.
+
+Each released mart's dictionary file (sql/marts/<mart>.yml) ends in a `release:` block: the
+columns naming a row (`keys`), the counts (what can be small), the columns computed from each
+count (`derived`: NULL when it is), and `relations`, each one of:
+
+- `row: {total, parts, sense}`: on every row, sum(parts) == total (or <= with sense "<=").
+- `same: {column, by}`: the column's cells in rows equal on `by` are one number repeated.
+- `sum: {parts, total, match, per, columns | columns_by, sense}`: the parts side (rows of a mart,
+  default this one, filtered by `where` and optionally one row per `one_per`) grouped by `per`
+  (default the parts columns of `match`), each group's sum against every total-side row whose
+  `match` columns equal the group's: == (default), "<=" (parts at most total) or "== where it
+  holds" (a relation by construction that holds unless the data has an exception: the
+  outsider may assume it, so it is equality wherever it holds - the safe side). `columns`:
+  count columns (a name, or [parts column, total column]; default every count of the parts
+  mart); `columns_by` takes the total column from a parts key's value.
+
+`where` maps a column to a value, or to {not: value}. A missing total row is not a relation; a
+total with no parts is 0. COUNT_COLUMNS, DERIVED_COLUMNS and KEY_COLUMNS are read from the same
+blocks, so adding a mart to the release is adding its block.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
+import yaml
 
-# The columns of each aggregate mart: its counts (what can be small), the columns computed from
-# each count (NULL when it is), and the columns that name a row. pipelines/marts/assets.py builds
-# its AggregateMart list from these, so there is one source of truth.
-_PCTS = {c: (f"pct_{c}", f"pct_{c}_low", f"pct_{c}_high") for c in ("meaningful", "minimal", "intolerant")}
-_EXPOSED = ("pct_exposed", "pct_exposed_low", "pct_exposed_high")
-_SLEEP = ("pct_sleep_event", "pct_sleep_event_low", "pct_sleep_event_high")
-_INTOLERANT = ("pct_intolerant", "pct_intolerant_low", "pct_intolerant_high")
-_STATS = ("value_median", "value_p25", "value_p75", "pct_change_median", "pct_change_p25",
-          "pct_change_p75")
+from pipelines.settings import SQL_DIR
 
+RELEASED_MARTS_DIR = SQL_DIR / "marts"
+
+
+@cache
+def declarations() -> dict[str, dict]:
+    """The `release:` block of every mart that declares one, by mart name."""
+    found = {}
+    for path in sorted(RELEASED_MARTS_DIR.glob("*.yml")):
+        for name, entry in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+            if isinstance(entry, dict) and "release" in entry:
+                found[name] = entry["release"]
+    return found
+
+
+# The order the release lists its marts in (response first: the others refer to it).
+_ORDER = ("response_by_indication", "measure_trajectory", "tolerability", "titration", "cohort_flow")
 COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
-    "response_by_indication": ("n_patients", "n_evaluable", "n_meaningful", "n_minimal", "n_intolerant",
-                               "n_not_assessable"),
-    "measure_trajectory": ("n_patients",),
-    "tolerability": ("n_exposed", "n_patients", "n_discontinued"),
-    "titration": ("n_patients", "n_sleep_event", "n_intolerant"),
-    "cohort_flow": ("enrolled", "with_baseline", "reached_day_56", "assessed", "n_meaningful", "n_minimal",
-                    "n_intolerant", "n_not_assessable"),
-}
+    m: tuple(declarations()[m]["counts"]) for m in sorted(declarations(), key=lambda m: (
+        _ORDER.index(m) if m in _ORDER else len(_ORDER), m))}
 DERIVED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    "response_by_indication": {"n_meaningful": _PCTS["meaningful"], "n_minimal": _PCTS["minimal"],
-                               "n_intolerant": _PCTS["intolerant"],
-                               "n_evaluable": sum(_PCTS.values(), ())},
-    "measure_trajectory": {"n_patients": _STATS},
-    "tolerability": {"n_patients": _EXPOSED, "n_exposed": _EXPOSED},
-    "titration": {"n_patients": (*_SLEEP, *_INTOLERANT), "n_sleep_event": _SLEEP, "n_intolerant": _INTOLERANT},
-    "cohort_flow": {},
-}
-KEY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "response_by_indication": ("level", "indication_group", "indication", "regimen"),
-    "measure_trajectory": ("indication", "instrument", "visit_week", "category"),
-    "tolerability": ("indication", "regimen", "event", "dose_band"),
-    "titration": ("indication", "starting_dose_band"),
-    "cohort_flow": ("indication",),
-}
+    m: {c: tuple(d) for c, d in (declarations()[m].get("derived") or {}).items()} for m in COUNT_COLUMNS}
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {m: tuple(declarations()[m]["keys"]) for m in COUNT_COLUMNS}
 CATEGORY_COUNTS = {"meaningful": "n_meaningful", "minimal": "n_minimal", "intolerant": "n_intolerant",
                    "not_assessable": "n_not_assessable"}
-
-RATED_COST = 3  # a count rates derive from costs this many times its value as a complement
-_EPS = 1e-6  # LP tolerance when rounding bounds to the integers they stand for
-_RESPONSE, _FLOW, _TOLERABILITY, _TITRATION, _TRAJECTORY = (
-    "response_by_indication", "cohort_flow", "tolerability", "titration", "measure_trajectory")
 
 
 class Cell(NamedTuple):
@@ -109,6 +115,8 @@ def _key(value: object) -> object:
 
 
 def _keys(frame: pd.DataFrame, columns: Sequence[str]) -> list[tuple]:
+    if not columns:
+        return [()] * len(frame)
     return [tuple(_key(v) for v in row) for row in zip(*(frame[c].tolist() for c in columns), strict=True)]
 
 
@@ -119,144 +127,78 @@ def _rows_by(frame: pd.DataFrame, columns: Sequence[str]) -> dict[tuple, list]:
     return groups
 
 
-def _where(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
-    return frame[frame[column].eq(value).fillna(False).astype(bool)]
-
-
-def _response_relations(r: pd.DataFrame, out: _Collector) -> None:
-    counts, m = COUNT_COLUMNS[_RESPONSE], _RESPONSE
-    for i in r.index:
-        out.adds_up(Cell(m, i, "n_evaluable"), [Cell(m, i, c) for c in ("n_meaningful", "n_minimal",
-                                                                         "n_intolerant")],
-                    "response.categories")
-        out.adds_up(Cell(m, i, "n_patients"), [Cell(m, i, "n_evaluable"), Cell(m, i, "n_not_assessable")],
-                    "response.totals")
-    kids_of = _rows_by(_where(r, "level", "indication"), ["indication_group"])
-    groups = _where(r, "level", "indication_group")
-    for key, parents in _rows_by(groups, ["indication_group"]).items():
-        for p in parents:
-            for c in counts:
-                out.adds_up(Cell(m, p, c), [Cell(m, k, c) for k in kids_of.get(key, [])],
-                            "response.indications_to_group")
-    for a in _where(r, "level", "all").index:
-        for c in counts:
-            out.adds_up(Cell(m, a, c), [Cell(m, g, c) for g in groups.index], "response.groups_to_all")
-
-
-def _flow_relations(f: pd.DataFrame, out: _Collector) -> None:
-    counts, m = COUNT_COLUMNS[_FLOW], _FLOW
-    for i in f.index:
-        out.adds_up(Cell(m, i, "enrolled"), [Cell(m, i, CATEGORY_COUNTS[k]) for k in CATEGORY_COUNTS],
-                    "flow.categories")
-        for step in ("with_baseline", "reached_day_56", "assessed"):
-            out.at_most([Cell(m, i, step)], Cell(m, i, "enrolled"), "flow.steps")
-        for step in ("with_baseline", "assessed"):
-            out.at_most([Cell(m, i, "n_meaningful")], Cell(m, i, step), "flow.meaningful_needs_values")
-    is_all = f["indication"].eq("all").fillna(False).astype(bool)
-    for a in f.index[is_all]:
-        for c in counts:
-            out.adds_up(Cell(m, a, c), [Cell(m, k, c) for k in f.index[~is_all]], "flow.indications_to_all")
-
-
-_FLOW_TO_RESPONSE = (("enrolled", "n_patients"), *((c, c) for c in CATEGORY_COUNTS.values()))
-
-
-def _flow_vs_response(f: pd.DataFrame, r: pd.DataFrame, out: _Collector) -> None:
-    by_indication = _rows_by(_where(r, "level", "indication"), ["indication"])
-    all_rows = list(_where(r, "level", "all").index)
-    for i, (indication,) in zip(f.index, _keys(f, ["indication"]), strict=True):
-        if indication == "all":
-            matches, family = [[a] for a in all_rows], "flow_vs_response.all"
+def _select(frame: pd.DataFrame, side: Mapping) -> pd.DataFrame:
+    """The rows of one side of a declared relation: `where` filters, `one_per` keeps the first row
+    of each group (a number repeated on several rows counts once)."""
+    keep = np.ones(len(frame), dtype=bool)
+    for column, wanted in (side.get("where") or {}).items():
+        values = frame[column]
+        if isinstance(wanted, Mapping):
+            keep &= ~values.eq(str(wanted["not"])).fillna(False).to_numpy(dtype=bool)
         else:
-            found = by_indication.get((indication,))
-            matches, family = ([found] if found else []), "flow_vs_response.indication"
-        for rows in matches:
-            for fc, rc in _FLOW_TO_RESPONSE:
-                out.adds_up(Cell(_FLOW, i, fc), [Cell(_RESPONSE, k, rc) for k in rows], family)
+            keep &= values.eq(str(wanted)).fillna(False).to_numpy(dtype=bool)
+    rows = frame[keep]
+    if side.get("one_per"):
+        rows = rows[~rows.duplicated(list(side["one_per"]))]
+    return rows
 
 
-def _exposure_rows(t: pd.DataFrame) -> dict[tuple, list]:
-    """Tolerability rows by (indication, regimen, dose band): they repeat one n_exposed."""
-    return _rows_by(t, ["indication", "regimen", "dose_band"])
+def _column_pairs(spec: Mapping, parts_mart: str) -> list[tuple[str, str]]:
+    columns = spec.get("columns") or COUNT_COLUMNS[parts_mart]
+    return [(c, c) if isinstance(c, str) else (c[0], c[1]) for c in columns]
 
 
-def _tolerability_relations(t: pd.DataFrame, values: Mapping[Cell, int], out: _Collector) -> None:
-    m = _TOLERABILITY
-    for i in t.index:
-        out.at_most([Cell(m, i, "n_discontinued")], Cell(m, i, "n_patients"), "tolerability.nested")
-        out.at_most([Cell(m, i, "n_patients")], Cell(m, i, "n_exposed"), "tolerability.nested")
-    exposure = _exposure_rows(t)
-    for rows in exposure.values():
-        for k in rows[1:]:
-            out.adds_up(Cell(m, rows[0], "n_exposed"), [Cell(m, k, "n_exposed")],
-                        "tolerability.exposed_repeated")
-    names = dict(zip(t.index, _keys(t, ["indication"]), strict=True))  # once: t.loc per group was slow
-    for rows in _rows_by(t, ["regimen", "event", "dose_band"]).values():
-        kids = [k for k in rows if names[k] != ("all",)]
-        for a in (k for k in rows if names[k] == ("all",)):
-            for c in ("n_patients", "n_discontinued"):
-                out.adds_up(Cell(m, a, c), [Cell(m, k, c) for k in kids], "tolerability.indications_to_all")
-    by_band: dict[tuple, dict[str, object]] = defaultdict(dict)
-    for (indication, regimen, band), rows in exposure.items():
-        by_band[(regimen, band)][indication] = rows[0]
-    for reps in by_band.values():
-        if "all" not in reps:
-            continue
-        total = Cell(m, reps["all"], "n_exposed")
-        parts = [Cell(m, k, "n_exposed") for name, k in reps.items() if name != "all"]
-        whole = sum(values[p] for p in parts) == values[total]
-        out.add([(total, -1), *((p, 1) for p in parts)], "==" if whole else "<=",
-                "tolerability.exposed_to_all")
+def _sum_relations(mart: str, spec: Mapping, family: str, marts: Mapping[str, pd.DataFrame],
+                   values: Mapping[Cell, int], out: _Collector) -> None:
+    parts_mart, total_mart = spec["parts"].get("mart", mart), spec["total"].get("mart", mart)
+    if parts_mart not in marts or total_mart not in marts:
+        return
+    parts, totals = _select(marts[parts_mart], spec["parts"]), _select(marts[total_mart], spec["total"])
+    match = dict(spec.get("match") or {})
+    per = list(spec.get("per") or match)
+    sense = spec.get("sense", "==")
+    groups = _rows_by(parts, per)
+    total_rows = _rows_by(totals, list(match.values()))
+    if per == list(match):  # a total without parts is 0
+        for key in total_rows:
+            groups.setdefault(key, [])
+    by = spec.get("columns_by")
+    key_of = dict(zip(parts.index, _keys(parts, [by["key"]]), strict=True)) if by else {}
+    for key, rows in groups.items():
+        wanted = tuple(key[per.index(c)] for c in match)
+        for t in total_rows.get(wanted, []):
+            if by:
+                pairs = {(by["from"], by["columns"][key_of[r][0]]) for r in rows if key_of[r][0] in by["columns"]}
+            else:
+                pairs = _column_pairs(spec, parts_mart)
+            for pc, tc in pairs:
+                terms = [(Cell(total_mart, t, tc), -1), *((Cell(parts_mart, r, pc), 1) for r in rows)]
+                if sense == "== where it holds":
+                    lhs = sum(k * values[c] for c, k in terms)
+                    out.add(terms, "==" if lhs == 0 else "<=", family)
+                else:
+                    out.add(terms, sense, family)
 
 
-def _tolerability_vs_response(t: pd.DataFrame, r: pd.DataFrame, out: _Collector) -> None:
-    response_rows = _rows_by(_where(r, "level", "indication"), ["indication", "regimen"])
-    for (indication, regimen, _band), rows in _exposure_rows(t).items():
-        for k in response_rows.get((indication, regimen), []):
-            out.at_most([Cell(_TOLERABILITY, rows[0], "n_exposed")], Cell(_RESPONSE, k, "n_patients"),
-                        "tolerability_vs_response.exposed")
-
-
-def _titration_relations(ti: pd.DataFrame, out: _Collector) -> None:
-    m = _TITRATION
-    for i in ti.index:
-        for c in ("n_sleep_event", "n_intolerant"):
-            out.at_most([Cell(m, i, c)], Cell(m, i, "n_patients"), "titration.nested")
-    names = dict(zip(ti.index, _keys(ti, ["indication"]), strict=True))
-    for rows in _rows_by(ti, ["starting_dose_band"]).values():
-        kids = [k for k in rows if names[k] != ("all",)]
-        for a in (k for k in rows if names[k] == ("all",)):
-            for c in COUNT_COLUMNS[m]:
-                out.adds_up(Cell(m, a, c), [Cell(m, k, c) for k in kids], "titration.indications_to_all")
-
-
-def _titration_vs_tolerability(ti: pd.DataFrame, t: pd.DataFrame, out: _Collector) -> None:
-    exposure = _exposure_rows(t)
-    for i, (indication, band) in zip(ti.index, _keys(ti, ["indication", "starting_dose_band"]), strict=True):
-        rows = exposure.get((indication, "ldn", band))
-        if rows:
-            out.at_most([Cell(_TITRATION, i, "n_patients")], Cell(_TOLERABILITY, rows[0], "n_exposed"),
-                        "titration_vs_tolerability.exposed")
-
-
-def _titration_vs_response(ti: pd.DataFrame, r: pd.DataFrame, out: _Collector) -> None:
-    response_rows = _rows_by(_where(r, "level", "indication"), ["indication", "regimen"])
-    for (indication,), rows in _rows_by(ti, ["indication"]).items():
-        if indication == "all":
-            continue
-        for k in response_rows.get((indication, "ldn"), []):
-            for c in ("n_patients", "n_intolerant"):
-                out.at_most([Cell(_TITRATION, i, c) for i in rows], Cell(_RESPONSE, k, c),
-                            "titration_vs_response.ldn")
-
-
-def _trajectory_vs_flow(mt: pd.DataFrame, f: pd.DataFrame, out: _Collector) -> None:
-    flow_rows = _rows_by(f, ["indication"])
-    for i, (indication, category) in zip(mt.index, _keys(mt, ["indication", "category"]), strict=True):
-        if category in CATEGORY_COUNTS:
-            for k in flow_rows.get((indication,), []):
-                out.at_most([Cell(_TRAJECTORY, i, "n_patients")], Cell(_FLOW, k, CATEGORY_COUNTS[category]),
-                            "trajectory_vs_flow.category")
+def _declared_relations(mart: str, decl: Mapping, marts: Mapping[str, pd.DataFrame],
+                        values: Mapping[Cell, int], out: _Collector) -> None:
+    frame = marts[mart]
+    for spec in decl.get("relations") or []:
+        family = spec["family"]
+        if "row" in spec:
+            row = spec["row"]
+            for i in frame.index:
+                out.add([(Cell(mart, i, row["total"]), -1), *((Cell(mart, i, p), 1) for p in row["parts"])],
+                        row.get("sense", "=="), family)
+        elif "same" in spec:
+            for rows in _rows_by(frame, spec["same"]["by"]).values():
+                for k in rows[1:]:
+                    out.adds_up(Cell(mart, rows[0], spec["same"]["column"]), [Cell(mart, k, spec["same"]["column"])],
+                                family)
+        elif "sum" in spec:
+            _sum_relations(mart, spec["sum"], family, marts, values, out)
+        else:
+            raise ValueError(f"{mart}: release relation {family} is none of row, same, sum")
 
 
 def _check_marts(marts: Mapping[str, pd.DataFrame]) -> None:
@@ -288,25 +230,7 @@ def collect_relations(marts: Mapping[str, pd.DataFrame]) -> list[Relation]:
     frames are as the SQL in sql/marts/ makes them, with unsuppressed counts.
     """
     values = cell_values(marts)
-    r, f, t, ti, mt = (marts.get(n) for n in (_RESPONSE, _FLOW, _TOLERABILITY, _TITRATION, _TRAJECTORY))
     out = _Collector()
-    if r is not None:
-        _response_relations(r, out)
-    if f is not None:
-        _flow_relations(f, out)
-        if r is not None:
-            _flow_vs_response(f, r, out)
-    if t is not None:
-        _tolerability_relations(t, values, out)
-        if r is not None:
-            _tolerability_vs_response(t, r, out)
-    if ti is not None:
-        _titration_relations(ti, out)
-        if t is not None:
-            _titration_vs_tolerability(ti, t, out)
-        if r is not None:
-            _titration_vs_response(ti, r, out)
-    if mt is not None and f is not None:
-        _trajectory_vs_flow(mt, f, out)
+    for mart in marts:
+        _declared_relations(mart, declarations()[mart], marts, values, out)
     return out.relations
-

@@ -8,7 +8,7 @@ flow AS (
     SELECT coalesce(p.indication, 'all') AS indication,
            count(*) AS enrolled,
            count(p.baseline_value) AS with_baseline,
-           count(*) - count(e.patient_id) AS reached_day_56,
+           count(*) - count(e.patient_id) AS reached_assessment_window,
            count(p.assessment_value) AS assessed,
            n_category(p.category, 'meaningful') AS n_meaningful,
            n_category(p.category, 'minimal') AS n_minimal,
@@ -19,7 +19,7 @@ flow AS (
     FROM marts.patient_response p LEFT JOIN early_stop e ON e.patient_id = p.patient_id
     GROUP BY GROUPING SETS ((p.indication), ())
 )
-SELECT indication, enrolled, with_baseline, reached_day_56, assessed,
+SELECT indication, enrolled, with_baseline, reached_assessment_window, assessed,
        n_meaningful, n_minimal, n_intolerant, n_not_assessable, rules_version
 FROM flow
 ORDER BY indication = 'all', indication;
