@@ -157,3 +157,50 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
     assert "REFUSED" in capsys.readouterr().err
     assert (marts / "releases" / "ledger.jsonl").read_bytes() == ledger_before
     assert sorted(p.name for p in (marts / "releases").iterdir()) == folders_before
+
+
+def _attackers_relations(marts: dict) -> list:
+    """The issue's narrowing attack, written apart from the declarations: whole families an outsider
+    justifies from the documentation, kept only where they hold on every row they cover."""
+    from pipelines.release.relations import Cell, Relation
+
+    response, tolerability, titration = (marts[m] for m in ("response_by_indication", "tolerability", "titration"))
+    rows = {(r.indication, r.regimen): i for i, r in response[response.level.eq("indication")].iterrows()}
+    one_band, starters = [], []
+    by_exposure = tolerability[tolerability.indication.ne("all")].drop_duplicates(["indication", "regimen", "dose_band"])
+    for (indication, regimen), part in by_exposure.groupby(["indication", "regimen"]):
+        if (indication, regimen) in rows and len(part) == 1:  # a one-band regimen: exposed = its patients
+            one_band.append(Relation(((Cell("tolerability", part.index[0], "n_exposed"), 1),
+                                      (Cell("response_by_indication", rows[(indication, regimen)], "n_patients"), -1)),
+                                     "==", 0, "attack.one_band"))
+    for indication, part in titration[titration.indication.ne("all")].groupby("indication"):
+        if (indication, "ldn") in rows:  # starters over bands = the LDN patients
+            starters.append(Relation((*((Cell("titration", i, "n_patients"), 1) for i in part.index),
+                                      (Cell("response_by_indication", rows[(indication, "ldn")], "n_patients"), -1)),
+                                     "==", 0, "attack.titration_sum"))
+    from pipelines.release.relations import cell_values
+
+    values = cell_values(marts)
+    return [r for family in (one_band, starters) if all(x.holds(values) for x in family) for r in family]
+
+
+def test_the_issues_lp_narrowing_attack_fails_on_the_demo_release(demo_run):
+    import duckdb
+
+    from pipelines.release.bundle import read_marts
+    from pipelines.release.relations import cell_values, collect_relations
+    from tests.test_disclosure_audit import disclosed
+
+    settings, _ = demo_run
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        marts = read_marts(con)
+    finally:
+        con.close()
+    result = protect_release(marts, MIN)
+    attack = _attackers_relations(marts)
+    assert {r.family for r in attack} == {"attack.one_band", "attack.titration_sum"}
+    values, hidden = cell_values(marts), hidden_cells(result.frames)
+    small = {c for c, v in values.items() if 0 < v < MIN}
+    assert small <= hidden
+    assert disclosed(values, hidden, collect_relations(marts) + attack, small) == []
