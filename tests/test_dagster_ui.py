@@ -65,5 +65,5 @@ def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
     assert {"reconciliation", "export_profiles", "dataset_expectations", "mart_expectations", "measure_values",
             "dose_periods", "gx_data_docs", "release_preview", "published_set"} <= set(nodes)
     repo = data["repositoriesOrError"]["nodes"][0]
-    assert [s["name"] for s in repo["schedules"]] == ["clinic_daily"]
+    assert sorted(s["name"] for s in repo["schedules"]) == ["clinic_daily", "release_schedule"]
     assert [s["name"] for s in repo["sensors"]] == ["new_export_sensor"]

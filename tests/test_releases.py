@@ -204,3 +204,23 @@ def test_the_issues_lp_narrowing_attack_fails_on_the_demo_release(demo_run):
     small = {c for c, v in values.items() if 0 < v < MIN}
     assert small <= hidden
     assert disclosed(values, hidden, collect_relations(marts) + attack, small) == []
+
+
+def test_the_release_cadence_is_off_by_default_and_read_by_its_schedule(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import dagster as dg
+
+    from pipelines.config import ClinicConfig
+    from pipelines.release.schedule import release_due, release_schedule
+
+    assert ClinicConfig().release_cadence == "off"
+    assert not any(release_due("off", d.weekday(), d.day) for d in (dt.date(2026, 12, 1) + dt.timedelta(n)
+                                                                      for n in range(31)))
+    assert release_due("weekly", 0, 7) and not release_due("weekly", 1, 1)
+    assert release_due("monthly", 3, 1) and not release_due("monthly", 0, 2)
+    monday = dt.datetime(2026, 12, 7, 7, tzinfo=dt.UTC)
+    for cadence, wanted in (("off", dg.SkipReason), ("weekly", dg.RunRequest), ("monthly", dg.SkipReason)):
+        context = dg.build_schedule_context(scheduled_execution_time=monday,
+                                            resources={"clinic": ClinicConfig(release_cadence=cadence)})
+        assert isinstance(release_schedule(context), wanted), cadence

@@ -64,8 +64,10 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
             "rules_version": str(clinic.rules()["version"]), "min_cell_size": clinic.min_cell_size}
     try:
+        # Without the release's last pass (re-publishing cells no small count needs), which would
+        # add tens of seconds to every run: the preview may hide a few more cells than the release.
         result = protect_release(marts, clinic.min_cell_size, history=earlier_releases(Path(clinic.marts_dir)),
-                                 patients=patients)
+                                 patients=patients, prune=False)
     except Refused as refused:
         folder.mkdir(parents=True)
         (folder / MANIFEST).write_text(json.dumps({

@@ -182,6 +182,27 @@ class _Protector:
             return pool[0], False
         return next(((i, True) for i in trials if self.protects([i], target, low, high)), (pool[0], False))
 
+    def still_protected(self, cells: Collection[int]) -> bool:
+        """Are these primary cells all protected under the current pattern?"""
+        pending = self.certify({c: (True, True) for c in cells})
+        return not any(any(self.side_bounds(c, low, high)[:2]) for c, (low, high) in pending.items())
+
+    def prune(self, added: Sequence[int]) -> list[int]:
+        """Publish again every complementary cell that no primary cell needs (the greedy adds
+        cells one target at a time; a later one often makes an earlier one redundant): the most
+        valuable first (largest, rates derived from it). Returns the cells kept hidden."""
+        kept = set(added)
+        worth = {i: self.system.value[i] * (RATED_COST if i in self.rated else 1) for i in added}
+        for c in sorted(added, key=lambda i: (-worth[i], i)):
+            cells, _ = self.system.component(c, self.hidden)
+            around = [i for i in cells if i in self.primary]
+            self.model.show([c])
+            if self.still_protected(around):
+                kept.discard(c)
+            else:
+                self.model.hide([c])
+        return [c for c in added if c in kept]
+
     def run(self) -> list[int]:
         """Protect the primary cells one at a time; returns the complementary cells in the order
         added. Hiding more only widens ranges, so a cell once protected stays so."""
@@ -376,7 +397,7 @@ def _small_moves_of_shown(marts: Mapping[str, pd.DataFrame], history: Sequence[H
 def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, *,
                     history: Sequence[History] = (), patients: pd.DataFrame | None = None,
                     derived: Mapping[str, Mapping[str, Sequence[str]]] = DERIVED_COLUMNS,
-                    max_candidates: int = 8) -> ReleaseResult:
+                    max_candidates: int = 8, prune: bool = True) -> ReleaseResult:
     """The next release, protected together with every earlier one; raises Refused.
 
     One LP system holds every release's cells (each release's own relations), and for every
@@ -387,7 +408,8 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
     rows. Refused: when 1..min_cell_size - 1 patients were added or changed since the last
     release (their count over all patients would be pinned by the all-patients rows), when an
     all-patients count is itself small, when protection needs an all-patients cell, or when
-    fewer than REFUSE_BELOW_SHARE of the count cells would be left.
+    fewer than REFUSE_BELOW_SHARE of the count cells would be left. `prune`: publish again the
+    complementary cells no small count needs (more published, some tens of seconds more).
     """
     from pipelines.release.ledger import changed_patients
 
@@ -446,7 +468,8 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
     protector = _Protector(values, relations, min_cell_size, max_candidates, start, rated, free, locked)
     cell = protector.system.cells
     try:
-        added = [cell[i] for i in protector.run()]
+        found = protector.run()
+        added = [cell[i] for i in (protector.prune(found) if prune else found)]
         still = [cell[i] for i in protector.disclosed()]
     except RuntimeError as error:
         raise Refused(f"the release cannot be protected without hiding its all-patients rows or changing what "
