@@ -10,53 +10,21 @@ linear relation an outsider knows between the released counts is collected as da
 down. The internal marts stay unsuppressed; this module only shapes what leaves the clinic.
 
 Relations have integer coefficients over cells (`sum(coef * cell) == rhs` or `<= rhs`, rhs 0 for
-every relation collected from the marts). Families, by the name each relation carries:
+every relation collected from the marts). They are generated (`relations.py`) from the
+`release:` block at the end of each released mart's sql/marts/<mart>.yml, each with its family
+name: within a row (categories add up to the evaluable count, discontinued <= patients with
+the event <= exposed, ...), a number repeated on several rows (tolerability's n_exposed),
+hierarchies (indication -> indication group -> all patients, indications -> 'all'), the same
+patients counted in two marts (cohort_flow against response_by_indication, titration against
+tolerability and response, trajectories against cohort_flow), and relations that hold by
+construction (a one-band regimen's n_exposed = its n_patients; titration starters summed over
+bands = the indication's LDN patients), which are equalities wherever the data holds them and
+`<=` elsewhere (the outsider may assume them: the safe side). tests/test_release_relations.py
+searches data for equalities the declarations miss.
 
-response_by_indication (levels indication x regimen, indication_group, all)
-- response.categories: n_meaningful + n_minimal + n_intolerant = n_evaluable, on every row.
-- response.totals: n_evaluable + n_not_assessable = n_patients, on every row.
-- response.indications_to_group: per count column, a group's indication x regimen rows add up
-  to the group's row.
-- response.groups_to_all: per count column, the group rows add up to the all-patients row.
-
-cohort_flow (one row per indication, plus 'all')
-- flow.categories: enrolled = n_meaningful + n_minimal + n_intolerant + n_not_assessable.
-- flow.indications_to_all: per column, the indication rows add up to the 'all' row.
-- flow.steps: with_baseline, reached_day_56 and assessed are each <= enrolled.
-- flow.meaningful_needs_values: n_meaningful <= with_baseline and n_meaningful <= assessed (a
-  patient is meaningful only with both a baseline and an assessment value).
-
-cohort_flow against response_by_indication (the same patients, counted in two marts)
-- flow_vs_response.indication: an indication's enrolled and each category = the sum over its
-  regimens of response's n_patients and that category.
-- flow_vs_response.all: the 'all' rows agree likewise.
-
-tolerability (indication incl. 'all' x regimen x event x dose band; a row only where an event
-happened)
-- tolerability.nested: n_discontinued <= n_patients <= n_exposed, on every row.
-- tolerability.exposed_repeated: n_exposed is one number per (indication, regimen, dose band),
-  repeated on each of its event rows: those cells are equal.
-- tolerability.indications_to_all: n_patients and n_discontinued of the indication rows add up
-  to the 'all' row of the same regimen, event and dose band (a missing row is a zero).
-- tolerability.exposed_to_all: the indications' n_exposed add up to the 'all' n_exposed of the
-  same regimen and dose band. An indication exposed to a band without any event in it
-  publishes no n_exposed there, so this is `<=`, or `=` where the published indications make up
-  the whole 'all' count (an outsider may be able to tell; assuming so is the safe side).
-- tolerability_vs_response.exposed: n_exposed of (indication, regimen, band) <= response's
-  n_patients of (indication, regimen).
-
-titration (indication incl. 'all' x LDN starting dose band)
-- titration.nested: n_sleep_event <= n_patients and n_intolerant <= n_patients, on every row.
-- titration.indications_to_all: per band and column, the indication rows add up to 'all'.
-- titration_vs_tolerability.exposed: n_patients of (indication, band) <= tolerability's n_exposed
-  of (indication, 'ldn', band) where that row is published (a patient starting in a band was
-  exposed to it).
-- titration_vs_response.ldn: an indication's n_patients and n_intolerant summed over starting
-  bands are <= response's n_patients and n_intolerant of (indication, 'ldn').
-
-measure_trajectory (indication x instrument x visit week x category)
-- trajectory_vs_flow.category: n_patients <= cohort_flow's count of that category for the
-  indication (a patient has one value per instrument and week).
+Modules: `relations.py` (cells, relations, the declarations), `lp.py` (the HiGHS model and
+ranges), `protection.py` (the greedy, the audit, a release among releases), `frames.py` (the
+release frames). This module re-exports their public names.
 
 The audit is the linear-programming relaxation that tau-Argus and statistical offices use:
 published cells are fixed to their values, suppressed cells are variables >= 1 (zero is always
@@ -86,7 +54,16 @@ the smallest that protects it on its own, else the smallest. Hiding a cell only 
 so a cell once protected stays so. The result has the release frames (counts Int64 with <NA>,
 derived columns NaN, a `suppressed` flag per row), a report for the clinic, and a public report
 for the manifest that does not say which hidden cells are the small ones (that would tell an
-outsider they are at most min_cell_size - 1).
+outsider they are at most min_cell_size - 1). A last pass publishes again every complementary
+cell no small count needs (the greedy works one target at a time).
+
+Across releases (`protect_release`): one LP holds every release in the ledger and the new one,
+and per pair of releases a difference cell per count (new - old, oriented >= 0, at least 0 in
+the LP): the count of the patients added or changed there, a primary cell like any other when
+it is 1..min_cell_size - 1. Earlier releases are fixed as sent; only the new one's cells may
+be hidden, never its all-patients category counts (always published). A release after 1..10
+added or changed patients, or whose always-shown counts moved by 1..10, is refused before any
+LP, with how many more patients it needs.
 """
 
 from pipelines.release.frames import suppressed_frames

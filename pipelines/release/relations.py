@@ -127,6 +127,22 @@ def _rows_by(frame: pd.DataFrame, columns: Sequence[str]) -> dict[tuple, list]:
     return groups
 
 
+def _add(out: _Collector, terms: list[tuple[Cell, int]], sense: str, family: str,
+         values: Mapping[Cell, int]) -> None:
+    """One relation `sum(parts) - total (sense) 0`; the data-dependent senses are settled here."""
+    if sense in ("==", "<="):
+        out.add(terms, sense, family)
+        return
+    holds = sum(k * values[c] for c, k in terms) == 0
+    if sense == "== where it holds":
+        out.add(terms, "==" if holds else "<=", family)
+    elif sense == "= only where it holds":
+        if holds:
+            out.add(terms, "==", family)
+    else:
+        raise ValueError(f"{family}: sense {sense!r} is none of ==, <=, == where it holds, = only where it holds")
+
+
 def _select(frame: pd.DataFrame, side: Mapping) -> pd.DataFrame:
     """The rows of one side of a declared relation: `where` filters, `one_per` keeps the first row
     of each group (a number repeated on several rows counts once)."""
@@ -173,11 +189,7 @@ def _sum_relations(mart: str, spec: Mapping, family: str, marts: Mapping[str, pd
                 pairs = _column_pairs(spec, parts_mart)
             for pc, tc in pairs:
                 terms = [(Cell(total_mart, t, tc), -1), *((Cell(parts_mart, r, pc), 1) for r in rows)]
-                if sense == "== where it holds":
-                    lhs = sum(k * values[c] for c, k in terms)
-                    out.add(terms, "==" if lhs == 0 else "<=", family)
-                else:
-                    out.add(terms, sense, family)
+                _add(out, terms, sense, family, values)
 
 
 def _declared_relations(mart: str, decl: Mapping, marts: Mapping[str, pd.DataFrame],
@@ -188,8 +200,8 @@ def _declared_relations(mart: str, decl: Mapping, marts: Mapping[str, pd.DataFra
         if "row" in spec:
             row = spec["row"]
             for i in frame.index:
-                out.add([(Cell(mart, i, row["total"]), -1), *((Cell(mart, i, p), 1) for p in row["parts"])],
-                        row.get("sense", "=="), family)
+                _add(out, [(Cell(mart, i, row["total"]), -1), *((Cell(mart, i, p), 1) for p in row["parts"])],
+                     row.get("sense", "=="), family, values)
         elif "same" in spec:
             for rows in _rows_by(frame, spec["same"]["by"]).values():
                 for k in rows[1:]:
