@@ -246,6 +246,9 @@ def cmd_release(args) -> int:
     except FileNotFoundError as error:
         print(f"clinic release: {error}", file=sys.stderr)
         return EXIT_INPUTS_MISSING
+    except ValueError as error:  # the ledger does not match what was sent
+        print(f"clinic release: {error}", file=sys.stderr)
+        return EXIT_STEP_FAILED
     except Refused as refused:
         print(f"clinic release REFUSED, nothing written, the ledger unchanged: {refused.reason}", file=sys.stderr)
         return EXIT_REFUSED

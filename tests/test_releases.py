@@ -158,6 +158,12 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
     assert (marts / "releases" / "ledger.jsonl").read_bytes() == ledger_before
     assert sorted(p.name for p in (marts / "releases").iterdir()) == folders_before
 
+    # What later releases are protected against is what was sent: a changed bundle stops them.
+    with open(bundle / "clinic_release.duckdb", "ab") as fh:
+        fh.write(b"\0")
+    assert main(["release", "--marts", str(marts)]) == 5
+    assert "differs from its SHA-256 in the ledger" in capsys.readouterr().err
+
 
 def _attackers_relations(marts: dict) -> list:
     """The issue's narrowing attack, written apart from the declarations: relations an outsider

@@ -64,10 +64,13 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
             "rules_version": str(clinic.rules()["version"]), "min_cell_size": clinic.min_cell_size}
     try:
+        try:
+            history = earlier_releases(Path(clinic.marts_dir))
+        except ValueError as error:  # a release in the ledger differs from what was sent
+            raise Refused(str(error), None) from None
         # Without the release's last pass (re-publishing cells no small count needs), which would
         # add tens of seconds to every run: the preview may hide a few more cells than the release.
-        result = protect_release(marts, clinic.min_cell_size, history=earlier_releases(Path(clinic.marts_dir)),
-                                 patients=patients, prune=False)
+        result = protect_release(marts, clinic.min_cell_size, history=history, patients=patients, prune=False)
     except Refused as refused:
         folder.mkdir(parents=True)
         (folder / MANIFEST).write_text(json.dumps({

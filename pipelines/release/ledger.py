@@ -85,6 +85,11 @@ def earlier_releases(marts_dir: Path) -> list[EarlierRelease]:
     out = []
     for entry in read_ledger(marts_dir):
         folder = ledger_dir(marts_dir) / entry["release_id"]
+        recorded = {f["path"]: f["sha256"] for f in entry["files"]}
+        if not (folder / BUNDLE / RELEASE_DB).exists() or sha256(folder / BUNDLE / RELEASE_DB) != recorded.get(RELEASE_DB):
+            raise ValueError(f"release {entry['release_id']}: {folder / BUNDLE / RELEASE_DB} is missing or differs "
+                             "from its SHA-256 in the ledger; later releases are protected against what was sent, "
+                             "so restore it from a copy of that release before making another")
         out.append(EarlierRelease(entry["release_id"], _read_folder(folder / PROTECTION, RELEASE_MARTS),
                                   _released(folder / BUNDLE),
                                   pd.read_parquet(folder / PROTECTION / f"{PATIENTS}.parquet")))
