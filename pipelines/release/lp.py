@@ -238,16 +238,18 @@ def _int_high(value: float) -> float:
 
 
 class _Floors:
-    """What the zero pattern alone says: a cell's minimum with every non-zero cell hidden."""
+    """What the zero pattern alone says: a cell's minimum with every non-zero cell hidden (but
+    `sent`: what earlier releases showed, which a new release cannot take back)."""
 
-    def __init__(self, system: _System):
+    def __init__(self, system: _System, sent: Collection[int] = ()):
         self.system = system
+        self.sent = set(sent)
         self.model: _Model | None = None  # built when first needed: most cells never need a floor
         self.known: dict[int, int] = {}
 
     def __call__(self, cell: int) -> int:
         if self.model is None:
-            nonzero = [i for i, v in enumerate(self.system.value) if v != 0]
+            nonzero = [i for i, v in enumerate(self.system.value) if v != 0 and i not in self.sent]
             self.model = _Model(self.system, nonzero, 1)
             # cells at 1 here have floor 1: one LP for most
             x = self.model.minimum(dict.fromkeys(nonzero, 1.0), with_x=True).x

@@ -62,7 +62,8 @@ class _Protector:
 
     def __init__(self, values: Mapping[Cell, int], relations: Sequence[Relation], min_cell_size: int,
                  max_candidates: int, hidden: Collection[Cell] | None = None,
-                 rated: Collection[Cell] = (), free: Collection[Cell] = (), locked: Collection[Cell] = ()):
+                 rated: Collection[Cell] = (), free: Collection[Cell] = (), locked: Collection[Cell] = (),
+                 sent: Collection[Cell] = ()):
         self.system = _System(values, relations, free)
         # Cells that may never be hidden: what earlier releases showed, and what a release promises.
         self.locked = {self.system.id[c] for c in locked if c in self.system.id}
@@ -76,7 +77,8 @@ class _Protector:
         start = small if hidden is None else {ids[c] for c in hidden if c in ids}
         self.primary = small & start
         self.model = _Model(self.system, start, 1)
-        self.floor = _Floors(self.system)
+        # The floor: what the zeros, and what earlier releases showed (`sent`), already say.
+        self.floor = _Floors(self.system, {ids[c] for c in sent if c in ids})
 
     @property
     def hidden(self) -> set[int]:
@@ -86,9 +88,7 @@ class _Protector:
         low_int = _int_low(low)
         if low_int <= 1:  # floor >= 1: skip its LP
             return 0
-        # A difference between releases has no zero pattern to bound it: it must reach 1.
-        floor = 1 if cell in self.system.free else self.floor(cell)
-        return int(max(0, low_int - floor))
+        return int(max(0, low_int - self.floor(cell)))
 
     def high_gap(self, high: float) -> int:
         return int(max(0, self.top - _int_high(high)))
@@ -443,6 +443,7 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
     relations: list[Relation] = []
     start: set[Cell] = set()
     locked = {_tagged(c, NEW) for c in _always_shown(marts)}
+    sent: set[Cell] = set()  # what earlier releases showed
     free: list[Cell] = []
     for tag, true, earlier in releases:
         own = cell_values(true)
@@ -454,7 +455,8 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
         else:
             hidden = {_tagged(c, tag) for c in hidden_cells(earlier.released)}
             start |= hidden
-            locked.update(_tagged(c, tag) for c in own if _tagged(c, tag) not in hidden)
+            sent.update(_tagged(c, tag) for c in own if _tagged(c, tag) not in hidden)
+    locked |= sent
     for j, (b, marts_b, _) in enumerate(releases):
         for a, marts_a, _ in releases[:j]:
             links, cells = _differences(a, marts_a, b, marts_b, values)
@@ -465,7 +467,7 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
         raise ValueError(f"{len(broken)} relations do not hold on the marts, e.g. {broken[0].family}")
     locked -= {c for c in locked if 0 < values[c] < min_cell_size}
     rated = [_tagged(c, NEW) for c in cell_values(marts) if derived.get(c.mart, {}).get(c.column)]
-    protector = _Protector(values, relations, min_cell_size, max_candidates, start, rated, free, locked)
+    protector = _Protector(values, relations, min_cell_size, max_candidates, start, rated, free, locked, sent)
     cell = protector.system.cells
     try:
         found = protector.run()
