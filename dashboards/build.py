@@ -174,9 +174,9 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
             if c.empty:
                 continue
             colour, group = CATEGORY_COLOURS[cat], f"{indication}-{cat}"
-            start, end = (c.loc[c.visit_week == w, "value_median"] for w in (0, target_week))
-            name = (f"{_label(cat)}: {_value(start.iloc[0]) if len(start) else '–'} → "
-                    f"{_value(end.iloc[0]) if len(end) else '–'}")
+            every_cat = every[(every.indication == indication) & (every.category == cat)]
+            start, end = (every_cat[every_cat.visit_week == w] for w in (0, target_week))
+            name = f"{_label(cat)}: {_week_median(start)} → {_week_median(end)}"
             for col, stem, text in ((1, "pct_change", "%{y:.1f}%"), (2, "value", "%{y:.4g} " + unit)):
                 fig.add_scatter(x=list(c.visit_week) + list(c.visit_week[::-1]),
                                 y=list(c[f"{stem}_p75"]) + list(c[f"{stem}_p25"][::-1]),
@@ -202,6 +202,16 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
     return parts
 
 
+def _week_median(rows: pd.DataFrame) -> str:
+    """One week's median for the table: its value, SUPPRESSED where the release hides its count
+    (the chart leaves that week out too), or – where no patient had a value."""
+    if rows.empty:
+        return "–"
+    if rows.n_patients.isna().all():
+        return SUPPRESSED
+    return _value(rows.value_median.iloc[0])
+
+
 def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_week: int) -> str:
     """Per indication and category: median value at week 0 -> at the target week, the median
     % change there and n (the stories' numbers); suppressed where the release hides them."""
@@ -215,15 +225,14 @@ def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_wee
         for cat in CATEGORIES:
             at = {w: part[(part.category == cat) & (part.visit_week == w)] for w in (0, target_week)}
             start, end = at[0], at[target_week]
-            if (not start.empty and start.n_patients.isna().all()) or (not end.empty and end.n_patients.isna().all()):
-                row[_label(cat)] = SUPPRESSED
-            elif start.empty and end.empty:
+            if start.empty and end.empty:
                 row[_label(cat)] = "–"
-            else:
-                change = f", {end.pct_change_median.iloc[0]:+.0f}%" if not end.empty else ""
-                n = f" (n {_n(end.n_patients.iloc[0])})" if not end.empty else ""
-                row[_label(cat)] = (f"{_value(start.value_median.iloc[0]) if not start.empty else '–'} → "
-                                    f"{_value(end.value_median.iloc[0]) if not end.empty else '–'}{change}{n}")
+                continue
+            # Each week's median as the chart draws it: shown, suppressed, or none (–).
+            change = (f", {end.pct_change_median.iloc[0]:+.0f}%" if not end.empty and end.n_patients.notna().all()
+                      else "")
+            n = f" (n {_n(end.n_patients.iloc[0])})" if not end.empty and end.n_patients.notna().all() else ""
+            row[_label(cat)] = f"{_week_median(start)} → {_week_median(end)}{change}{n}"
         rows.append(row)
     return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
             f"{target_week * 7})</h2>"
@@ -442,14 +451,21 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
 
 def dictionary_parts(con) -> list[str]:
     """Every table of this database with its description and its columns' (the comments the
-    run wrote from sql/**/*.yml), so the page lists exactly what this database holds."""
+    run wrote from sql/**/*.yml), so the page lists exactly what this database holds. A
+    release's page speaks only of what its recipient has: its DuckDB file and Parquet files."""
     tables = con.execute("SELECT table_name, comment FROM duckdb_tables() WHERE schema_name = 'marts' "
                          "ORDER BY table_name").fetchall()
     columns = con.execute("SELECT table_name, column_name, data_type, comment FROM duckdb_columns() "
                           "WHERE schema_name = 'marts' ORDER BY table_name, column_index").df()
     toc = " · ".join(f"<a href='#{name}'>{name}</a>" for name, _ in tables)
-    parts = [f"<p class='note'>Every table is in schema <code>marts</code> (<code>clinic sql</code>: "
-             f"<code>.schema TABLE</code> shows the same text). Tables: {toc}</p>"]
+    if any(name == "release_info" for name, _ in tables):
+        where = ("Every table is in schema <code>marts</code> of <code>clinic_release.duckdb</code>, and in "
+                 "<code>&lt;table&gt;.parquet</code> beside it (DuckDB's <code>DESCRIBE</code> and "
+                 "<code>duckdb_columns()</code> show the same text)")
+    else:
+        where = ("Every table is in schema <code>marts</code> (<code>clinic sql</code>: <code>.schema TABLE</code> "
+                 "shows the same text)")
+    parts = [f"<p class='note'>{where}. Tables: {toc}</p>"]
     for name, comment in tables:
         cols = columns[columns.table_name == name].rename(columns={"column_name": "column", "data_type": "type",
                                                                    "comment": "description"})
@@ -488,7 +504,7 @@ def _run_label(con) -> RunLabel:
                                         ).fetchall()}
     if "release_info" in tables:  # the release bundle's own database
         return RunLabel(*con.execute("SELECT run_id, strftime(created_at, '%Y-%m-%d %H:%M'), rules_version, "
-                                     "min_cell_size FROM marts.release_info").fetchall()[0])
+                                     "min_cell_size, release_id FROM marts.release_info").fetchall()[0])
     return RunLabel(*con.execute("SELECT run_id, strftime(run_time, '%Y-%m-%d %H:%M'), rules_version "
                                  "FROM marts.run_info ORDER BY run_time DESC LIMIT 1").fetchall()[0])
 

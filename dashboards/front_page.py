@@ -10,8 +10,8 @@ then what changed since the run published before it.
 3. What changed (internal): the snapshot published before this run (`<marts>/current` while
    this run builds its set) is attached read-only and compared patient by patient
    (sql/dashboards/*.sql): patients per indication and category before -> after, and how
-   many moved between categories. The release shows no changes: the difference of two
-   released counts can itself be a small count, and the disclosure audit covers one release.
+   many moved between categories. The release shows no changes: it is protected together with
+   every earlier release, but says nothing itself about what changed between them.
 """
 
 from __future__ import annotations
@@ -132,11 +132,15 @@ def _share_cell(r, cat: str, believed: float) -> str:
 def _last_run(con, run: RunLabel) -> str:
     if run.release:
         return ("<h2>This release</h2>"
-                f"<p>Built by run <code>{html.escape(run.run_id[:8])}</code> at {html.escape(run.run_time)} UTC "
+                + ("<p><b>PREVIEW - NOT FOR RELEASE.</b> Built by a run for the clinic to look at; only "
+                   "<code>clinic release</code> makes a release.</p>" if run.release_id == "preview" else "")
+                + f"<p>Release <code>{html.escape(run.release_id or '')}</code>, built from run "
+                f"<code>{html.escape(run.run_id[:8])}</code> at {html.escape(run.run_time)} UTC "
                 f"with rules version <b>{html.escape(run.rules_version)}</b>; counts from 1 to "
-                f"{run.min_cell_size - 1} are suppressed, with every cell that would reveal one. "
-                "<code>manifest.json</code> beside these pages lists each file with its SHA-256 and the "
-                "disclosure audit's result.</p>")
+                f"{run.min_cell_size - 1} are suppressed, with every cell that would reveal one, in this "
+                "release or together with any earlier release. <code>manifest.json</code> beside these pages "
+                "lists each file with its SHA-256, the method, the audit's result and how many cells are "
+                "published.</p>")
     r = con.execute("SELECT * FROM marts.run_info ORDER BY run_time DESC LIMIT 1").df().iloc[0]
     status, failing = check_status(con), failing_checks(con)
     checks = (f"<span class='{'status-bad' if status.failing else 'status-ok'}'>"
@@ -218,7 +222,7 @@ def _before_after(before: int, after: int) -> str:
 
 
 def _release_changes_note() -> str:
-    return ("<h2>What changed</h2><p class='note'>Not shown for a release: the difference between two released "
-            "counts can itself be a small count, and the disclosure audit covers one release at a time. The "
-            "clinic's internal dashboards show what changed.</p>")
+    return ("<h2>What changed</h2><p class='note'>Not shown for a release. Every release is protected together "
+            "with every earlier one: no count of 1 to 10 patients, also of the patients added or changed "
+            "between two releases, can be worked out from any set of them.</p>")
 

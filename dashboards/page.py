@@ -69,14 +69,18 @@ class RunLabel:
     run_time: str
     rules_version: str
     min_cell_size: int | None = None  # set for the release bundle
+    release_id: str | None = None  # the release's id in the ledger; "preview" for a run's preview
 
     @property
     def release(self) -> bool:
         return bool(self.min_cell_size)
 
     def subtitle(self) -> str:
-        audience = (f"release bundle: counts 1-{self.min_cell_size - 1} and cells that would reveal them "
-                    "are suppressed" if self.release else "internal: unsuppressed, for the clinic's own team")
+        audience = (f"release {self.release_id or ''}: counts 1-{self.min_cell_size - 1} and cells that would reveal "
+                    "them are suppressed" if self.release else "internal: unsuppressed, for the clinic's own team")
+        if self.release_id == "preview":
+            audience = ("PREVIEW, NOT FOR RELEASE (only `clinic release` makes a release): counts "
+                        f"1-{self.min_cell_size - 1} and cells that would reveal them are suppressed")
         return f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version} · {audience}"
 
 

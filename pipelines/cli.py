@@ -334,6 +334,40 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+EXIT_REFUSED = 6  # `clinic release`: the release cannot be made safe (nothing written)
+
+
+def cmd_release(args) -> int:
+    """Make the next release, protected together with every release in the ledger, or refuse."""
+    from pipelines.release.ledger import make_release
+    from pipelines.release.protection import Refused
+
+    try:
+        clinic = _config(args)
+        clinic.check()
+    except ConfigError as error:
+        print(f"clinic release: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        release = make_release(clinic)
+    except FileNotFoundError as error:
+        print(f"clinic release: {error}", file=sys.stderr)
+        return EXIT_INPUTS_MISSING
+    except ValueError as error:  # the ledger does not match what was sent
+        print(f"clinic release: {error}", file=sys.stderr)
+        return EXIT_STEP_FAILED
+    except Refused as refused:
+        print(f"clinic release REFUSED, nothing written, the ledger unchanged: {refused.reason}", file=sys.stderr)
+        return EXIT_REFUSED
+    use = release.entry["utility"]
+    print(f"release {release.release_id} made from run {release.entry['run_id'][:8]}: "
+          f"{use['published_exact']} of {use['count_cells']} count cells published "
+          f"({use['published_share']:.0%}), protected together with {len(release.entry['earlier'])} "
+          f"earlier release(s)\n{clinic.release_dir} -> {release.folder} (copy it with "
+          f"`cp -rL {clinic.release_dir} <destination>`)")
+    return EXIT_OK
+
+
 def cmd_sql(args) -> int:
     from pipelines.sql_shell import run
 
@@ -445,6 +479,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "write later data of the same patients (default: one of its own, from the folder "
                            "name and the seed, so exports of different patients never share an id)")
     demo.set_defaults(func=cmd_demo_data)
+
+    release = sub.add_parser(
+        "release", formatter_class=formatter, help="make the next release (what may leave the clinic)",
+        description="Make the next release from the published internal set into <marts>/release/, protected "
+                    "together with every release in the ledger (<marts>/releases/ledger.jsonl), and append it "
+                    "to the ledger; or refuse, saying why and how many more patients it needs.",
+        epilog=f"exit codes:\n  {EXIT_OK}  the release was made\n  {EXIT_CONFIG}  a setting cannot be used\n"
+               f"  {EXIT_INPUTS_MISSING}  nothing is published yet (run `clinic run` first)\n"
+               f"  {EXIT_REFUSED}  refused: it cannot be made safe (nothing written, the ledger unchanged)")
+    _add_settings(release, "release")
+    release.set_defaults(func=cmd_release)
 
     ui = sub.add_parser("ui", help="the Dagster web UI on the project's definitions",
                         description="Start the Dagster web UI and daemon (schedule, sensor) on the "

@@ -18,6 +18,8 @@ from pydantic import Field
 
 from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value
 
+RELEASE_PREVIEW = "release-preview"  # the folder a run builds for the clinic: not for release
+
 SPEC_MIN_CELL_SIZE = 11  # the spec's min_cell_size (outputs.md): releases show no count of 1 to 10
 MEMORY_LIMIT_FLOOR = 64 * 2**20  # below this DuckDB cannot run the pipeline's queries at all
 _UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
@@ -57,6 +59,7 @@ class ClinicConfig(dg.ConfigurableResource):
     engine: str = _from_env("engine")
     spark_remote: str = _from_env("spark_remote")
     spark_mirror_dir: str = _from_env("spark_mirror_dir")
+    release_cadence: str = _from_env("release_cadence")
 
     @classmethod
     def with_overrides(cls, **given: object) -> ClinicConfig:
@@ -77,7 +80,12 @@ class ClinicConfig(dg.ConfigurableResource):
 
     @property
     def release_dir(self) -> Path:
+        """The newest release (`clinic release`); a run builds only release_preview_dir."""
         return Path(self.marts_dir) / "release"
+
+    @property
+    def release_preview_dir(self) -> Path:
+        return Path(self.marts_dir) / RELEASE_PREVIEW
 
     @property
     def spark_mirror(self) -> Path:
@@ -119,6 +127,9 @@ class ClinicConfig(dg.ConfigurableResource):
         if limit is not None and limit < MEMORY_LIMIT_FLOOR:
             raise ConfigError(f"memory limit {self.duckdb_memory_limit!r} is below the {MEMORY_LIMIT_FLOOR // 2**20} MB "
                               "a run needs (CLINIC_DUCKDB_MEMORY_LIMIT, e.g. 1GB or 512MB)")
+        if self.release_cadence not in SETTINGS["release_cadence"].choices:
+            raise ConfigError(f"release cadence {self.release_cadence!r} is not one of "
+                              f"{', '.join(SETTINGS['release_cadence'].choices)} (CLINIC_RELEASE_CADENCE)")
         if self.engine not in ENGINES:
             raise ConfigError(f"engine {self.engine!r} is not one of {', '.join(ENGINES)} (CLINIC_ENGINE, --engine)")
         if self.engine == "spark":

@@ -18,7 +18,8 @@ from pipelines.orchestration.nothing_new import nothing_new_job
 from pipelines.orchestration.schedules import clinic_job, daily_schedule, new_export_sensor
 from pipelines.publish.assets import clinic_snapshot_asset, dashboards, gx_data_docs, published_set, run_info
 from pipelines.quality.assets import export_profiles, quality_definitions, reconciliation
-from pipelines.release.assets import release_bundle, release_disclosure_audit
+from pipelines.release.assets import release_disclosure_audit, release_preview
+from pipelines.release.schedule import release_job, release_schedule
 from pipelines.resources import build_resources
 from pipelines.response.assets import (
     measure_values,
@@ -32,14 +33,13 @@ from pipelines.response.assets import (
 READS_EVERY_STAGED_TABLE = (reconciliation, export_profiles, quarantine)
 
 
-def _after_staged_tables(asset: dg.AssetsDefinition, tables: list[str]) -> dg.AssetsDefinition:
-    """The asset again, depending on every staged contract table as well. Declared anew rather
-    than with map_asset_specs: Dagster 1.13 adds the deps to the spec but does not wire them into
-    the job (the step ran before the staged tables it reads)."""
+def _with_deps(asset: dg.AssetsDefinition, more: list[str]) -> dg.AssetsDefinition:
+    """The asset again, depending on `more` as well (known only from the contract or the
+    manifest). Declared anew rather than with map_asset_specs: Dagster 1.13 adds the deps to
+    the spec but does not wire them into the job (the step ran before what it reads)."""
     spec = asset.get_asset_spec()
     return dg.asset(name=spec.key.to_user_string(), group_name=spec.group_name, description=spec.description,
-                    deps=[*spec.deps, *(dg.AssetDep(f"staged_{t}") for t in tables)],
-                    )(asset.op.compute_fn.decorated_fn)
+                    deps=[*spec.deps, *(dg.AssetDep(d) for d in more if d != spec.key.to_user_string())])(asset.op.compute_fn.decorated_fn)
 
 
 def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
@@ -48,9 +48,10 @@ def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
     tables = list(clinic.contract().tables)
     manifest = load_manifest()
     fixed = [export_plan, response_rules, scored_fiqr, measure_values, patient_response, trajectory_points,
-             data_quality, run_info, dashboards, gx_data_docs, release_bundle, published_set]
+             data_quality, run_info, dashboards, gx_data_docs, published_set]
     assets = [*loaded_table_assets(tables), *staged_table_assets(tables), *fixed,
-              *(_after_staged_tables(a, tables) for a in READS_EVERY_STAGED_TABLE),
+              *(_with_deps(a, [f"staged_{t}" for t in tables]) for a in READS_EVERY_STAGED_TABLE),
+              _with_deps(release_preview, [m.asset for m in manifest.published("release")]),
               *model_assets(manifest), clinic_snapshot_asset(manifest)]
     quality_assets, quality_checks = quality_definitions(manifest)
     assets += quality_assets
@@ -63,8 +64,8 @@ def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
-        jobs=[clinic_job, nothing_new_job],
-        schedules=[daily_schedule],
+        jobs=[clinic_job, nothing_new_job, release_job],
+        schedules=[daily_schedule, release_schedule],
         sensors=[new_export_sensor],
         resources=build_resources(clinic),
         # The implicit asset job (the UI's "Materialize all", a selection, `dagster asset materialize`)

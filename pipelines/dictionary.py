@@ -37,11 +37,15 @@ from pipelines.sqlfiles import quote_ident, quote_literal
 AUDIENCES = ("snapshot", "release")
 ENTRY_KEYS = {"description", "published_in", "warehouse_relation", "columns", "adds_columns_to", "table_note"}
 # What the model manifest (pipelines/manifest.py) reads from the same entry.
-MODEL_KEYS = {"built_by", "runs_on", "why", "expectations", "publish_order", "also_writes"}
+MODEL_KEYS = {"built_by", "runs_on", "why", "expectations", "publish_order", "also_writes",
+              "release"}  # release: the structure the release protection reads (pipelines/release/relations.py)
 
 
 class DictionaryError(ValueError):
     """A dictionary file cannot be read as one; the message names the file and the key."""
+
+
+# A released mart's declared structure, read by pipelines/release/relations.py (not a description).
 
 
 @dataclass(frozen=True)

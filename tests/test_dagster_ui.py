@@ -67,7 +67,7 @@ def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
     assert checks == {"rows_reconcile": True}
     # Every table's producer is an asset the graph shows.
     assert {"reconciliation", "export_profiles", "dataset_expectations", "mart_expectations", "measure_values",
-            "dose_periods", "gx_data_docs", "release_bundle", "published_set"} <= set(nodes)
+            "dose_periods", "gx_data_docs", "release_preview", "published_set"} <= set(nodes)
     repo = data["repositoriesOrError"]["nodes"][0]
-    assert [s["name"] for s in repo["schedules"]] == ["clinic_daily"]
+    assert sorted(s["name"] for s in repo["schedules"]) == ["clinic_daily", "release_schedule"]
     assert [s["name"] for s in repo["sensors"]] == ["new_export_sensor"]

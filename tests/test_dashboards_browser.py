@@ -35,7 +35,7 @@ def browser():
 
 
 def _folder(settings, audience: str) -> Path:
-    return settings.dashboards_dir if audience == "internal" else settings.release_dir / "dashboards"
+    return settings.dashboards_dir if audience == "internal" else settings.release_preview_dir / "dashboards"
 
 
 def _visit(browser, path: Path, shot: str, width: int = 1280) -> dict:
@@ -156,7 +156,7 @@ def test_front_page_answers_the_question_and_says_how_the_run_went(demo_run, bro
     assert "The last run" in internal and "exports applied now" in internal and "demo" in internal
     assert "checks fail (" in internal and "What to fix, and every check" in internal
     assert "first published run" in internal
-    release = _visit(browser, settings.release_dir / "dashboards" / "index.html", "release_index")["text"]
+    release = _visit(browser, settings.release_preview_dir / "dashboards" / "index.html", "release_index")["text"]
     assert "This release" in release and "rules version 1" in release and "suppressed" in release
     assert "quarantined" not in release and "Data quality" not in release
 

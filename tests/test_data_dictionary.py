@@ -15,7 +15,7 @@ PENDING_FILES = {"data_quality": SQL_DIR / "quality" / "data_quality.yml"}
 
 
 def _databases(settings):
-    return {"snapshot": settings.snapshot, "release": settings.release_dir / "clinic_release.duckdb"}
+    return {"snapshot": settings.snapshot, "release": settings.release_preview_dir / "clinic_release.duckdb"}
 
 
 def _pending() -> set[str]:
@@ -56,7 +56,7 @@ def test_the_dictionary_describes_only_columns_that_exist(demo_run, audience):
 
 def test_comments_say_units_signs_and_suppression_where_an_analyst_looks(demo_run):
     settings, _ = demo_run
-    con = duckdb.connect(str(settings.release_dir / "clinic_release.duckdb"), read_only=True)
+    con = duckdb.connect(str(settings.release_preview_dir / "clinic_release.duckdb"), read_only=True)
     try:
         comments = dict(con.execute("SELECT table_name || '.' || column_name, comment FROM duckdb_columns() "
                                     "WHERE schema_name = 'marts'").fetchall())

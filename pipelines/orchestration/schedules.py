@@ -23,7 +23,7 @@ from pipelines.orchestration.nothing_new import nothing_new_message
 
 clinic_job = dg.define_asset_job(
     "clinic_pipeline", selection=dg.AssetSelection.all(),
-    description="Every asset: ingest, staging, response, marts, snapshot, dashboards, release bundle.",
+    description="Every asset: ingest, staging, response, marts, snapshot, dashboards, release preview.",
     executor_def=dg.in_process_executor,
     hooks={mark_run_failed},
     tags={"dagster/concurrency_key": "warehouse"},

@@ -104,10 +104,10 @@ def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                                           "index": index.name, "pages_made_offline": len(pages)})
 
 
-@dg.asset(group_name="publish", deps=["clinic_snapshot", dashboards, gx_data_docs, "release_bundle"],
+@dg.asset(group_name="publish", deps=["clinic_snapshot", dashboards, gx_data_docs, "release_preview"],
           description="What analysts, dashboards and recipients read: the marts folder's `current` "
                       "switched to this run's complete set in one atomic rename (clinic.duckdb, the "
-                      "Parquet files, dashboards/, release/, and the fingerprint of the inputs it was built "
+                      "Parquet files, dashboards/, release-preview/, and the fingerprint of the inputs it was built "
                       "from, run_fingerprint.json), then the run marked published in run_info.")
 def published_set(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                   warehouse: DuckDBResource) -> dg.MaterializeResult:

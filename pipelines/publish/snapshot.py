@@ -1,10 +1,10 @@
 """Publishing: every output of a run appears at once, or none of it does.
 
 A run builds its whole set (the read-only snapshot `clinic.duckdb`, one Parquet file per
-mart, the dashboards, the release bundle) in a folder of its own under
+mart, the dashboards, the release preview) in a folder of its own under
 `<marts>/versions/`, then switches the symlink `<marts>/current` to it with one atomic
 rename. The paths analysts, scripts and bookmarks use (`<marts>/clinic.duckdb`,
-`<marts>/<mart>.parquet`, `<marts>/dashboards/`, `<marts>/release/`) are fixed symlinks
+`<marts>/<mart>.parquet`, `<marts>/dashboards/`, `<marts>/release-preview/`) are fixed symlinks
 through `current`, so a reader sees the old set or the new one, never a mix; a run killed
 while building leaves `current` as it was, and the next run removes what it left behind.
 The current set and the one before it are kept (a reader may still hold the older one).

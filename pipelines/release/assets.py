@@ -1,26 +1,26 @@
-"""The release bundle (what may leave the clinic) and its blocking disclosure audit."""
+"""The release preview a run builds for the clinic to look at, and its blocking disclosure audit.
+
+A run never makes a release (that is `clinic release`, pipelines/release/ledger.py): it builds
+`release-preview/`, what the next release would show, protected together with every release
+in the ledger, and marked not for release in its folder name and manifest.
+"""
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from pipelines.config import RELEASE_PREVIEW as PREVIEW
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report
 from pipelines.publish.snapshot import building_dir
-from pipelines.release.bundle import (
-    MANIFEST,
-    RELEASE_DB,
-    RELEASE_MARTS,
-    hidden_cells,
-    read_marts,
-    sha256,
-    write_manifest,
-    write_release_database,
-)
-from pipelines.release.disclosure import COUNT_COLUMNS, DERIVED_COLUMNS, KEY_COLUMNS, audit, protect
+
+# The release modules (pandas, numpy, scipy, HiGHS) load in the steps that use them, not with the
+# definitions; the released marts are added to release_preview's deps by pipelines/definitions.py
+# from the model manifest (their .yml say `published_in: [..., release]`).
 
 # Columns that would tie a release row to a patient or to the clinic's source files.
 LINEAGE_COLUMNS = {"patient_id", "site_id", "export_id", "source_file", "line_number", "baseline_source",
@@ -31,62 +31,86 @@ DESCRIPTIVE_COLUMNS = {"rules_version", "band_order", "suppressed", "suppressed_
 
 
 def undeclared_columns(mart: str, columns: list[str]) -> list[str]:
+    from pipelines.release.relations import COUNT_COLUMNS, DERIVED_COLUMNS, KEY_COLUMNS
+
     allowed = {*KEY_COLUMNS[mart], *COUNT_COLUMNS[mart], *DESCRIPTIVE_COLUMNS,
                *(d for ds in DERIVED_COLUMNS[mart].values() for d in ds)}
     return [c for c in columns if c not in allowed]
 
 
-def _release_dir(clinic: ClinicConfig, run_id: str) -> Path:
-    return building_dir(Path(clinic.marts_dir), run_id) / "release"
+def _preview_dir(clinic: ClinicConfig, run_id: str) -> Path:
+    return building_dir(Path(clinic.marts_dir), run_id) / PREVIEW
 
 
-@dg.asset(group_name="publish", deps=[*RELEASE_MARTS, "clinic_snapshot"],
-          description="What may leave the clinic, built from the same marts as the internal outputs: "
-                      "the five aggregate marts with every count from 1 to min_cell_size - 1 suppressed, "
-                      "and more cells suppressed until a linear-programming audit across all of them at "
-                      "once pins none (pipelines/release/disclosure.py); its own DuckDB file, Parquet "
-                      "files, dashboards and manifest.json (SHA-256 of each file, run, rules version, "
-                      "threshold, audit result). No patient-level table, no source lineage, no free text.")
-def release_bundle(context: dg.AssetExecutionContext, clinic: ClinicConfig,
-                   warehouse: DuckDBResource) -> dg.MaterializeResult:
-    folder = _release_dir(clinic, context.run_id)
-    rules = clinic.rules()
+@dg.asset(group_name="publish", deps=["clinic_snapshot"],
+          description="A preview of the next release, for the clinic to look at, NOT for release: the five "
+                      "aggregate marts protected together with every release in the ledger (small counts "
+                      "suppressed, and more cells until a linear-programming audit across marts and releases "
+                      "pins none; pipelines/release/protection.py), with its own DuckDB file, Parquet files, "
+                      "dashboards and a manifest that says it is a preview. Only `clinic release` makes a "
+                      "release.")
+def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                    warehouse: DuckDBResource) -> dg.MaterializeResult:
+    from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE, read_marts
+    from pipelines.release.ledger import earlier_releases, fingerprints, write_bundle
+    from pipelines.release.protection import Refused, protect_release
+
+    folder = _preview_dir(clinic, context.run_id)
     with warehouse.get_connection() as con:
         marts = read_marts(con)
-        result = protect(marts, clinic.min_cell_size)
-        info = {"run_id": context.run_id, "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-                "rules_version": str(rules["version"]), "min_cell_size": clinic.min_cell_size}
-        write_release_database(con, folder, result.frames, info)
-    from dashboards.build import build_dashboards  # pandas and plotly: only this step needs them
-
-    build_dashboards(folder / RELEASE_DB, folder / "dashboards", rules)
-    write_manifest(folder, {**info, "created_at": info["created_at"].isoformat(timespec="seconds") + "Z"},
-                   result.public_report)
+        patients = fingerprints(con, "response.trajectory_points")
+    info = {"release_id": "preview", "run_id": context.run_id,
+            "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            "rules_version": str(clinic.rules()["version"]), "min_cell_size": clinic.min_cell_size}
+    try:
+        try:
+            history = earlier_releases(Path(clinic.marts_dir))
+        except ValueError as error:  # a release in the ledger differs from what was sent
+            raise Refused(str(error), None) from None
+        # Without the release's last pass (re-publishing cells no small count needs), which would
+        # add tens of seconds to every run: the preview may hide a few more cells than the release.
+        result = protect_release(marts, clinic.min_cell_size, history=history, patients=patients, prune=False)
+    except Refused as refused:
+        folder.mkdir(parents=True)
+        (folder / MANIFEST).write_text(json.dumps({
+            "bundle": PREVIEW_NOTE, "for_release": False, "refused": refused.reason,
+            "patients_needed": refused.needed, **{**info, "created_at": info["created_at"].isoformat()}},
+            indent=2) + "\n", encoding="utf-8")
+        report(context, f"release preview: `clinic release` would refuse now: {refused.reason}")
+        return dg.MaterializeResult(metadata={"refused": refused.reason})
+    write_bundle(folder, result.frames, info, result.public_report, clinic.rules(), preview=True)
     r = result.report
-    report(context, f"release bundle: {r['cells_suppressed']} of {r['cells_audited']} counts suppressed "
-                    f"({r['primary_suppressed']} below {clinic.min_cell_size}, {r['complementary_added']} more "
-                    f"to protect them), audited over {r['relations']} relations")
+    report(context, f"release preview (not for release): {r['cells_suppressed']} of "
+                    f"{r['utility']['count_cells']} counts suppressed ({r['primary_suppressed']} below "
+                    f"{clinic.min_cell_size}, {r['complementary_added']} more to protect them), audited over "
+                    f"{r['relations']} relations and {r['releases_protected_together'] - 1} earlier release(s)")
     # The split between small and complementary cells stays in the clinic (run metadata): in
     # the manifest it would tell an outsider how many hidden cells are small.
     return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(clinic.release_dir)),
+        "path": dg.MetadataValue.path(str(Path(clinic.marts_dir) / PREVIEW)),
         "cells_audited": r["cells_audited"], "relations": r["relations"],
         "cells_suppressed": r["cells_suppressed"], "primary_suppressed": r["primary_suppressed"],
         "complementary_added": r["complementary_added"], "min_cell_size": clinic.min_cell_size,
+        "published_share": r["utility"]["published_share"],
     })
 
 
-@dg.asset_check(asset=release_bundle, name="disclosure_audit", blocking=True,
-                description="Reads the written release as an outsider would and audits it against the true "
+@dg.asset_check(asset=release_preview, name="disclosure_audit", blocking=True,
+                description="Reads the written preview as an outsider would and audits it against the true "
                             "marts: no count 1..min_cell_size-1 is shown, no suppressed small count can be "
                             "narrowed by the published cells and every relation between them, shown counts "
                             "are the true ones, no table or column carries patients or source lineage, and "
                             "every file matches its SHA-256 in the manifest.")
 def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: ClinicConfig,
                              warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    import json
+    from pipelines.release.bundle import MANIFEST, RELEASE_DB, RELEASE_MARTS, hidden_cells, read_marts, sha256
+    from pipelines.release.protection import audit
+    from pipelines.release.relations import COUNT_COLUMNS
 
-    folder = _release_dir(clinic, context.run.run_id)
+    folder = _preview_dir(clinic, context.run.run_id)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    if "refused" in manifest:
+        return dg.AssetCheckResult(passed=True, description=f"nothing to audit: {manifest['refused']}")
     released_con = duckdb.connect(str(folder / RELEASE_DB), read_only=True)
     try:
         released = read_marts(released_con)
@@ -101,13 +125,13 @@ def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: Cli
                if not released[m][c].dropna().astype("int64").equals(true[m][c][released[m][c].notna()].astype("int64"))]
     lineage = sorted({f"{t}.{c}" for t, c in columns if c in LINEAGE_COLUMNS})
     undeclared = [f"{m}.{c}" for m in RELEASE_MARTS for c in undeclared_columns(m, list(released[m].columns))]
-    manifest = json.loads((folder / MANIFEST).read_text())
     tampered = [f["path"] for f in manifest["files"] if sha256(folder / f["path"]) != f["sha256"]]
     problems = ([f"{len(given_away)} small count(s) can be narrowed down or are shown"] if given_away else []) + \
         ([f"counts differ from the marts: {', '.join(altered)}"] if altered else []) + \
         ([f"lineage columns: {', '.join(lineage)}"] if lineage else []) + \
         ([f"columns neither key, count nor derived from a count: {', '.join(undeclared)}"] if undeclared else []) + \
-        ([f"files differ from the manifest: {', '.join(tampered)}"] if tampered else [])
+        ([f"files differ from the manifest: {', '.join(tampered)}"] if tampered else []) + \
+        ([] if manifest.get("for_release") is False else ["the preview's manifest does not say it is not for release"])
     return dg.AssetCheckResult(
         passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
         description="no released cell gives a small count away" if not problems else "; ".join(problems),

@@ -1,7 +1,8 @@
 """The release bundle: what may leave the clinic, written as files.
 
-Built on every run from the same marts as the internal outputs, after `disclosure.protect`
-has suppressed small counts and audited the whole set: its own DuckDB file (schema
+Made by `clinic release` (pipelines/release/ledger.py) from the published marts, after
+`protection.protect_release` has protected them together with every earlier release (a run
+builds the same as a preview, marked not for release): its own DuckDB file (schema
 `marts`, so the dashboards and any SQL read it like the internal snapshot), one Parquet
 file per table, the dashboards, and `manifest.json` with each file's SHA-256, the run, the
 rules version, the threshold and the audit result. No patient-level table, no source
@@ -17,15 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.dictionary import write_comments
-from pipelines.release.disclosure import COUNT_COLUMNS, KEY_COLUMNS, Cell
+from pipelines.release.frames import hidden_cells
+from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
 from pipelines.sqlfiles import quote_literal, write_frame
 
 if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the definitions
     import pandas as pd
 
+__all__ = ["hidden_cells"]  # read here by the release check
 RELEASE_MARTS = list(COUNT_COLUMNS)  # the five aggregate marts
 RELEASE_DB = "clinic_release.duckdb"
 MANIFEST = "manifest.json"
+PREVIEW_NOTE = ("PREVIEW - NOT FOR RELEASE: what the next release would show, built by a run for the clinic "
+                "to look at; only `clinic release` makes a release (and records it in the release ledger)")
 
 
 def read_marts(con, schema: str = "marts") -> dict[str, pd.DataFrame]:
@@ -35,12 +40,6 @@ def read_marts(con, schema: str = "marts") -> dict[str, pd.DataFrame]:
         order = ", ".join(f"{k} NULLS FIRST" for k in KEY_COLUMNS[mart])
         frames[mart] = con.execute(f"SELECT * FROM {schema}.{mart} ORDER BY {order}").df()
     return frames
-
-
-def hidden_cells(frames: dict[str, pd.DataFrame]) -> set[Cell]:
-    """The cells a released table hides (a NULL count: counts are never NULL otherwise)."""
-    return {Cell(mart, int(i), column) for mart, frame in frames.items() for column in COUNT_COLUMNS[mart]
-            for i in frame.index[frame[column].isna()]}
 
 
 def _with_marks(frame: pd.DataFrame, mart: str) -> pd.DataFrame:
@@ -81,12 +80,14 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_manifest(folder: Path, info: dict, audit: dict) -> Path:
-    """manifest.json: the run, the rules version, the threshold, the audit result, and every
-    file of the bundle with its size and SHA-256 (so a recipient can check what arrived)."""
+def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False) -> Path:
+    """manifest.json: the run, the rules version, the threshold, the audit result, the utility,
+    and every file of the bundle with its size and SHA-256 (so a recipient can check what
+    arrived). A preview (what a run builds for the clinic to look at) says it is not for release."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
-        "bundle": "clinic outcomes release (suppressed and audited; may leave the clinic)",
+        "bundle": PREVIEW_NOTE if preview else "clinic outcomes release (protected and audited; may leave the clinic)",
+        "for_release": not preview,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **info,
         "disclosure_audit": audit,

@@ -1,0 +1,233 @@
+"""Releases among releases: the ledger, refusal, and an outsider holding every release sent.
+
+The protection unit tests run on frames (the stand-in for sql/marts/ in test_disclosure_audit);
+one end-to-end test makes real releases from the demo run's published set with `clinic release`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.release.bundle import KEY_COLUMNS, MANIFEST, sha256
+from pipelines.release.frames import hidden_cells
+from pipelines.release.protection import Refused, protect_release
+from pipelines.release.relations import COUNT_COLUMNS
+from tests.test_disclosure_audit import BANDS, EVENTS, INDICATIONS, INSTRUMENTS, WEEKS, Patient, marts_from
+
+MIN = 11
+
+
+def cohort(n: int, seed: int, start: int = 0) -> list[Patient]:
+    """n patients with the clinic's rough proportions, ids from `start`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(start, start + n):
+        regimen = "ldn" if rng.random() < 0.7 else "standard_oral"
+        category = rng.choice(["meaningful", "minimal", "intolerant", "not_assessable"], p=[.55, .2, .2, .05])
+        bands = (list(rng.choice(list(BANDS), size=int(rng.integers(1, 3)), replace=False)) if regimen == "ldn"
+                 else [regimen])
+        events = [(str(rng.choice(EVENTS)), bands[0], bool(rng.random() < 0.3))] if rng.random() < 0.3 else []
+        out.append(Patient(f"p{k}", str(rng.choice(INDICATIONS, p=[.5, .2, .3])), regimen, str(category),
+                           True, category != "not_assessable", False, bands,
+                           regimen == "ldn" and rng.random() < 0.2, events,
+                           [(str(rng.choice(INSTRUMENTS)), int(w), 10.0) for w in WEEKS if rng.random() < 0.5]))
+    return out
+
+
+def fingerprints(patients: list[Patient]) -> pd.DataFrame:
+    return pd.DataFrame({"patient": [p.patient_id for p in patients], "state": [repr(vars(p)) for p in patients]})
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A release in the ledger, as pipelines/release/ledger.py reads it back."""
+
+    release_id: str
+    true_marts: dict
+    released: dict
+    patients: pd.DataFrame
+
+
+def release(patients: list[Patient], history: list[Sent], release_id: str) -> Sent:
+    marts = marts_from(patients)
+    result = protect_release(marts, MIN, history=history, patients=fingerprints(patients))
+    return Sent(release_id, marts, result.frames, fingerprints(patients))
+
+
+def published(sent: Sent) -> dict[tuple, int]:
+    """What an outsider reads: every shown count by (mart, row key, column)."""
+    out = {}
+    for mart, frame in sent.released.items():
+        keys = frame[list(KEY_COLUMNS[mart])].astype(object).where(frame[list(KEY_COLUMNS[mart])].notna(), None)
+        for key, (_, row) in zip(keys.itertuples(index=False, name=None), frame.iterrows(), strict=True):
+            for column in COUNT_COLUMNS[mart]:
+                if not pd.isna(row[column]):
+                    out[(mart, key, column)] = int(row[column])
+    return out
+
+
+@pytest.fixture(scope="module")
+def first():
+    base = cohort(500, seed=1)
+    return base, release(base, [], "r1")
+
+
+def test_a_release_after_one_then_four_new_patients_is_refused_and_says_what_it_needs(first):
+    base, r1 = first
+    with pytest.raises(Refused) as one:
+        release(base + cohort(1, seed=2, start=500), [r1], "r2")
+    assert one.value.needed == MIN - 1 and "Wait for 10 more" in one.value.reason
+    with pytest.raises(Refused) as four:
+        release(base + cohort(1, seed=2, start=500) + cohort(3, seed=3, start=501), [r1], "r2")
+    assert four.value.needed == MIN - 4
+    with pytest.raises(Refused, match="no patient was added or changed"):
+        release(base, [r1], "r2")
+    changed = [Patient(**{**vars(p), "category": "meaningful"}) if p.category == "minimal" else p for p in base[:20]]
+    n_changed = sum(1 for p in base[:20] if p.category == "minimal")
+    assert 0 < n_changed < MIN
+    with pytest.raises(Refused) as moved:
+        release(changed + base[20:], [r1], "r2")
+    assert moved.value.needed == MIN - n_changed
+
+
+def test_two_releases_pin_nothing_about_the_patients_added_between_them(first):
+    base, r1 = first
+    added = cohort(300, seed=4, start=500)
+    r2 = release(base + added, [r1], "r2")
+    before, after = published(r1), published(r2)
+    # Differencing: a count shown in both releases whose difference is 1..10 pins that many of the
+    # added patients in the cell (e.g. their indication x category).
+    # A row r1 does not have at all counted zero there.
+    rows_before = {(m, key) for m, key, _ in before}
+    pinned = {k: after[k] - before.get(k, 0) for k in after
+              if (k in before or (k[0], k[1]) not in rows_before) and 0 < after[k] - before.get(k, 0) < MIN}
+    assert pinned == {}
+    assert len(after) > 0.35 * sum(len(f) * len(COUNT_COLUMNS[m]) for m, f in r2.released.items())
+    # A third release after three more patients is refused: together with either earlier one
+    # it would describe a group of 3 (against r2).
+    with pytest.raises(Refused):
+        release(base + added + cohort(3, seed=5, start=800), [r1, r2], "r3")
+
+
+def test_the_all_patients_shares_are_published_and_the_manifest_part_reports_utility(first):
+    base, _ = first
+    result = protect_release(marts_from(base), MIN)
+    response = result.frames["response_by_indication"]
+    everyone = response[response.level.eq("all")]
+    assert everyone[["n_evaluable", "n_meaningful", "n_minimal", "n_intolerant", "pct_minimal"]].notna().all().all()
+    use = json.loads(json.dumps(result.public_report))["utility"]
+    assert use["all_patients_shares_published"] is True
+    assert use["count_cells"] == sum(len(f) * len(COUNT_COLUMNS[m]) for m, f in result.frames.items())
+    assert use["published_exact"] == use["count_cells"] - len(hidden_cells(result.frames))
+
+
+def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again(demo_run, tmp_path, capsys):
+    from pipelines.cli import main
+    from pipelines.release.ledger import read_ledger
+
+    settings, _ = demo_run
+    marts = tmp_path / "marts"
+    shutil.copytree(settings.marts_dir, marts, symlinks=True)
+    preview = json.loads((marts / "release-preview" / MANIFEST).read_text())
+    assert preview["for_release"] is False and preview["bundle"].startswith("PREVIEW - NOT FOR RELEASE")
+    assert not (marts / "release").exists()
+
+    assert main(["release", "--marts", str(marts)]) == 0
+    [entry] = read_ledger(marts)
+    bundle = marts / "release"
+    assert bundle.resolve() == (marts / entry["bundle"]).resolve()
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    assert manifest["for_release"] is True and manifest["release_id"] == entry["release_id"]
+    assert {f["path"]: f["sha256"] for f in entry["files"]} == {
+        str(p.relative_to(bundle)): sha256(p) for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST}
+    use = manifest["disclosure_audit"]["utility"]
+    assert use["all_patients_shares_published"] and use["published_exact"] > 0
+    assert not (bundle / "protection").exists() and (Path(marts / entry["bundle"]).parent / "protection").exists()
+
+    ledger_before = (marts / "releases" / "ledger.jsonl").read_bytes()
+    folders_before = sorted(p.name for p in (marts / "releases").iterdir())
+    assert main(["release", "--marts", str(marts)]) == 6
+    assert "REFUSED" in capsys.readouterr().err
+    assert (marts / "releases" / "ledger.jsonl").read_bytes() == ledger_before
+    assert sorted(p.name for p in (marts / "releases").iterdir()) == folders_before
+
+    # What later releases are protected against is what was sent: a changed bundle stops them.
+    with open(bundle / "clinic_release.duckdb", "ab") as fh:
+        fh.write(b"\0")
+    assert main(["release", "--marts", str(marts)]) == 5
+    assert "differs from its SHA-256 in the ledger" in capsys.readouterr().err
+
+
+def _attackers_relations(marts: dict) -> list:
+    """The issue's narrowing attack, written apart from the declarations: relations an outsider
+    justifies from the documentation, each kept where it holds (a stronger outsider than one who
+    keeps only whole families)."""
+    from pipelines.release.relations import Cell, Relation
+
+    response, tolerability, titration = (marts[m] for m in ("response_by_indication", "tolerability", "titration"))
+    rows = {(r.indication, r.regimen): i for i, r in response[response.level.eq("indication")].iterrows()}
+    one_band, starters = [], []
+    by_exposure = tolerability[tolerability.indication.ne("all")].drop_duplicates(["indication", "regimen", "dose_band"])
+    for (indication, regimen), part in by_exposure.groupby(["indication", "regimen"]):
+        if (indication, regimen) in rows and len(part) == 1:  # a one-band regimen: exposed = its patients
+            one_band.append(Relation(((Cell("tolerability", part.index[0], "n_exposed"), 1),
+                                      (Cell("response_by_indication", rows[(indication, regimen)], "n_patients"), -1)),
+                                     "==", 0, "attack.one_band"))
+    for indication, part in titration[titration.indication.ne("all")].groupby("indication"):
+        if (indication, "ldn") in rows:  # starters over bands = the LDN patients
+            starters.append(Relation((*((Cell("titration", i, "n_patients"), 1) for i in part.index),
+                                      (Cell("response_by_indication", rows[(indication, "ldn")], "n_patients"), -1)),
+                                     "==", 0, "attack.titration_sum"))
+    from pipelines.release.relations import cell_values
+
+    values = cell_values(marts)
+    return [r for r in one_band + starters if r.holds(values)]
+
+
+def test_the_issues_lp_narrowing_attack_fails_on_the_demo_release(demo_run):
+    import duckdb
+
+    from pipelines.release.bundle import read_marts
+    from pipelines.release.relations import cell_values, collect_relations
+    from tests.test_disclosure_audit import disclosed
+
+    settings, _ = demo_run
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        marts = read_marts(con)
+    finally:
+        con.close()
+    result = protect_release(marts, MIN)
+    attack = _attackers_relations(marts)
+    assert {r.family for r in attack} == {"attack.one_band", "attack.titration_sum"}
+    values, hidden = cell_values(marts), hidden_cells(result.frames)
+    small = {c for c, v in values.items() if 0 < v < MIN}
+    assert small <= hidden
+    assert disclosed(values, hidden, collect_relations(marts) + attack, small) == []
+
+
+def test_the_release_cadence_is_off_by_default_and_read_by_its_schedule(tmp_path, monkeypatch):
+    import datetime as dt
+
+    import dagster as dg
+
+    from pipelines.config import ClinicConfig
+    from pipelines.release.schedule import release_due, release_schedule
+
+    assert ClinicConfig().release_cadence == "off"
+    assert not any(release_due("off", d.weekday(), d.day) for d in (dt.date(2026, 12, 1) + dt.timedelta(n)
+                                                                      for n in range(31)))
+    assert release_due("weekly", 0, 7) and not release_due("weekly", 1, 1)
+    assert release_due("monthly", 3, 1) and not release_due("monthly", 0, 2)
+    monday = dt.datetime(2026, 12, 7, 7, tzinfo=dt.UTC)
+    for cadence, wanted in (("off", dg.SkipReason), ("weekly", dg.RunRequest), ("monthly", dg.SkipReason)):
+        context = dg.build_schedule_context(scheduled_execution_time=monday,
+                                            resources={"clinic": ClinicConfig(release_cadence=cadence)})
+        assert isinstance(release_schedule(context), wanted), cadence
