@@ -31,16 +31,9 @@ def _config_class(definition) -> type[dg.Config] | None:
 def _call(definition, context, config):
     """Run a member's own function with what it asks for: the context, its config, its resources."""
     fn = _fn(definition)
-    params = typing.get_type_hints(fn)
-    kwargs = {}
-    for name in fn.__code__.co_varnames[:fn.__code__.co_argcount]:
-        if name == "context":
-            kwargs[name] = context
-        elif name == "config":
-            kwargs[name] = config
-        elif name in params or hasattr(context.resources, name):
-            kwargs[name] = getattr(context.resources, name)
-    return fn(**kwargs)
+    given = {"context": context, "config": config}
+    return fn(**{name: given[name] if name in given else getattr(context.resources, name)
+                 for name in fn.__code__.co_varnames[:fn.__code__.co_argcount]})
 
 
 def in_dependency_order(items: Sequence[T], key: Callable[[T], Hashable],

@@ -130,7 +130,7 @@ def test_the_implicit_asset_job_runs_in_one_process_and_publishes(tmp_path):
     """`dagster asset materialize --select '*'` (the UI's "Materialize all") on the demo export:
     every step in the same process, in process executor, and a published set."""
     s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / "demo")
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
