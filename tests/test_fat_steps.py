@@ -41,7 +41,7 @@ def test_a_full_run_is_a_few_steps_that_materialise_every_asset_and_check(demo_r
         assert "dagster/column_schema" in by_key[key]
 
 
-def test_one_asset_of_a_fused_step_runs_alone(demo_copy):
+def test_one_asset_or_one_check_of_a_fused_step_runs_alone(demo_copy):
     job = build_definitions(demo_copy).resolve_implicit_global_asset_job_def()
     subset = job.get_subset(asset_selection={dg.AssetKey("quarantine")})
     with dg.DagsterInstance.ephemeral() as instance:
@@ -49,6 +49,13 @@ def test_one_asset_of_a_fused_step_runs_alone(demo_copy):
     assert result.success
     assert [e.asset_key for e in _events(result, "ASSET_MATERIALIZATION")] == [dg.AssetKey("quarantine")]
     assert _events(result, "ASSET_CHECK_EVALUATION") == []  # reconciliation's check was not selected
+    check = dg.AssetCheckKey(dg.AssetKey("reconciliation"), "rows_reconcile")  # the UI's "Execute" of a check
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.get_subset(asset_selection=set(), asset_check_selection={check}).execute_in_process(
+            instance=instance, raise_on_error=False)
+    assert result.success and _events(result, "ASSET_MATERIALIZATION") == []
+    [evaluation] = _events(result, "ASSET_CHECK_EVALUATION")
+    assert evaluation.event_specific_data.check_name == "rows_reconcile" and evaluation.event_specific_data.passed
 
 
 @dg.asset
