@@ -57,10 +57,10 @@ def project_instance():
 def run_job(clinic, instance=None, rebuild: bool = False, tags: dict | None = None, quiet: bool = True):
     """Execute the project's `clinic_pipeline` job, the one the schedule, the sensor and the
     UI run, in this process (no subprocess per step), in `instance` (ephemeral when None)."""
-    from pipelines.definitions import build_definitions
+    from pipelines.definitions import INGEST_STEP, build_definitions
 
     job = build_definitions(clinic).resolve_job_def("clinic_pipeline")
-    run_config = {**(QUIET_DAGSTER if quiet else {}), "ops": {"export_plan": {"config": {"rebuild": rebuild}}}}
+    run_config = {**(QUIET_DAGSTER if quiet else {}), "ops": {INGEST_STEP: {"config": {"rebuild": rebuild}}}}
     return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
                                   tags=tags or {})
 

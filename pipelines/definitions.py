@@ -28,6 +28,7 @@ from pipelines.response.assets import (
     scored_fiqr,
     trajectory_points,
 )
+from pipelines.steps import fused
 
 # Assets that read every staged contract table (their deps are added per contract table).
 READS_EVERY_STAGED_TABLE = (reconciliation, export_profiles, quarantine)
@@ -42,20 +43,40 @@ def _with_deps(asset: dg.AssetsDefinition, more: list[str]) -> dg.AssetsDefiniti
                     deps=[*spec.deps, *(dg.AssetDep(d) for d in more if d != spec.key.to_user_string())])(asset.op.compute_fn.decorated_fn)
 
 
+# The step that plans the ingest: its config (rebuild) is the run's (`clinic run --rebuild`).
+INGEST_STEP = "ingest"
+
+
+def _steps(manifest, tables: list[str], quality_assets: list) -> dict[str, list[dg.AssetsDefinition]]:
+    """The run's steps, each a list of assets run as one Dagster step (pipelines/steps.py): a
+    step costs event-log writes and overhead, so a run is a handful of them, cut where a
+    blocking check gates what follows."""
+    reads_staged = [_with_deps(a, [f"staged_{t}" for t in tables]) for a in READS_EVERY_STAGED_TABLE]
+    preview = _with_deps(release_preview, [m.asset for m in manifest.published("release")])
+    dataset_expectations, mart_expectations = quality_assets
+    return {
+        INGEST_STEP: [export_plan, *loaded_table_assets(tables)],
+        "staging": [response_rules, *staged_table_assets(tables), scored_fiqr, measure_values],
+        "validation": [*reads_staged, dataset_expectations],  # the gates of the categories
+        "response": [patient_response, trajectory_points],
+        "quality": [mart_expectations, data_quality, run_info],
+        "publish": [clinic_snapshot_asset(manifest), dashboards, gx_data_docs, preview, published_set],
+    }
+
+
 def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
     """Everything, with resources configured from `clinic` (from the environment when None)."""
     clinic = clinic or ClinicConfig()
     tables = list(clinic.contract().tables)
     manifest = load_manifest()
-    fixed = [export_plan, response_rules, scored_fiqr, measure_values, patient_response, trajectory_points,
-             data_quality, run_info, dashboards, gx_data_docs, published_set]
-    assets = [*loaded_table_assets(tables), *staged_table_assets(tables), *fixed,
-              *(_with_deps(a, [f"staged_{t}" for t in tables]) for a in READS_EVERY_STAGED_TABLE),
-              _with_deps(release_preview, [m.asset for m in manifest.published("release")]),
-              *model_assets(manifest), clinic_snapshot_asset(manifest)]
     quality_assets, quality_checks = quality_definitions(manifest)
-    assets += quality_assets
     checks = [*quality_checks, release_disclosure_audit]
+    assets = [*model_assets(manifest)]  # one step per SQL stage
+    for name, members in _steps(manifest, tables, quality_assets).items():
+        keys = {a.key for a in members}
+        mine = [c for c in checks if next(iter(c.check_keys)).asset_key in keys]
+        checks = [c for c in checks if c not in mine]
+        assets.append(fused(name, members, mine))
     names = {key.to_user_string() for a in assets for key in a.keys}
     unbuilt = sorted({m.asset for m in manifest.models.values()} - names)
     if unbuilt:
@@ -63,7 +84,7 @@ def build_definitions(clinic: ClinicConfig | None = None) -> dg.Definitions:
                             "name an asset of pipelines/, or drop `built_by` to build it from its .sql")
     return dg.Definitions(
         assets=assets,
-        asset_checks=checks,
+        asset_checks=checks,  # those of assets in no fused step (none today)
         jobs=[clinic_job, nothing_new_job, release_job],
         schedules=[daily_schedule, release_schedule],
         sensors=[new_export_sensor],

@@ -86,7 +86,7 @@ def test_a_sql_without_its_yml_stops_clinic_run_before_any_work(tmp_path, monkey
 def test_a_copied_mart_is_built_published_documented_and_validated(tmp_path, monkeypatch):
     """No Python: the copy's two files make a mart that the real job builds, publishes in
     clinic.duckdb and as Parquet with its column comments, and validates with its suite."""
-    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / "demo")
+    shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / DEMO_EXPORT.name)
     sql = _sql_copy(tmp_path)
     _copy_titration(sql)
     monkeypatch.setenv("CLINIC_SQL_DIR", str(sql))

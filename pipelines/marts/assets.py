@@ -15,31 +15,41 @@ from pipelines.manifest import Manifest, Model
 from pipelines.metadata import report, table_metadata
 from pipelines.quality.catalogue import load_catalogue, write_catalogue
 from pipelines.sqlfiles import run_sql
+from pipelines.steps import in_dependency_order
 
 
-def _model_asset(manifest: Manifest, model: Model) -> dg.AssetsDefinition:
-    """A model's asset, made from its .sql and .yml: grouped by its SQL folder, depending on
-    the producers of the tables its SQL reads, run after its stage's shared macros."""
-    before = manifest.before_each_model(model.stage)
+def _stage_models_asset(manifest: Manifest, stage: str, models: list[Model]) -> dg.AssetsDefinition:
+    """The models of one SQL stage, made from their .sql and .yml, as one step (the way
+    dagster-dbt runs a project): each its own asset, grouped by its SQL folder, depending on the
+    producers of the tables its SQL reads, run in dependency order after its stage's shared macros."""
+    before = manifest.before_each_model(stage)
+    by_key = {dg.AssetKey(m.asset): m for m in in_dependency_order(models, lambda m: m.asset, manifest.deps)}
 
-    @dg.asset(name=model.asset, group_name=model.stage, deps=manifest.deps(model), description=model.description)
-    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
-               compute: Compute) -> dg.MaterializeResult:
+    @dg.multi_asset(name=f"{stage}_models", can_subset=True, specs=[
+        dg.AssetSpec(key, group_name=m.stage, deps=manifest.deps(m), description=m.description, skippable=True)
+        for key, m in by_key.items()])
+    def _models(context: dg.AssetExecutionContext, warehouse: DuckDBResource, compute: Compute):
         with warehouse.get_connection() as con:
-            for name in before:
-                compute.run(con, model.stage, name)
-            compute.run(con, model.stage, model.sql_name)
-            meta = table_metadata(con, model.relation, engine=compute.engine)
-        report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']} rows")
-        return dg.MaterializeResult(metadata=meta)
+            for key, model in by_key.items():
+                if key not in context.selected_asset_keys:
+                    continue
+                for name in before:
+                    compute.run(con, model.stage, name)
+                compute.run(con, model.stage, model.sql_name)
+                meta = table_metadata(con, model.relation, engine=compute.engine)
+                report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']} rows")
+                yield dg.MaterializeResult(asset_key=key, metadata=meta)
 
-    return _asset
+    return _models
 
 
 def model_assets(manifest: Manifest) -> list[dg.AssetsDefinition]:
-    """The asset of every model built from its SQL alone (the aggregate marts, dose_periods, a
-    copied mart): nothing in Python names them."""
-    return [_model_asset(manifest, m) for m in manifest.generated()]
+    """One multi-asset per SQL stage, of every model built from its SQL alone (the aggregate
+    marts, dose_periods, a copied mart): nothing in Python names them."""
+    stages: dict[str, list[Model]] = {}
+    for m in manifest.generated():
+        stages.setdefault(m.stage, []).append(m)
+    return [_stage_models_asset(manifest, stage, models) for stage, models in stages.items()]
 
 
 @dg.asset(group_name="marts",  # after every staged table (pipelines/definitions.py adds them from the contract)

@@ -1,0 +1,97 @@
+"""Fewer, fatter Dagster steps: assets declared one by one, run several to a step.
+
+Each asset (and each check) stays declared once, where it is (`@dg.asset`, `@dg.asset_check`);
+`fused` runs a list of them as one multi-asset, the way dagster-dbt runs a dbt project: the
+graph keeps every asset key, group, dependency, description and check, each asset reports its
+own materialisation and metadata, but the run pays one step's event-log writes and overhead
+for all of them. Selecting some of them still works (`can_subset`): only the selected ones run.
+A blocking check that fails stops, within the step, every member downstream of its asset (and
+Dagster fails the step after it, so later steps do not run), as separate steps did.
+"""
+
+import typing
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+
+import dagster as dg
+
+T = typing.TypeVar("T")
+
+
+def _fn(definition):
+    return definition.op.compute_fn.decorated_fn if isinstance(definition, dg.AssetsDefinition) \
+        else definition.node_def.compute_fn.decorated_fn
+
+
+def _config_class(definition) -> type[dg.Config] | None:
+    """The Pythonic config class of a member (`config: SomeConfig`), if it takes one."""
+    hints = typing.get_type_hints(_fn(definition))
+    return hints.get("config")
+
+
+def _call(definition, context, config):
+    """Run a member's own function with what it asks for: the context, its config, its resources."""
+    fn = _fn(definition)
+    given = {"context": context, "config": config}
+    return fn(**{name: given[name] if name in given else getattr(context.resources, name)
+                 for name in fn.__code__.co_varnames[:fn.__code__.co_argcount]})
+
+
+def in_dependency_order(items: Sequence[T], key: Callable[[T], Hashable],
+                        deps: Callable[[T], Iterable[Hashable]]) -> list[T]:
+    """The items in the order given, each moved after the items among them it depends on."""
+    keys = {key(i) for i in items}
+    done, ordered, waiting = set(), [], list(items)
+    while waiting:
+        ready = next((i for i in waiting if set(deps(i)) & keys <= done), None)
+        if ready is None:
+            raise ValueError(f"a dependency cycle among {sorted(map(str, map(key, waiting)))}")
+        waiting.remove(ready)
+        ordered.append(ready)
+        done.add(key(ready))
+    return ordered
+
+
+def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = (),
+          description: str = "") -> dg.AssetsDefinition:
+    """One step (an op called `name`) that materialises `assets` in dependency order, each
+    followed by its `checks`. At most one member takes a config (it becomes the step's config)."""
+    assets = in_dependency_order(assets, lambda a: a.key, lambda a: (d.asset_key for d in a.get_asset_spec().deps))
+    configs = [c for c in (_config_class(a) for a in assets) if c is not None]
+    if len(configs) > 1:
+        raise ValueError(f"step {name}: more than one member takes a config")
+    config_class = configs[0] if configs else None
+    checks_of = {a.key: [c for c in checks if next(iter(c.check_keys)).asset_key == a.key] for a in assets}
+    unplaced = [c for c in checks if next(iter(c.check_keys)).asset_key not in checks_of]
+    if unplaced:
+        raise ValueError(f"step {name}: a check of an asset outside it: {unplaced}")
+    blocking = {spec.key for c in checks for spec in c.check_specs if spec.blocking}
+    resources = set().union(*(a.required_resource_keys for a in assets), *(c.required_resource_keys for c in checks))
+
+    @dg.multi_asset(
+        name=name, description=description, can_subset=True, required_resource_keys=resources,
+        config_schema=config_class.to_fields_dict() if config_class else None,
+        specs=[a.get_asset_spec().replace_attributes(skippable=True) for a in assets],
+        check_specs=[spec for c in checks for spec in c.check_specs])
+    def _step(context: dg.AssetExecutionContext) -> Iterator:
+        config = config_class(**(context.op_execution_context.op_config or {})) if config_class else None
+        stopped = set()  # members not run: downstream of a failed blocking check
+        for asset in assets:
+            if {d.asset_key for d in asset.get_asset_spec().deps} & stopped:
+                stopped.add(asset.key)
+                continue
+            if asset.key in context.selected_asset_keys:
+                result = _call(asset, context, config) or dg.MaterializeResult()
+                yield dg.MaterializeResult(asset_key=asset.key, metadata=result.metadata,
+                                           data_version=result.data_version, tags=result.tags)
+            for check in checks_of[asset.key]:  # a check selected alone (the UI's "Execute") runs too
+                [key] = check.check_keys
+                if key not in context.selected_asset_check_keys:
+                    continue
+                found = _call(check, context, config)
+                yield dg.AssetCheckResult(asset_key=asset.key, check_name=key.name, passed=found.passed,
+                                          severity=found.severity, description=found.description,
+                                          metadata=found.metadata)
+                if key in blocking and not found.passed and found.severity == dg.AssetCheckSeverity.ERROR:
+                    stopped.add(asset.key)
+
+    return _step

@@ -1,0 +1,107 @@
+"""Fewer, fatter steps (pipelines/steps.py): a run is a handful of Dagster steps, each asset
+still its own, selectable, with its metadata and checks, and a blocking check still stops
+what depends on it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.cli import run_job
+from pipelines.definitions import build_definitions
+from pipelines.demo.generator import generate
+from pipelines.steps import fused
+from tests.conftest import DEMO_EXPORT
+
+MAX_STEPS = 12  # issue 20: a full run in at most 12 steps
+
+
+def _events(result, kind: str) -> list:
+    return [e for e in result.all_events if e.event_type_value == kind]
+
+
+def test_a_full_run_is_a_few_steps_that_materialise_every_asset_and_check(demo_run):
+    settings, result = demo_run
+    assert result.success
+    graph = build_definitions(settings).resolve_asset_graph()
+    steps = _events(result, "STEP_START")
+    assert 1 < len(steps) <= MAX_STEPS, [e.step_key for e in steps]
+    materialised = [e.asset_key for e in _events(result, "ASSET_MATERIALIZATION")]
+    assert sorted(materialised) == sorted(graph.get_all_asset_keys())  # each once, none missing
+    evaluated = {(e.event_specific_data.asset_key, e.event_specific_data.check_name)
+                 for e in _events(result, "ASSET_CHECK_EVALUATION")}
+    assert evaluated == {(c.asset_key, c.name) for c in graph.asset_check_keys}
+    # each asset keeps its own metadata inside a fused step
+    by_key = {e.asset_key: e.event_specific_data.materialization.metadata
+              for e in _events(result, "ASSET_MATERIALIZATION")}
+    for key in (dg.AssetKey("loaded_measurements"), dg.AssetKey("staged_patients"), dg.AssetKey("titration")):
+        assert by_key[key]["dagster/row_count"].value > 0
+        assert "dagster/column_schema" in by_key[key]
+
+
+def test_one_asset_or_one_check_of_a_fused_step_runs_alone(demo_copy):
+    job = build_definitions(demo_copy).resolve_implicit_global_asset_job_def()
+    subset = job.get_subset(asset_selection={dg.AssetKey("quarantine")})
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = subset.execute_in_process(instance=instance, raise_on_error=False)
+    assert result.success
+    assert [e.asset_key for e in _events(result, "ASSET_MATERIALIZATION")] == [dg.AssetKey("quarantine")]
+    assert _events(result, "ASSET_CHECK_EVALUATION") == []  # reconciliation's check was not selected
+    check = dg.AssetCheckKey(dg.AssetKey("reconciliation"), "rows_reconcile")  # the UI's "Execute" of a check
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = job.get_subset(asset_selection=set(), asset_check_selection={check}).execute_in_process(
+            instance=instance, raise_on_error=False)
+    assert result.success and _events(result, "ASSET_MATERIALIZATION") == []
+    [evaluation] = _events(result, "ASSET_CHECK_EVALUATION")
+    assert evaluation.event_specific_data.check_name == "rows_reconcile" and evaluation.event_specific_data.passed
+
+
+@dg.asset
+def checked() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 1})
+
+
+@dg.asset(deps=[checked])
+def after_checked() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset
+def beside() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset(deps=[after_checked])
+def later_step() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@dg.asset_check(asset=checked, blocking=True)
+def never_passes() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=False, description="on purpose")
+
+
+def test_a_failed_blocking_check_stops_what_depends_on_it_inside_and_after_its_step():
+    step = fused("gated", [after_checked, checked, beside], [never_passes])
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([step, later_step], instance=instance, raise_on_error=False)
+    assert not result.success
+    assert {e.asset_key for e in _events(result, "ASSET_MATERIALIZATION")} == {dg.AssetKey("checked"),
+                                                                                 dg.AssetKey("beside")}
+    [check] = _events(result, "ASSET_CHECK_EVALUATION")
+    assert not check.event_specific_data.passed and check.event_specific_data.check_name == "never_passes"
+    assert len(_events(result, "STEP_START")) == 1  # later_step never started
+
+
+def test_clinic_run_rebuild_reaches_export_plan_inside_the_ingest_step(demo_copy, tmp_path):
+    """The run's config (`clinic run --rebuild`) is the fused ingest step's, given to export_plan:
+    an applied export that is gone is dropped instead of stopping the run."""
+    raw = Path(demo_copy.raw_dir)
+    shutil.move(raw / DEMO_EXPORT.name, tmp_path / "elsewhere")
+    generate(20, seed=5, id_prefix="S").write(raw / "2026-12-01_new")
+    result = run_job(demo_copy, rebuild=True)
+    assert result.success
+    [plan] = [e for e in _events(result, "ASSET_MATERIALIZATION") if e.asset_key == dg.AssetKey("export_plan")]
+    assert plan.event_specific_data.materialization.metadata["dropped_by_rebuild"].value != []
