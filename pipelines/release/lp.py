@@ -25,6 +25,16 @@ class _Optimum(NamedTuple):
         return frozenset(np.flatnonzero(np.abs(self.duals) > _EPS).tolist())
 
 
+class _Certificate(NamedTuple):
+    """A side's optimum and its dual bound: constant + sum over cells of `published` or `hidden`
+    (each cell's term as it is published or hidden; -inf where hiding it unbounds the side)."""
+
+    value: float
+    constant: float
+    published: np.ndarray
+    hidden: np.ndarray
+
+
 class _System:
     """The relations over every cell, cells by integer id, indexed both ways to find components.
 
@@ -115,6 +125,7 @@ class _Model:
         is_eq = np.array([r.sense == "==" for r in system.relations], dtype=bool)
         rhs = np.array([r.rhs for r in system.relations], dtype=float)
         lp.row_lower_, lp.row_upper_ = np.where(is_eq, rhs, -_INF), rhs
+        self.row_lower, self.row_upper = np.asarray(lp.row_lower_, dtype=float), np.asarray(rhs, dtype=float)
         lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
         lp.a_matrix_.start_, lp.a_matrix_.index_, lp.a_matrix_.value_ = a.indptr, a.indices, a.data
         self.highs = highspy.Highs()
@@ -179,6 +190,43 @@ class _Model:
             raise RuntimeError(f"disclosure LP failed ({self.highs.modelStatusToString(status)}); do "
                                "published cells contradict a relation?")
         return status
+
+    def certificate(self, cell: int, low: bool, cap: float) -> _Certificate:
+        """The optimum of one side of a cell (its minimum, or its maximum as a negated minimum
+        followed up to cap) with the dual certificate that bounds it under any other pattern.
+
+        Why: for duals u (rows) and reduced costs d (cells), c.x = u.Ax + d.x for every x, so the
+        optimum under any bounds is at least the sum of each term's minimum over its range. A cell
+        published contributes d * value, hidden d * its lower bound (d > 0) or -inf (d < 0): how
+        much hiding it would lower the bound is what a pattern must add up to (a Benders cut)."""
+        system = self.system
+        costs = {cell: 1.0 if low else -1.0}
+        caps = {} if low else {cell: cap}
+        self.highs.changeColsCost(1, np.array([cell], dtype=np.int32), np.array([costs[cell]]))
+        self._bounds(list(caps), self.lowers(list(caps)), list(caps.values()))
+        try:
+            if self._run() == highspy.HighsModelStatus.kUnbounded:
+                return _Certificate(-math.inf, 0.0, np.array([]), np.array([]))
+            solution = self.highs.getSolution()
+            value = self.highs.getObjectiveValue()
+        finally:
+            self.highs.changeColsCost(1, np.array([cell], dtype=np.int32), np.zeros(1))
+            self._bounds(list(caps), self.lowers(list(caps)), _INF)
+        u = np.asarray(solution.row_dual, dtype=float)
+        d = np.asarray(solution.col_dual, dtype=float)
+        u[np.abs(u) < _EPS * 1e-3] = 0.0
+        d[np.abs(d) < _EPS * 1e-3] = 0.0
+        with np.errstate(invalid="ignore"):
+            rows = np.where(u > 0, u * self.row_lower, np.where(u < 0, u * self.row_upper, 0.0))
+        if np.isnan(rows).any() or np.isinf(rows).any():
+            return _Certificate(value, -math.inf, np.array([]), np.array([]))
+        published = d * np.asarray(system.value, dtype=float)
+        lower = np.asarray(self.lowers(range(len(system.cells))), dtype=float)
+        upper = np.full(len(system.cells), math.inf)
+        upper[cell] = math.inf if low else cap
+        with np.errstate(invalid="ignore"):
+            hidden = np.where(d > 0, d * lower, np.where(d < 0, d * upper, 0.0))
+        return _Certificate(value, float(rows.sum()), published, np.nan_to_num(hidden, nan=0.0, neginf=-math.inf))
 
     def low(self, cell: int, with_duals: bool = False) -> _Optimum:
         return self.minimum({cell: 1.0}, with_duals=with_duals)
