@@ -322,10 +322,15 @@ def _csv_header(path: Path) -> tuple[list[str], int]:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEADER_BYTES)
     except UnicodeDecodeError:
         raise FileRejected("unreadable_file", "the file is not UTF-8 text") from None
+    stream = io.StringIO(text, newline="")
     try:
-        names = next(csv.reader(io.StringIO(text, newline="")))
+        names = next(csv.reader(stream))
     except csv.Error:
         raise FileRejected("unreadable_file", "the header row cannot be read as CSV") from None
+    if len(head) == HEADER_BYTES and stream.tell() == len(text) and not text.endswith(("\n", "\r")):
+        raise FileRejected("unreadable_file", f"the header row does not end within its first "
+                                              f"{HEADER_BYTES // (1024 * 1024)} MiB: a header is the column "
+                                              "names on line 1, followed by a line break")
     return names, 1 + sum(len(re.findall(r"\r\n|\r|\n", n)) for n in names)
 
 
@@ -490,15 +495,22 @@ def number_lines(con, source: SourceFile) -> None:
 
 
 def classify_file(con, contract: Contract, table: Table, source: SourceFile) -> None:
-    """Typed values and the first failing check of every row of `source` -> classified_rows.
-    A family of checks (the extra columns') is one condition; its number is its first plus the
-    index of the column that failed, so the SQL does not grow with the number of columns."""
-    checks = numbered(row_checks(contract, table, source.extras))
-    rows = [(first + k, c.rule, column) for first, c in checks for k, column in enumerate(c.columns or [c.column])]
+    """Typed values and the first failing check of every row of `source` -> classified_rows,
+    and what each check number means -> check_names."""
+    names, statement = classify_sql(contract, table, source)
     con.execute("CREATE OR REPLACE TEMP TABLE check_names "
                 "(check_no INTEGER, rule VARCHAR, column_name VARCHAR)")
     con.execute("INSERT INTO check_names SELECT unnest(?), unnest(?), unnest(?)",
-                [list(column) for column in zip(*rows, strict=True)])
+                [list(column) for column in zip(*names, strict=True)])
+    con.execute(statement)
+
+
+def classify_sql(contract: Contract, table: Table, source: SourceFile) -> tuple[list[tuple[int, str, str]], str]:
+    """The check names (number, rule, column) and the classify_rows statement for one file.
+    A family of checks (the extra columns') is one condition; its number is its first plus the
+    index of the column that failed, so the SQL grows linearly with the width of the file."""
+    checks = numbered(row_checks(contract, table, source.extras))
+    names = [(first + k, c.rule, column) for first, c in checks for k, column in enumerate(c.columns or [c.column])]
 
     def number(first, c) -> str:
         return f"{first} - 1 + {c.which}" if c.columns else str(first)
@@ -520,12 +532,12 @@ def classify_file(con, contract: Contract, table: Table, source: SourceFile) -> 
         inner_breaks = f"coalesce(list_sum({BREAKS_COLUMN}), 0)"
     else:
         line_offset, inner_breaks = "0", "0"
-    run_sql(con, "ingest", "classify_rows", source=source.fragment,
-            typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
-            number_columns=", ".join(numbers_) or "1 AS __no_numbers",
-            derived_columns=", ".join(derived), typed_columns=typed,
-            failure_cases=failure_cases, detail_cases=detail_cases,
-            line_offset=line_offset, inner_breaks=inner_breaks)
+    return names, sql("ingest", "classify_rows", source=source.fragment,
+                      typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
+                      number_columns=", ".join(numbers_) or "1 AS __no_numbers",
+                      derived_columns=", ".join(derived), typed_columns=typed,
+                      failure_cases=failure_cases, detail_cases=detail_cases,
+                      line_offset=line_offset, inner_breaks=inner_breaks)
 
 
 def _count(con, query: str) -> int:
