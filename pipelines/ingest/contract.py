@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import yaml
@@ -25,6 +25,10 @@ SQL_TYPES = {"text": "VARCHAR", "enum": "VARCHAR", "integer": "BIGINT", "decimal
 # that namespace before any check sees them (load.raw_source), so no column of an export,
 # whatever it is called, can stand in for one of them.
 OVERFLOW_COLUMN = "__overflow"
+# The extra columns' cells, as one list in file order (text as read), and the 1-based index in
+# it of the first that looks like an identifier (NULL when none does).
+EXTRAS_COLUMN = "__extras"
+EXTRA_IDENTIFIER = "__extra_identifier"
 # Contract names: plain lower-case identifiers, never "__..." and never a provenance column.
 CONTRACT_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*$")
 PROVENANCE_NAMES = frozenset({"export_id", "source_file", "line_number", "file_order"})
@@ -86,7 +90,7 @@ class IdentifierPattern:
     matches: tuple[str, ...] = ()
     does_not_match: tuple[str, ...] = ()
 
-    @property
+    @cached_property  # compiled once: a header of 40,000 names is checked against every pattern
     def python(self) -> re.Pattern:
         return re.compile(self.pattern, re.IGNORECASE | re.ASCII)
 
@@ -120,11 +124,11 @@ class ExportNames:
 
 @dataclass(frozen=True)
 class Extra:
-    """A column the contract does not know: its name in the file, and the internal name
-    its values are read under (so the file's name never reaches SQL)."""
+    """A column the contract does not know: its name as it may be shown, and its field. Its
+    values are read into one list with the other extras' (EXTRAS_COLUMN), so the file's name
+    never reaches SQL and a header of any width costs one expression, not one per column."""
 
     name: str
-    alias: str
     position: int  # 1-based field number in the file
 
 
@@ -301,13 +305,33 @@ def _range_text(lo: float, hi: float) -> str:
 
 @dataclass(frozen=True)
 class RowCheck:
-    """One numbered check: the SQL condition that fails a row, and what quarantine says."""
+    """One numbered check: the SQL condition that fails a row, and what quarantine says.
+
+    With `columns`, a family of checks, one per extra column in file order, taking one check
+    number each (so quarantine names the column) but tried as one condition: `which` is the SQL
+    for the 1-based index of the column that fails first. A wide header thus adds no SQL."""
 
     rule: str
     column: str
     condition: str
     detail: str  # SQL expression; may quote a value only when it parsed as a number
-    field: str = ""  # the working column it reads (contract name or extra alias); "" for the row
+    field: str = ""  # the contract column it reads; "" for the row or a family
+    columns: tuple[str, ...] = ()
+    which: str = ""
+
+    @property
+    def numbers(self) -> int:
+        """How many check numbers it takes."""
+        return len(self.columns) or 1
+
+
+def numbered(checks: list[RowCheck]) -> list[tuple[int, RowCheck]]:
+    """Each check with its first check number (1-based, consecutive over families)."""
+    first, out = 1, []
+    for check in checks:
+        out.append((first, check))
+        first += check.numbers
+    return out
 
 
 def _ref(name: str, suffix: str) -> str:
@@ -337,29 +361,23 @@ def _identifier_pattern(contract: Contract) -> str:
     return "|".join(f"(?:{p.pattern})" for p in contract.identifier_values)
 
 
-def checked_columns(table: Table, extras: list[Extra]) -> list[str]:
-    """Every column the checks read, by its name inside the pipeline (extras by alias)."""
-    return table.column_names + [e.alias for e in extras]
-
-
 def derived_columns(contract: Contract, table: Table, extras: list[Extra]) -> tuple[list[str], list[str]]:
     """Select items computed once per row before the checks: numbers, typed values and
-    whether a cell looks like an identifier. Two layers, as the typed values use the numbers."""
+    whether a cell looks like an identifier. Two layers, as the typed values use the numbers.
+    The extra columns are checked together, over their list: one expression for any width."""
     numbers, derived = [], []
-    cols = {c.name: c for c in table.columns}
     pattern = quote_literal(_identifier_pattern(contract))
-    for name in checked_columns(table, extras):
-        col, v = cols.get(name), quote_ident(name)
-        if col is not None and col.type in ("integer", "decimal"):
+    for col in table.columns:
+        v = quote_ident(col.name)
+        if col.type in ("integer", "decimal"):
             # DuckDB reads digit separators ("1_0" as 10); a number in an export has none.
             numbers.append(f"CASE WHEN NOT contains({v}, '_') THEN TRY_CAST({v} AS DOUBLE) END"
-                           f" AS {_ref(name, 'num')}")
-        if col is not None:
-            derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
+                           f" AS {_ref(col.name, 'num')}")
+        derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
         # A valid number or code cannot be an identifier, except a long digit string (a phone).
-        if col is not None and col.type in ("integer", "decimal"):
-            guard = f"({_ref(name, 'num')} IS NULL OR length({v}) >= 10)"
-        elif col is not None and col.type == "enum":
+        if col.type in ("integer", "decimal"):
+            guard = f"({_ref(col.name, 'num')} IS NULL OR length({v}) >= 10)"
+        elif col.type == "enum":
             guard = f"{typed_ref(col)} IS NULL"
         else:
             guard = "true"
@@ -367,7 +385,11 @@ def derived_columns(contract: Contract, table: Table, extras: list[Extra]) -> tu
         # branch only for the rows its WHEN selects, so most rows skip the regex.
         derived.append(f"CASE WHEN length({v}) >= 6 AND {guard} "
                        f"THEN coalesce(regexp_matches({v}, {pattern}, 'i'), false) ELSE false END"
-                       f" AS {_ref(name, 'identifier')}")
+                       f" AS {_ref(col.name, 'identifier')}")
+    if extras:  # list_position: NULL when no cell matches
+        looks = (f"lambda x: CASE WHEN length(trim(x)) >= 6 "
+                 f"THEN coalesce(regexp_matches(trim(x), {pattern}, 'i'), false) ELSE false END")
+        derived.append(f"list_position(list_transform({EXTRAS_COLUMN}, {looks}), true) AS {EXTRA_IDENTIFIER}")
     return numbers, derived
 
 
@@ -381,20 +403,18 @@ def _identifier_label(contract: Contract, v: str) -> str:
 
 def row_checks(contract: Contract, table: Table, extras: list[Extra]) -> list[RowCheck]:
     """Every row check for one file, in the order they are tried (over derived_columns).
-    `column` is what quarantine names: the contract column, or an extra column's file name
+    `column` is what quarantine names: the contract column, or an extra column's shown name
     (which passed the header's identifier check)."""
     checks: list[RowCheck] = []
-    shown = {e.alias: e.name for e in extras}
-    for name in checked_columns(table, extras):
-        checks.append(
-            RowCheck(
-                "identifier_value",
-                shown.get(name, name),
-                _ref(name, "identifier"),
-                f"'value redacted: looks like ' || {_identifier_label(contract, quote_ident(name))}",
-                name,
-            )
-        )
+    redacted = "'value redacted: looks like ' || "
+    for name in table.column_names:
+        checks.append(RowCheck("identifier_value", name, _ref(name, "identifier"),
+                               redacted + _identifier_label(contract, quote_ident(name)), name))
+    if extras:
+        cell = f"trim({EXTRAS_COLUMN}[{EXTRA_IDENTIFIER}])"
+        checks.append(RowCheck("identifier_value", "", f"{EXTRA_IDENTIFIER} IS NOT NULL",
+                               redacted + _identifier_label(contract, cell),
+                               columns=tuple(e.name for e in extras), which=EXTRA_IDENTIFIER))
     checks.append(
         RowCheck(
             "malformed_row",

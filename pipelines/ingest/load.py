@@ -21,11 +21,13 @@ from pathlib import Path
 import duckdb
 
 from pipelines.ingest.contract import (
+    EXTRAS_COLUMN,
     OVERFLOW_COLUMN,
     Contract,
     Extra,
     Table,
     derived_columns,
+    numbered,
     row_checks,
     typed_ref,
 )
@@ -320,10 +322,15 @@ def _csv_header(path: Path) -> tuple[list[str], int]:
         text = codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEADER_BYTES)
     except UnicodeDecodeError:
         raise FileRejected("unreadable_file", "the file is not UTF-8 text") from None
+    stream = io.StringIO(text, newline="")
     try:
-        names = next(csv.reader(io.StringIO(text, newline="")))
+        names = next(csv.reader(stream))
     except csv.Error:
         raise FileRejected("unreadable_file", "the header row cannot be read as CSV") from None
+    if len(head) == HEADER_BYTES and stream.tell() == len(text) and not text.endswith(("\n", "\r")):
+        raise FileRejected("unreadable_file", f"the header row does not end within its first "
+                                              f"{HEADER_BYTES // (1024 * 1024)} MiB: a header is the column "
+                                              "names on line 1, followed by a line break")
     return names, 1 + sum(len(re.findall(r"\r\n|\r|\n", n)) for n in names)
 
 
@@ -343,52 +350,49 @@ def _check_header(contract: Contract, table: Table, names: list[str]) -> list[Ex
     if missing:
         raise FileRejected("missing_required_column",
                            f"required column {', '.join(missing)} is missing", missing[0])
-    return [Extra(column_label(n, i), f"__extra{i}", i) for i, n in enumerate(normalised, 1)
-            if n not in table.column_names]
+    return [Extra(column_label(n, i), i) for i, n in enumerate(normalised, 1) if n not in table.column_names]
 
 
 @dataclass(frozen=True)
 class SourceFile:
     """One file, read: a FROM-clause fragment whose columns are all the pipeline's own
-    (contract columns by their contract names, extra columns under `__extra<i>`, the
-    overflow field, and with `count_breaks` the line breaks inside each record's fields),
-    so no name in the file can shadow a working column."""
+    (contract columns by their contract names, the extra columns' cells as one list, the
+    overflow field, and with `count_breaks` the line breaks inside each field, as a list in
+    file order), so no name in the file can shadow a working column."""
 
     fragment: str
     extras: list[Extra]
     first_line: int  # physical line of the first data record (Parquet: row 1)
     shape: FileShape | None = None  # CSV only
+    positions: dict[str, int] = field(default_factory=dict)  # contract column -> its field in the file
 
     @property
     def counts_breaks(self) -> bool:
         return self.shape is not None and self.shape.has_quotes
 
 
-def _breaks_expr(field: str) -> str:
-    f = quote_ident(field)
-    return (f"CASE WHEN contains({f}, chr(10)) OR contains({f}, chr(13)) "
-            f"THEN len(regexp_extract_all({f}, '\\r\\n|\\r|\\n')) ELSE 0 END")
+BREAKS_COLUMN = "__breaks"
+# The line breaks (LF, CRLF or a lone CR) inside one field.
+_BREAKS_IN = ("lambda f: CASE WHEN contains(f, chr(10)) OR contains(f, chr(13)) "
+              "THEN len(regexp_extract_all(f, '\\r\\n|\\r|\\n')) ELSE 0 END")
 
 
 def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], field_name,
-                  count_breaks: bool) -> str:
-    """Each contract column and extra column from its field (text, trimmed, empty as NULL);
-    with `count_breaks`, the line breaks inside the record and before each column's field."""
+                  fields: int, count_breaks: bool) -> str:
+    """Each contract column from its field (text, trimmed, empty as NULL), the extra columns'
+    fields as one list and, with `count_breaks`, the line breaks in each of the `fields` fields:
+    each field is named once, so the SQL grows linearly with the width of the file."""
     parts = []
     for col in table.column_names:
         if col in positions:
             parts.append(f"nullif(trim({field_name(positions[col])}), '') AS {quote_ident(col)}")
         else:
             parts.append(f"CAST(NULL AS VARCHAR) AS {quote_ident(col)}")
-    parts += [f"nullif(trim({field_name(e.position)}), '') AS {quote_ident(e.alias)}" for e in extras]
+    if extras:
+        parts.append(f"[{', '.join(field_name(e.position) for e in extras)}] AS {EXTRAS_COLUMN}")
     if count_breaks:
-        read = {**{c: positions[c] for c in table.column_names if c in positions},
-                **{e.alias: e.position for e in extras}}
-        breaks = {i: _breaks_expr(f"__field{i}") for i in sorted(set(read.values()))}
-        parts.append(f"{' + '.join(breaks.values()) or '0'} AS __inner_breaks")
-        for alias, position in read.items():
-            before = [b for i, b in breaks.items() if i < position]
-            parts.append(f"{' + '.join(before) or '0'} AS {quote_ident('__offset:' + alias)}")
+        every = ", ".join(field_name(i) for i in range(1, fields + 1))
+        parts.append(f"list_transform([{every}], {_BREAKS_IN}) AS {BREAKS_COLUMN}")
     return ", ".join(parts)
 
 
@@ -404,10 +408,10 @@ def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: 
             positions.setdefault(_normalise(n), i)
         fields = [f"__field{i}" for i in range(1, len(names) + 1)] + [OVERFLOW_COLUMN]
         columns = "{" + ", ".join(f"{quote_literal(f)}: 'VARCHAR'" for f in fields) + "}"
-        select = _field_select(table, positions, extras, lambda i: f"__field{i}", shape.has_quotes)
+        select = _field_select(table, positions, extras, lambda i: f"__field{i}", len(names), shape.has_quotes)
         fragment = sql("ingest", "read_csv_file", path=literal_path(ef.path), columns=columns,
                        fields=f"{select}, {OVERFLOW_COLUMN}", parallel=str(parallel).lower())
-        return SourceFile(fragment, extras, header_lines + 1, shape)
+        return SourceFile(fragment, extras, header_lines + 1, shape, positions)
     try:
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({literal_path(ef.path)})").fetchall()]
@@ -418,8 +422,9 @@ def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: 
     for i, n in enumerate(names, 1):
         positions.setdefault(_normalise(n), i)
     select = _field_select(table, positions, extras,
-                           lambda i: f"CAST({quote_ident(names[i - 1])} AS VARCHAR)", False)
-    return SourceFile(sql("ingest", "read_parquet_file", path=literal_path(ef.path), fields=select), extras, 1)
+                           lambda i: f"CAST({quote_ident(names[i - 1])} AS VARCHAR)", len(names), False)
+    return SourceFile(sql("ingest", "read_parquet_file", path=literal_path(ef.path), fields=select), extras, 1,
+                      positions=positions)
 
 
 def _count_rows(con, path: Path) -> int:
@@ -490,28 +495,49 @@ def number_lines(con, source: SourceFile) -> None:
 
 
 def classify_file(con, contract: Contract, table: Table, source: SourceFile) -> None:
-    """Typed values and the first failing check of every row of `source` -> classified_rows."""
-    checks = row_checks(contract, table, source.extras)
+    """Typed values and the first failing check of every row of `source` -> classified_rows,
+    and what each check number means -> check_names."""
+    names, statement = classify_sql(contract, table, source)
     con.execute("CREATE OR REPLACE TEMP TABLE check_names "
                 "(check_no INTEGER, rule VARCHAR, column_name VARCHAR)")
-    con.executemany("INSERT INTO check_names VALUES (?, ?, ?)",
-                    [(i, c.rule, c.column) for i, c in enumerate(checks, 1)])
-    failure_cases = " ".join(f"WHEN {c.condition} THEN {i}" for i, c in enumerate(checks, 1))
-    detail_cases = " ".join(f"WHEN {i} THEN {c.detail}" for i, c in enumerate(checks, 1))
-    numbers, derived = derived_columns(contract, table, source.extras)
+    con.execute("INSERT INTO check_names SELECT unnest(?), unnest(?), unnest(?)",
+                [list(column) for column in zip(*names, strict=True)])
+    con.execute(statement)
+
+
+def classify_sql(contract: Contract, table: Table, source: SourceFile) -> tuple[list[tuple[int, str, str]], str]:
+    """The check names (number, rule, column) and the classify_rows statement for one file.
+    A family of checks (the extra columns') is one condition; its number is its first plus the
+    index of the column that failed, so the SQL grows linearly with the width of the file."""
+    checks = numbered(row_checks(contract, table, source.extras))
+    names = [(first + k, c.rule, column) for first, c in checks for k, column in enumerate(c.columns or [c.column])]
+
+    def number(first, c) -> str:
+        return f"{first} - 1 + {c.which}" if c.columns else str(first)
+
+    def numbers(first, c) -> str:
+        return f"BETWEEN {first} AND {first + c.numbers - 1}"
+
+    failure_cases = " ".join(f"WHEN {c.condition} THEN {number(first, c)}" for first, c in checks)
+    detail_cases = " ".join(f"WHEN __failed_check {numbers(first, c)} THEN {c.detail}" for first, c in checks)
+    numbers_, derived = derived_columns(contract, table, source.extras)
     typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
-    if source.counts_breaks:  # the line of the field holding the failing value
-        offsets = " ".join(f"WHEN {i} THEN {quote_ident('__offset:' + c.field)}"
-                           for i, c in enumerate(checks, 1) if c.field)
-        line_offset, inner_breaks = f"coalesce(CASE __failed_check {offsets} END, 0)", "__inner_breaks"
+    if source.counts_breaks:  # the line of the field holding the failing value: the breaks before it
+        extra_fields = "[" + ", ".join(str(e.position) for e in source.extras) + "]"
+        field_of = " ".join(
+            f"WHEN __failed_check {numbers(first, c)} THEN "
+            + (f"{extra_fields}[__failed_check - {first - 1}]" if c.columns else str(source.positions[c.field]))
+            for first, c in checks if c.columns or c.field in source.positions)
+        line_offset = f"coalesce(list_sum({BREAKS_COLUMN}[1:(CASE {field_of} END) - 1]), 0)"
+        inner_breaks = f"coalesce(list_sum({BREAKS_COLUMN}), 0)"
     else:
         line_offset, inner_breaks = "0", "0"
-    run_sql(con, "ingest", "classify_rows", source=source.fragment,
-            typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
-            number_columns=", ".join(numbers) or "1 AS __no_numbers",
-            derived_columns=", ".join(derived), typed_columns=typed,
-            failure_cases=failure_cases, detail_cases=detail_cases,
-            line_offset=line_offset, inner_breaks=inner_breaks)
+    return names, sql("ingest", "classify_rows", source=source.fragment,
+                      typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
+                      number_columns=", ".join(numbers_) or "1 AS __no_numbers",
+                      derived_columns=", ".join(derived), typed_columns=typed,
+                      failure_cases=failure_cases, detail_cases=detail_cases,
+                      line_offset=line_offset, inner_breaks=inner_breaks)
 
 
 def _count(con, query: str) -> int:
@@ -534,9 +560,9 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
                     [ef.export_id, table.name, ef.source_file, rejected.rule, rejected.column,
                      rejected.detail, rows])
         return FileResult(ef, rows_read=rows, failed=rows, rejected=True)
-    for extra in extras:
-        con.execute("INSERT INTO batch_extra_columns VALUES (?, ?, ?, ?)",
-                    [ef.export_id, table.name, ef.source_file, extra.name])
+    if extras:  # one statement for any number of extra columns
+        con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
+                    [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
     rows_read = _count(con, "SELECT count(*) FROM classified_file")
     if straight_to_core:
         begin()
