@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, setting_value
+from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_INPUTS_MISSING, EXIT_STEP_FAILED = 0, 1, 2, 3, 4, 5
 EXIT_CODES = {
@@ -173,7 +173,7 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
             print(f"Checks failing ({len(failing)}; every one in marts.data_quality):", file=out)
             for line in _columns([("severity", "check", "table", "export", "failed", "where"),
                                   *((f.severity, f.check, f.table, f.export, f.count or "-",
-                                     _shortened(f.detail or f.column, 90)) for f in shown)]):
+                                     _shortened(f.detail or f.column, 400)) for f in shown)]):
                 print(line, file=out)
             if len(failing) > len(shown):
                 print(f"  ... and {len(failing) - len(shown)} more", file=out)
@@ -208,8 +208,9 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
             ("clinic sql \"FROM data_quality WHERE status = 'fail'\"", "every check's result, any query on the marts"),
             ("clinic explain <patient_id>", "why a patient is in its category: values, days, source lines"),
             (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
-            (str(clinic.release_dir) + "/", "the release bundle, the only folder that may leave the clinic "
-                                             "(copy it with cp -rL)"),
+            (str(clinic.release_preview_dir) + "/", "a preview of the next release, NOT for release"),
+            ("clinic release", f"makes the next release into {clinic.release_dir}/, the only folder that may "
+                               "leave the clinic (copy it with cp -rL)"),
         ]):
             print(line, file=out)
     finally:
@@ -277,26 +278,6 @@ def _nothing_new(decision) -> int:
 
 def cmd_run(args) -> int:
     started = time.perf_counter()
-    decision = None
-    if not (args.force or args.rebuild):
-        from pipelines.orchestration.fingerprint import decide
-
-        try:
-            decision = decide({name: setting_value(name, getattr(args, name, None)) for name in SETTINGS})
-        except ConfigError as error:
-            print(f"clinic run: {error}", file=sys.stderr)
-            return EXIT_CONFIG
-        except OSError:  # a declaration that cannot be read: the run's own checks say which
-            decision = None
-        if decision is not None and decision.nothing_new:
-            return _nothing_new(decision)
-        if decision is not None and decision.previous_run:
-            print(f"clinic run: changed since run {decision.previous_run[:8]}: "
-                  f"{', '.join(decision.changed) or 'the warehouse is gone'}", file=sys.stderr)
-
-    from pipelines.quality.gx_worker import start_early
-
-    start_early()  # Great Expectations' slow import overlaps Dagster's and the ingest
     try:
         clinic = _config(args)
         clinic.check()
@@ -311,6 +292,27 @@ def cmd_run(args) -> int:
     if unavailable:
         print(f"clinic run: {unavailable[1]}", file=sys.stderr)
         return unavailable[0]
+    # Only then: a setting, a declaration or a warehouse that cannot be used is said even on a
+    # day with nothing new (the checks above import no pandas, GX or plotly).
+    if not (args.force or args.rebuild):
+        from pipelines.orchestration.fingerprint import decide
+
+        try:
+            decision = decide(clinic.values())
+        except ConfigError as error:
+            print(f"clinic run: {error}", file=sys.stderr)
+            return EXIT_CONFIG
+        except OSError:  # a declaration that cannot be read: the run's own checks say which
+            decision = None
+        if decision is not None and decision.nothing_new:
+            return _nothing_new(decision)
+        if decision is not None and decision.previous_run:
+            print(f"clinic run: changed since run {decision.previous_run[:8]}: "
+                  f"{', '.join(decision.changed) or 'the warehouse is gone'}", file=sys.stderr)
+
+    from pipelines.quality.gx_worker import start_early
+
+    start_early()  # Great Expectations' slow import overlaps Dagster's and the ingest
     for warning in clinic.warnings():
         print(f"clinic run: warning: {warning}", file=sys.stderr)
     os.environ["CLINIC_PROGRESS"] = "1"
