@@ -48,6 +48,17 @@ def mart_contents(settings: ClinicConfig, gx_outcomes: bool = True) -> dict[str,
     return {m.name: query_snapshot(settings, rows(m.name)) for m in published_marts() if m.name != "run_info"}
 
 
+def materialization(result, asset: str):
+    """The materialisation of one asset in a run (a run's steps fuse several assets, so an asset
+    is found by its key, not by its step)."""
+    import dagster as dg
+
+    found = [e.materialization for e in result.get_asset_materialization_events()
+             if e.materialization.asset_key == dg.AssetKey(asset)]
+    assert len(found) == 1, f"{asset} materialised {len(found)} times"
+    return found[0]
+
+
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """One real in-process materialisation of every asset on the committed demo export."""

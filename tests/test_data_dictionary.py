@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.dictionary import DictionaryError, coverage, load_dictionary
 from pipelines.settings import SQL_DIR
+from tests.conftest import materialization
 
 # Described by its owner beside its SQL; until that file exists its columns are not required here.
 PENDING_FILES = {"data_quality": SQL_DIR / "quality" / "data_quality.yml"}
@@ -92,7 +93,7 @@ def test_clinic_sql_schema_shows_the_descriptions(demo_run):
 
 def test_dagster_column_schemas_carry_the_descriptions(demo_run):
     _, result = demo_run
-    [materialisation] = result.asset_materializations_for_node("patient_response")
+    materialisation = materialization(result, "patient_response")
     schema = materialisation.metadata["dagster/column_schema"].value
     descriptions = {c.name: c.description for c in schema.columns}
     assert all(descriptions.values()), [n for n, d in descriptions.items() if not d]

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from pipelines.demo.generator import generate
-from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, run_pipeline, settings_for
+from tests.conftest import (
+    DEMO_EXPORT,
+    mart_contents,
+    materialization,
+    query_snapshot,
+    run_pipeline,
+    settings_for,
+)
 
 pytestmark = pytest.mark.slow  # cold and warm runs of the whole job
 
@@ -20,7 +27,7 @@ FIRST, CORRECTION, LATE_PATIENT = ("2026-11-01T0600_demo", "2026-11-02T0600_corr
 
 
 def refresh_of(result, asset: str) -> tuple[str, int]:
-    meta = result.asset_materializations_for_node(asset)[0].metadata
+    meta = materialization(result, asset).metadata
     return meta["refresh"].value, meta["patients_recomputed"].value
 
 
@@ -98,5 +105,5 @@ def test_a_rules_change_recomputes_every_patient(demo_copy, tmp_path):
     changed = settings_for(tmp_path, Path(s.raw_dir), rules_file=rules)
     result = run_pipeline(changed)
     assert refresh_of(result, "trajectory_points") == ("full", 230)
-    meta = result.asset_materializations_for_node("patient_response")[0].metadata
+    meta = materialization(result, "patient_response").metadata
     assert meta["refresh_reason"].value == "the rules or the staging/response SQL changed"

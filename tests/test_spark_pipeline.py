@@ -17,7 +17,7 @@ from pipelines.cli import main
 from pipelines.engines import plan
 from pipelines.publish.snapshot import published_marts
 from pipelines.settings import SQL_DIR
-from tests.conftest import DEMO_EXPORT, FIXTURES, query_snapshot, run_pipeline, settings_for
+from tests.conftest import DEMO_EXPORT, FIXTURES, materialization, query_snapshot, run_pipeline, settings_for
 from tests.engine_compare import differences, needs_spark, relation
 
 MARTS = [m.name for m in published_marts()]  # the snapshot's marts, from their .yml
@@ -59,7 +59,7 @@ def test_the_demo_export_publishes_the_same_marts_on_spark(demo_run, spark_sessi
     assert result.success
     assert_same_marts(on_duckdb, on_spark)
     assert engine_of_runs(on_spark) == ["spark"] and engine_of_runs(on_duckdb) == ["duckdb"]
-    meta = result.asset_materializations_for_node("patient_response")[0].metadata
+    meta = materialization(result, "patient_response").metadata
     assert meta["engine"].value == "spark" and meta["refresh"].value == "full"
     assert not (tmp_path / "warehouse.duckdb.spark").exists()  # the exchange folder is removed
 
