@@ -3,7 +3,11 @@ stops the run before any work."""
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -23,14 +27,16 @@ def _sql_copy(tmp_path: Path) -> Path:
     return sql
 
 
-def _copy_titration(sql: Path) -> None:
-    """titration's two files under a new name, as a maintainer would copy them (the release
-    bundle is another helper's: this copy goes to the snapshot only)."""
+def _copy_titration(sql: Path, released: bool = False) -> None:
+    """titration's two files under a new name, as a maintainer would copy them: to the snapshot
+    only, or (released) to the release as well, with titration's `release:` block."""
     marts = sql / "marts"
     (marts / f"{COPY}.sql").write_text((marts / "titration.sql").read_text().replace(
         "marts.titration", f"marts.{COPY}"))
     spec = (marts / "titration.yml").read_text().replace("\ntitration:", f"\n{COPY}:")
-    (marts / f"{COPY}.yml").write_text(spec.replace("published_in: [snapshot, release]", "published_in: [snapshot]"))
+    if not released:
+        spec = spec.replace("published_in: [snapshot, release]", "published_in: [snapshot]")
+    (marts / f"{COPY}.yml").write_text(spec)
 
 
 def test_the_manifest_reads_each_marts_dependencies_from_its_sql():
@@ -85,10 +91,11 @@ def test_a_sql_without_its_yml_stops_clinic_run_before_any_work(tmp_path, monkey
 
 def test_a_copied_mart_is_built_published_documented_and_validated(tmp_path, monkeypatch):
     """No Python: the copy's two files make a mart that the real job builds, publishes in
-    clinic.duckdb and as Parquet with its column comments, and validates with its suite."""
+    clinic.duckdb and as Parquet with its column comments, validates with its suite, and that
+    `clinic release` releases, protected and audited with the others (its `release:` block)."""
     shutil.copytree(DEMO_EXPORT, tmp_path / "raw" / DEMO_EXPORT.name)
     sql = _sql_copy(tmp_path)
-    _copy_titration(sql)
+    _copy_titration(sql, released=True)
     monkeypatch.setenv("CLINIC_SQL_DIR", str(sql))
     settings = settings_for(tmp_path, tmp_path / "raw")
     result = run_pipeline(settings)
@@ -107,3 +114,17 @@ def test_a_copied_mart_is_built_published_documented_and_validated(tmp_path, mon
     validated = query_snapshot(settings, "SELECT count(*), count(*) FILTER (WHERE status = 'pass') "
                                          f"FROM marts.data_quality WHERE table_name = 'marts.{COPY}'")[0]
     assert validated[0] > 0 and validated[0] == validated[1]
+    # A process of its own, as an operator runs it: the release reads the SQL folder it is given.
+    released = subprocess.run([sys.executable, "-m", "pipelines.cli", "release", "--marts", str(settings.marts_dir)],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "CLINIC_SQL_DIR": str(sql)})
+    assert released.returncode == 0, released.stderr[-3000:]
+    bundle = duckdb.connect(str(Path(settings.marts_dir) / "release" / "clinic_release.duckdb"), read_only=True)
+    try:
+        shown = bundle.execute(f"SELECT n_patients, n_sleep_event, n_intolerant FROM marts.{COPY}").fetchall()
+        described = bundle.execute(f"SELECT comment FROM duckdb_tables() WHERE table_name = '{COPY}'").fetchall()
+    finally:
+        bundle.close()
+    assert len(shown) == len(copied) and described[0][0]
+    assert not [v for row in shown for v in row if v is not None and 1 <= v <= 10]  # small counts hidden
+    manifest = json.loads((Path(settings.marts_dir) / "release" / "manifest.json").read_text())
+    assert f"{COPY}.parquet" in {f["path"] for f in manifest["files"]}
