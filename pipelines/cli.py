@@ -203,13 +203,15 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
             print(f"  {row[0]:<22}{row[1]:>7}{row[2]:>12}{row[3]:>9}{row[4]:>12}{row[5]:>16}", file=out)
         print(f"Published: {clinic.snapshot}  dashboards: {clinic.dashboards_dir / 'index.html'}", file=out)
         marts = Path(clinic.marts_dir)
+        # The command as it was typed (`.venv/bin/clinic` outside an activated venv), so each line runs as shown.
+        prog = sys.argv[0] if Path(sys.argv[0]).name == "clinic" else "clinic"
         print("Next:", file=out)
         for line in _columns([
-            ("clinic sql \"FROM data_quality WHERE status = 'fail'\"", "every check's result, any query on the marts"),
-            ("clinic explain <patient_id>", "why a patient is in its category: values, days, source lines"),
+            (f"{prog} sql \"FROM data_quality WHERE status = 'fail'\"", "every check's result, any query on the marts"),
+            (f"{prog} explain <patient_id>", "why a patient is in its category: values, days, source lines"),
             (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
             (str(clinic.release_preview_dir) + "/", "a preview of the next release, NOT for release"),
-            ("clinic release", f"makes the next release into {clinic.release_dir}/, the only folder that may "
+            (f"{prog} release", f"makes the next release into {clinic.release_dir}/, the only folder that may "
                                "leave the clinic (copy it with cp -rL)"),
         ]):
             print(line, file=out)
@@ -456,8 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rebuild the warehouse from the exports present, dropping exports or files applied "
                           "before that are gone or changed, and say what is dropped (default: such a run stops)")
     run.add_argument("--force", action="store_true",
-                     help="run everything even when nothing changed since the published set was built (default: "
-                          "such a run says 'nothing new since run <id>' and stops, exit 0)")
+                     help="run even when nothing changed since the published set was built, incrementally as "
+                          "any run (--rebuild rebuilds from the raw exports; default: such a run says "
+                          "'nothing new since run <id>' and stops, exit 0)")
     run.set_defaults(func=cmd_run)
 
     from pipelines.sql_shell import add_parser as add_sql_parser

@@ -56,8 +56,9 @@ def test_an_identifier_typed_as_an_id_is_not_repeated(demo_run):
 
 def test_a_closed_pipe_ends_quietly(demo_run):
     settings, _ = demo_run
-    cmd = (f"{shlex.quote(sys.executable)} -m pipelines.cli explain P0000017 --all-instruments "
+    cmd = (f"set -o pipefail; {shlex.quote(sys.executable)} -m pipelines.cli explain P0000017 --all-instruments "
            f"--marts {shlex.quote(settings.marts_dir)} | head -1")
     done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120, cwd=WORKTREE)
     assert done.stdout.startswith("Patient P0000017: ") and done.stdout.count("\n") == 1
     assert done.stderr == "", done.stderr
+    assert done.returncode == 0  # whether or not the pipe closed before the last line was written
