@@ -189,16 +189,22 @@ def test_parquet_files_keep_counts_and_days_integers(three_exports):
     marts = [m.name for m in published_marts()]
 
     settings, _, _ = three_exports
-    con = duckdb.connect(str(settings.snapshot), read_only=True)
-    try:
-        for mart in marts:
-            integers = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() "
-                                                  f"WHERE schema_name = 'marts' AND table_name = '{mart}'").fetchall()
-                        if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")]
-            frame = pd.read_parquet(Path(settings.marts_dir) / f"{mart}.parquet")
-            assert {c: str(frame[c].dtype) for c in integers} == dict.fromkeys(integers, "Int64"), mart
-    finally:
-        con.close()
+    preview = settings.release_preview_dir
+    # The internal marts, and the release's (its suppressed counts are NULL: float64 before).
+    for database, folder, tables in ((settings.snapshot, Path(settings.marts_dir), marts),
+                                     (preview / "clinic_release.duckdb", preview, None)):
+        con, checked = duckdb.connect(str(database), read_only=True), 0
+        try:
+            for mart in tables or [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]:
+                integers = [c for c, t in con.execute(f"SELECT column_name, data_type FROM duckdb_columns() "
+                                                      f"WHERE schema_name = 'marts' AND table_name = '{mart}'").fetchall()
+                            if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")]
+                frame = pd.read_parquet(folder / f"{mart}.parquet")
+                checked += len(integers)
+                assert {c: str(frame[c].dtype) for c in integers} == dict.fromkeys(integers, "Int64"), mart
+        finally:
+            con.close()
+        assert checked, database  # the release's counts are among them
     patients = pd.read_parquet(Path(settings.marts_dir) / "patient_response.parquet")
     assert patients.assessment_day.isna().any() and patients.assessment_day.dropna().gt(0).all()
 

@@ -100,10 +100,16 @@ def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = N
     written = {"clinic.duckdb": snapshot}
     for mart in selects:
         target = folder / f"{mart}.parquet"
-        con.execute(f"COPY ({selects[mart]}) TO {quote_literal(str(target))} "
-                    f"(FORMAT parquet, KV_METADATA {{pandas: {quote_literal(_integers_for_pandas(con, selects[mart]))}}})")
+        write_parquet(con, selects[mart], target)
         written[target.name] = target
     return written, documented
+
+
+def write_parquet(con, select: str, target: Path) -> None:
+    """One Parquet file of a query, its integer columns read back by pandas as Int64 (the
+    snapshot's marts and the release's alike)."""
+    con.execute(f"COPY ({select}) TO {quote_literal(str(target))} "
+                f"(FORMAT parquet, KV_METADATA {{pandas: {quote_literal(_integers_for_pandas(con, select))}}})")
 
 
 INTEGER_TYPES = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.dictionary import write_comments
+from pipelines.publish.snapshot import write_parquet
 from pipelines.release.frames import hidden_cells
 from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
 from pipelines.sqlfiles import quote_literal, write_frame
@@ -65,8 +66,7 @@ def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], i
         write_frame(con, "release_target.marts.release_info", pd.DataFrame([info]))
         write_comments(con, "release_target", "release")
         for table in [*frames, "release_info"]:
-            con.execute(f"COPY release_target.marts.{table} TO {quote_literal(str(folder / f'{table}.parquet'))} "
-                        "(FORMAT parquet)")
+            write_parquet(con, f"SELECT * FROM release_target.marts.{table}", folder / f"{table}.parquet")
     finally:
         con.execute("DETACH release_target")
     return path
