@@ -278,13 +278,22 @@ def _nothing_new(decision) -> int:
     return EXIT_OK
 
 
-def cmd_run(args) -> int:
-    started = time.perf_counter()
+def _checked_config(args, command: str):
+    """The settings of this command, checked (rules, contract, manifest, paths), or None after
+    saying what cannot be used (the caller exits 2)."""
     try:
         clinic = _config(args)
         clinic.check()
     except ConfigError as error:
-        print(f"clinic run: {error}", file=sys.stderr)
+        print(f"clinic {command}: {error}", file=sys.stderr)
+        return None
+    return clinic
+
+
+def cmd_run(args) -> int:
+    started = time.perf_counter()
+    clinic = _checked_config(args, "run")
+    if clinic is None:
         return EXIT_CONFIG
     home_problem = dagster_home_unusable()
     if home_problem:
@@ -346,11 +355,8 @@ def cmd_release(args) -> int:
     from pipelines.release.ledger import make_release
     from pipelines.release.protection import Refused
 
-    try:
-        clinic = _config(args)
-        clinic.check()
-    except ConfigError as error:
-        print(f"clinic release: {error}", file=sys.stderr)
+    clinic = _checked_config(args, "release")
+    if clinic is None:
         return EXIT_CONFIG
     try:
         release = make_release(clinic)

@@ -16,7 +16,7 @@ import dagster as dg
 import pytest
 
 from pipelines.orchestration.instance import ensure_dagster_home
-from tests.test_dagster_ui import _free_port
+from tests.test_dagster_ui import _free_port, wait_for_webserver
 
 
 def _session_members(sid: int) -> list[int]:
@@ -63,16 +63,7 @@ def test_clinic_ui_started_from_a_script_stops_on_a_signal(tmp_path, signum):
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=as_a_script_starts_it)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "webserver did not start within 120 s"
-                time.sleep(0.5)
+        url = wait_for_webserver(server, port)
         assert _graphql(url, "{ shouldShowNux }") == {"shouldShowNux": False}
         assert len(_session_members(server.pid)) > 1  # the webserver and daemon run beside it
         os.kill(server.pid, signum)  # to the one process a script knows, as `kill $pid` does

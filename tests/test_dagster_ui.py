@@ -29,6 +29,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_webserver(server: subprocess.Popen, port: int) -> str:
+    """The UI's address once its webserver answers (the process must stay up meanwhile)."""
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/server_info", timeout=2)
+            return url
+        except OSError:
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "webserver did not start within 120 s"
+            time.sleep(0.5)
+
+
 def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
     port = _free_port()
     home = tmp_path / "dagster_home"
@@ -37,16 +51,7 @@ def test_clinic_ui_serves_the_asset_graph_schedule_and_sensor(tmp_path):
         [sys.executable, "-m", "pipelines.cli", "ui", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/server_info", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "webserver did not start within 120 s"
-                time.sleep(0.5)
+        url = wait_for_webserver(server, port)
         request = urllib.request.Request(f"{url}/graphql", data=json.dumps({"query": QUERY}).encode(),
                                          headers={"Content-Type": "application/json"})
         data = json.loads(urllib.request.urlopen(request, timeout=60).read())["data"]
