@@ -30,8 +30,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from pipelines.declared import load_yaml
 from pipelines.dictionary import dictionary_files
 
 
@@ -41,7 +41,7 @@ def declarations() -> dict[str, dict]:
     files in this run's SQL folder (the model manifest; the dictionary checks the rest)."""
     found = {}
     for path in dictionary_files():
-        for name, entry in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+        for name, entry in (load_yaml(path.read_text(encoding="utf-8")) or {}).items():
             if isinstance(entry, dict) and "release" in entry:
                 found[name] = entry["release"]
     return found
