@@ -360,6 +360,9 @@ def cmd_release(args) -> int:
         return EXIT_CONFIG
     try:
         release = make_release(clinic)
+    except ConfigError as error:  # below the spec's floor for a release
+        print(f"clinic release REFUSED: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except FileNotFoundError as error:
         print(f"clinic release: {error}", file=sys.stderr)
         return EXIT_INPUTS_MISSING

@@ -488,6 +488,22 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
+def test_a_release_below_the_specs_minimum_cell_size_is_refused_with_exit_2_before_any_work(
+        tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+    from pipelines.release.ledger import below_release_floor
+
+    marts = tmp_path / "marts"
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "5")
+    assert main(["release", "--marts", str(marts)]) == 2
+    said = capsys.readouterr().err
+    assert "CLINIC_MIN_CELL_SIZE=5 is below the spec's 11" in said and "set CLINIC_MIN_CELL_SIZE=11" in said
+    assert not marts.exists()  # refused before anything was read or written
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "11")
+    assert main(["release", "--marts", str(marts)]) == 4  # at the floor: on to the (missing) published set
+    assert below_release_floor(11) is None and "below the spec's 11" in below_release_floor(10)
+
+
 def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatch):
     import os
 

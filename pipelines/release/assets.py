@@ -52,7 +52,7 @@ def _preview_dir(clinic: ClinicConfig, run_id: str) -> Path:
 def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE, read_marts
-    from pipelines.release.ledger import earlier_releases, fingerprints, write_bundle
+    from pipelines.release.ledger import below_release_floor, earlier_releases, fingerprints, write_bundle
     from pipelines.release.protection import Refused, protect_release
 
     folder = _preview_dir(clinic, context.run_id)
@@ -79,6 +79,12 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
         report(context, f"release preview: `clinic release` would refuse now: {refused.reason}")
         return dg.MaterializeResult(metadata={"refused": refused.reason})
     write_bundle(folder, result.frames, info, result.public_report, clinic.rules(), preview=True)
+    below = below_release_floor(clinic.min_cell_size)
+    if below:  # built all the same, for the clinic to look at, and marked: `clinic release` refuses it
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        manifest["below_release_floor"] = f"{below}: `clinic release` refuses to make a release from it"
+        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        context.log.warning(f"release preview: {manifest['below_release_floor']}")
     r = result.report
     report(context, f"release preview (not for release): {r['cells_suppressed']} of "
                     f"{r['utility']['count_cells']} counts suppressed ({r['primary_suppressed']} below "
