@@ -530,3 +530,40 @@ def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatc
     final = snapshot.switch_to(marts, folder, "run-1")
     assert (marts / "clinic.duckdb").read_bytes() == b"snapshot" and final.parent == marts / "versions"
     assert synced[-2:] == ["versions", "marts"]  # the rename and the links are on disk too
+
+
+# --- 9. the closing lines say what was applied and what was published ----------------------------
+
+
+@pytest.mark.slow
+def test_exports_a_failed_run_applied_are_named_unpublished_then_published_by_the_next(tmp_path, monkeypatch,
+                                                                                       capsys):
+    import json
+
+    from pipelines.cli import main
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
+    strict = tmp_path / "expectations"  # a mart suite no data can meet: a blocking check fails
+    shutil.copytree(s.expectations_dir, strict)
+    suite = json.loads((strict / "response_by_indication.json").read_text())
+    suite["expectations"][0]["kwargs"].update(min_value=101, max_value=200)
+    (strict / "response_by_indication.json").write_text(json.dumps(suite))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CLINIC_PROGRESS", "0")  # `clinic run` sets it; restored after the test
+    where = ["--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse]
+
+    monkeypatch.setenv("CLINIC_EXPECTATIONS_DIR", str(strict))
+    assert main(["run", *where]) == 1
+    failed = capsys.readouterr()
+    assert "blocking check failed" in failed.err
+    assert (f"Applied to the warehouse, not published: {MESSY[0]}; the next run checks them again and "
+            "publishes them once every check passes") in failed.err
+    assert "Exports applied now" not in failed.out
+
+    monkeypatch.delenv("CLINIC_EXPECTATIONS_DIR")
+    assert main(["run", *where]) == 0
+    published = capsys.readouterr()
+    assert (f"Exports applied now: none; published now, applied by an earlier run that did not publish: "
+            f"{MESSY[0]}\n") in published.out
+    assert "not published" not in published.err
