@@ -110,8 +110,8 @@ def test_a_header_that_does_not_end_within_its_limit_rejects_the_file(tmp_path):
 
 def profiled_exports(con, raw: Path, count: int) -> list[str]:
     """`count` applied exports with profiles (pipelines/quality/assets.py reads them), all to check
-    but the first: a unit change (export 4's calprotectin /1000), an instrument missing from one,
-    too few rows to judge, lost volume, a missing baseline profile: every kind of outcome."""
+    but the first, with every kind of outcome: a unit change (export 3's calprotectin /1000), an
+    instrument missing from one, too few rows to judge, lost volume, no baseline profile (export 2)."""
     from pipelines.migrations import migrate
 
     migrate(con)
@@ -123,19 +123,21 @@ def profiled_exports(con, raw: Path, count: int) -> list[str]:
         for j, m in enumerate(["pain_nrs", "calprotectin_ug_g", "crp_mg_l"]):
             if (i, m) == (3, "crp_mg_l"):
                 continue
-            scale = 0.001 if (i, m) == (4, "calprotectin_ug_g") else 1
+            scale = 0.001 if (i, m) == (2, "calprotectin_ug_g") else 1
             con.execute("INSERT INTO quality.export_profiles VALUES (?, 'measurements', ?, ?, 10, ?, ?, NULL)",
-                        [e, m, [5, 40, 100][(i + j) % 3], (2 + (i + j) % 3) * scale, (6 + i % 2) * scale])
+                        [e, m, 100 if scale < 1 else [5, 40, 100][(i + j) % 3], (2 + (i + j) % 3) * scale,
+                         (6 + i % 2) * scale])
         for j, t in enumerate(CONTRACT.tables):
             con.execute("INSERT INTO quality.export_profiles VALUES (?, ?, '(rows)', ?, ?, NULL, NULL, NULL)",
                         [e, t, [30, 200, 2000][(i * 2 + j) % 3], [10, 25, 60][(i + j) % 3]])
-        if i != 2:
+        if i != 1:
             con.execute("INSERT INTO quality.export_profiles VALUES (?, 'patients', 'baseline', 30, 30, NULL, NULL, ?)",
                         [e, [3, 29][i % 2]])
     con.execute("CREATE OR REPLACE TABLE quality.exports_to_check AS SELECT unnest(?) AS export_id", [exports[1:]])
     return exports
 
 
+@pytest.mark.slow
 def test_many_exports_are_checked_in_one_validation_per_suite_each_export_as_if_alone(tmp_path, monkeypatch):
     import dagster as dg
 
@@ -150,39 +152,41 @@ def test_many_exports_are_checked_in_one_validation_per_suite_each_export_as_if_
     real_ask = GxWorker._ask
     monkeypatch.setattr(GxWorker, "_ask", lambda self, request: requests.append(request) or real_ask(self, request))
     outcomes, asked = {}, {}
-    for count in (3, 6):
-        raw, warehouse = tmp_path / f"raw{count}", tmp_path / f"wh{count}.duckdb"
-        with duckdb.connect(str(warehouse)) as con:
-            exports = profiled_exports(con, raw, count)
-        clinic = ClinicConfig.with_overrides(raw_dir=raw, marts_dir=tmp_path / f"marts{count}", warehouse=warehouse)
-        gx = GreatExpectations()
-        requests.clear()
-        try:
-            dataset_expectations(dg.build_asset_context(), clinic=clinic, warehouse=Warehouse(database=str(warehouse)),
-                                 great_expectations=gx)
-        finally:
-            gx.teardown_after_execution(None)
-        asked[count] = len(requests)
-        with duckdb.connect(str(warehouse)) as con:
-            outcomes[count] = con.execute("SELECT export_id, table_name, check_name, rows_checked, rows_failed, "
-                                          "detail FROM quality.gx_outcomes WHERE table_name <> '(export)' "
-                                          "ORDER BY ALL").fetchall()
-            assert {e for (e,) in con.execute("SELECT export_id FROM quality.dataset_checked").fetchall()} == set(
-                exports[1:])
-            if count == 3:
-                continue
-            # Each export's outcomes are what its rows validated alone get (the per-export way).
-            run_sql(con, "quality", "dataset_frames")
-            alone = []
-            for s in DATASET_SUITES:
-                for e in exports[1:]:
-                    for t in (CONTRACT.tables if s.by_table else [SUITE_TABLES[s.suite]]):
-                        where = f"export_id = '{e}'" + (f" AND table_name = '{t}'" if s.by_table else "")
-                        frame = con.execute(f"SELECT * FROM {s.frame} WHERE {where}").df()
-                        alone += [(e, t, o.check_name, o.rows_checked, o.rows_failed, o.detail)
-                                  for o in validate_frame(frame, suite_path(clinic.expectations_dir, s.suite), t)]
-            assert outcomes[count] == sorted(alone)
-    assert asked[3] == asked[6] == len(DATASET_SUITES) + 1  # + the newest export's freshness
-    assert ("2026-11-05T0600_site-a", "measurements", "gx:expect_column_values_to_be_between(p90_ratio)", 2, 1,
-            "calprotectin_ug_g") in outcomes[6]  # the unit change is found, and named
-    assert outcomes[3] == [o for o in outcomes[6] if o[0] < "2026-11-04"]  # the same, whatever is checked with it
+    gx = GreatExpectations()  # one worker for both runs of the asset
+    try:
+        for count in (2, 4):
+            raw, warehouse = tmp_path / f"raw{count}", tmp_path / f"wh{count}.duckdb"
+            with duckdb.connect(str(warehouse)) as con:
+                exports = profiled_exports(con, raw, count)
+            clinic = ClinicConfig.with_overrides(raw_dir=raw, marts_dir=tmp_path / f"marts{count}",
+                                                 warehouse=warehouse)
+            requests.clear()
+            dataset_expectations(dg.build_asset_context(), clinic=clinic,
+                                 warehouse=Warehouse(database=str(warehouse)), great_expectations=gx)
+            asked[count] = len(requests)
+            with duckdb.connect(str(warehouse)) as con:
+                outcomes[count] = con.execute(
+                    "SELECT export_id, table_name, check_name, rows_checked, rows_failed, detail "
+                    "FROM quality.gx_outcomes WHERE table_name <> '(export)' ORDER BY ALL").fetchall()
+                checked = {e for (e,) in con.execute("SELECT export_id FROM quality.dataset_checked").fetchall()}
+                assert checked == set(exports[1:])
+    finally:
+        gx.teardown_after_execution(None)
+    assert asked[2] == asked[4] == len(DATASET_SUITES) + 1  # + the newest export's freshness
+    assert outcomes[2] == [o for o in outcomes[4] if o[0] == exports[1]]  # whatever is checked with it
+    [unit_change] = [o[3:] for o in outcomes[4] if o[0] == exports[2] and o[2].endswith("(p90_ratio)")]
+    assert unit_change == (3, 1, "calprotectin_ug_g")  # found, and named
+
+    # Each export's outcomes are those its rows get validated alone (the per-export way).
+    with duckdb.connect(str(warehouse)) as con:
+        run_sql(con, "quality", "dataset_frames")
+        alone = []
+        for s in DATASET_SUITES:
+            for e in exports[1:]:
+                for t in (CONTRACT.tables if s.by_table else [SUITE_TABLES[s.suite]]):
+                    where = f"export_id = '{e}'" + (f" AND table_name = '{t}'" if s.by_table else "")
+                    frame = con.execute(f"SELECT * FROM {s.frame} WHERE {where}").df()
+                    alone += [(e, t, o.check_name, o.rows_checked, o.rows_failed, o.detail)
+                              for o in validate_frame(frame, suite_path(clinic.expectations_dir, s.suite), t)]
+    assert outcomes[4] == sorted(alone)
+    assert {(o[3] > 0, o[4] > 0) for o in outcomes[4]} == {(False, False), (True, False), (True, True)}
