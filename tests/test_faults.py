@@ -538,6 +538,8 @@ def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatc
 @pytest.mark.slow
 def test_exports_a_failed_run_applied_are_named_unpublished_then_published_by_the_next(tmp_path, monkeypatch,
                                                                                        capsys):
+    """The failed run names what it left applied; the next names what it published (with a minimum
+    cell size below the release floor: its release preview is built, and marked)."""
     import json
 
     from pipelines.cli import main
@@ -562,8 +564,12 @@ def test_exports_a_failed_run_applied_are_named_unpublished_then_published_by_th
     assert "Exports applied now" not in failed.out
 
     monkeypatch.delenv("CLINIC_EXPECTATIONS_DIR")
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "5")  # below the release floor: the preview is marked
     assert main(["run", *where]) == 0
     published = capsys.readouterr()
     assert (f"Exports applied now: none; published now, applied by an earlier run that did not publish: "
             f"{MESSY[0]}\n") in published.out
     assert "not published" not in published.err
+    assert "CLINIC_MIN_CELL_SIZE=5 is below the spec's 11" in published.err
+    preview = json.loads((Path(s.release_preview_dir) / "manifest.json").read_text())
+    assert preview["for_release"] is False and "`clinic release` refuses" in preview["below_release_floor"]
