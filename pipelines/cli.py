@@ -163,15 +163,15 @@ def published_exports(snapshot: Path) -> set[str] | None:
     can be read (none yet: empty; damaged: unknown)."""
     import duckdb
 
-    if not Path(snapshot).exists():
-        return set()
     try:
+        if not Path(snapshot).exists():
+            return set()
         con = duckdb.connect(str(snapshot), read_only=True)
         try:
             rows = con.execute(PUBLISHED_EXPORTS.format(but="")).fetchall()
         finally:
             con.close()
-    except duckdb.Error:
+    except (duckdb.Error, OSError):
         return None
     return set(_exports(rows[0][0])) if rows else set()
 
@@ -185,9 +185,11 @@ def applied_not_published(clinic) -> list[str]:
     from pipelines.sqlfiles import has_table
 
     published = published_exports(clinic.snapshot)
-    if published is None or not Path(clinic.warehouse).exists():
+    if published is None:
         return []
     try:
+        if not Path(clinic.warehouse).exists():
+            return []
         con = duckdb.connect(str(clinic.warehouse), read_only=True)
         try:
             if not has_table(con, "ingest", "applied_exports"):
@@ -196,7 +198,7 @@ def applied_not_published(clinic) -> list[str]:
                                                   "ORDER BY export_id").fetchall()]
         finally:
             con.close()
-    except duckdb.Error:
+    except (duckdb.Error, OSError):
         return []
     return [e for e in applied if e not in published]
 
