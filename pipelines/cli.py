@@ -150,20 +150,81 @@ def _shortened(text: str, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
 
 
-def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
+PUBLISHED_EXPORTS = ("SELECT exports_applied FROM marts.run_info WHERE status = 'published' {but} "
+                     "ORDER BY run_time DESC LIMIT 1")
+
+
+def _exports(listed: str | None) -> list[str]:
+    return [e for e in (listed or "").split(",") if e]
+
+
+def published_exports(snapshot: Path) -> set[str] | None:
+    """The exports the published set holds (its latest published run's), or None when no set
+    can be read (none yet: empty; damaged: unknown)."""
+    import duckdb
+
+    try:
+        if not Path(snapshot).exists():
+            return set()
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            rows = con.execute(PUBLISHED_EXPORTS.format(but="")).fetchall()
+        finally:
+            con.close()
+    except (duckdb.Error, OSError):
+        return None
+    return set(_exports(rows[0][0])) if rows else set()
+
+
+def applied_not_published(clinic) -> list[str]:
+    """Exports the warehouse holds that the published set does not (applied by a run that
+    failed or died before publishing): said when a run fails, since the next run checks and
+    publishes them. Empty when either side cannot be read (the failure lines say why)."""
+    import duckdb
+
+    from pipelines.sqlfiles import has_table
+
+    published = published_exports(clinic.snapshot)
+    if published is None:
+        return []
+    try:
+        if not Path(clinic.warehouse).exists():
+            return []
+        con = duckdb.connect(str(clinic.warehouse), read_only=True)
+        try:
+            if not has_table(con, "ingest", "applied_exports"):
+                return []
+            applied = [e for (e,) in con.execute("SELECT DISTINCT export_id FROM ingest.applied_exports "
+                                                  "ORDER BY export_id").fetchall()]
+        finally:
+            con.close()
+    except (duckdb.Error, OSError):
+        return []
+    return [e for e in applied if e not in published]
+
+
+def print_summary(clinic, run_id: str, out=None) -> None:
     """What this run read, what it found (each failing check with what it means, the lines to
     fix first, from its own exports), the categories now published, and where to look next."""
     import duckdb
+
+    out = out or sys.stdout  # the stdout of the moment (a test's capture), not the one at import
 
     from pipelines.quality.findings import check_status, failing_checks
 
     con = duckdb.connect(str(clinic.snapshot), read_only=True)
     try:
         [run] = con.execute("SELECT * FROM marts.run_info WHERE run_id = ?", [run_id]).df().itertuples()
-        applied = [e for e in (run.exports_new or "").split(",") if e]
+        applied = _exports(run.exports_new)
+        before = con.execute(PUBLISHED_EXPORTS.format(but="AND run_id <> ?"), [run_id]).fetchall()
+        # Applied by an earlier run that failed or died before publishing: checked and published now.
+        caught_up = [e for e in _exports(run.exports_applied)
+                     if e not in applied and e not in set(_exports(before[0][0] if before else ""))]
         print(f"\nRun {run.run_id[:8]} ({run.ingest_mode}, engine {run.engine}), rules version "
               f"{run.rules_version}, code {run.code_version}", file=out)
-        print(f"Exports applied now: {', '.join(applied) or 'none (nothing new)'}", file=out)
+        print(f"Exports applied now: {', '.join(applied) or ('none' if caught_up else 'none (nothing new)')}"
+              + (f"; published now, applied by an earlier run that did not publish: {', '.join(caught_up)}"
+                 if caught_up else ""), file=out)
         print(f"Rows read this run {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
               f"{run.rows_quarantined:,}, exact duplicates {run.rows_duplicate:,}", file=out)
         print(f"Data quality: {check_status(con).sentence()}.", file=out)
@@ -340,6 +401,11 @@ def cmd_run(args) -> int:
         for _, line in failures:
             print(f"  {line}", file=sys.stderr)
         print("The last published set is still what analysts and dashboards read.", file=sys.stderr)
+        pending = applied_not_published(clinic)
+        if pending:
+            print(f"Applied to the warehouse, not published: {', '.join(pending)}; the next run checks them "
+                  "again and publishes them once every check passes (fix what failed above first).",
+                  file=sys.stderr)
         codes = [code for code, _ in failures]
         return EXIT_CHECK_FAILED if checks and not codes else min(codes or [EXIT_STEP_FAILED])
     print_summary(clinic, result.run_id)
@@ -360,6 +426,9 @@ def cmd_release(args) -> int:
         return EXIT_CONFIG
     try:
         release = make_release(clinic)
+    except ConfigError as error:  # below the spec's floor for a release
+        print(f"clinic release REFUSED: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     except FileNotFoundError as error:
         print(f"clinic release: {error}", file=sys.stderr)
         return EXIT_INPUTS_MISSING

@@ -159,7 +159,7 @@ class ClinicConfig(dg.ConfigurableResource):
         if self.min_cell_size < SPEC_MIN_CELL_SIZE:
             found.append(f"CLINIC_MIN_CELL_SIZE={self.min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}: "
                          f"counts of {self.min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients are not suppressed "
-                         "in the release")
+                         "in the run's release preview (marked so), and `clinic release` refuses to make a release")
         return found
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

@@ -82,6 +82,13 @@ class GreatExpectations(dg.ConfigurableResource):
         return self._started().validate(con, query, suite_file, table_name,
                                         Path(self.rules_file) if self.rules_file else None)
 
+    def validate_groups(self, con, query: str, suite_file: Path, table_name: str, group_by: list[str],
+                        groups: list[tuple]):
+        """(rows validated, for each group one ExpectationOutcome per expectation): one validation
+        of the rows of `query` for many groups of them (gx_validation.validate_groups)."""
+        return self._started().validate_groups(con, query, suite_file, table_name, group_by, groups,
+                                               Path(self.rules_file) if self.rules_file else None)
+
     def build_data_docs(self, folder: Path) -> Path:
         """GX's Data Docs site of this run's validations, in `folder`; returns its index page."""
         return self._started().build_data_docs(folder)

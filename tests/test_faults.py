@@ -488,6 +488,22 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
+def test_a_release_below_the_specs_minimum_cell_size_is_refused_with_exit_2_before_any_work(
+        tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+    from pipelines.release.ledger import below_release_floor
+
+    marts = tmp_path / "marts"
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "5")
+    assert main(["release", "--marts", str(marts)]) == 2
+    said = capsys.readouterr().err
+    assert "CLINIC_MIN_CELL_SIZE=5 is below the spec's 11" in said and "set CLINIC_MIN_CELL_SIZE=11" in said
+    assert not marts.exists()  # refused before anything was read or written
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "11")
+    assert main(["release", "--marts", str(marts)]) == 4  # at the floor: on to the (missing) published set
+    assert below_release_floor(11) is None and "below the spec's 11" in below_release_floor(10)
+
+
 def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatch):
     import os
 
@@ -514,3 +530,46 @@ def test_a_built_set_is_on_disk_before_current_points_at_it(tmp_path, monkeypatc
     final = snapshot.switch_to(marts, folder, "run-1")
     assert (marts / "clinic.duckdb").read_bytes() == b"snapshot" and final.parent == marts / "versions"
     assert synced[-2:] == ["versions", "marts"]  # the rename and the links are on disk too
+
+
+# --- 9. the closing lines say what was applied and what was published ----------------------------
+
+
+@pytest.mark.slow
+def test_exports_a_failed_run_applied_are_named_unpublished_then_published_by_the_next(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """The failed run names what it left applied; the next names what it published (with a minimum
+    cell size below the release floor: its release preview is built, and marked)."""
+    import json
+
+    from pipelines.cli import main
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
+    strict = tmp_path / "expectations"  # a mart suite no data can meet: a blocking check fails
+    shutil.copytree(s.expectations_dir, strict)
+    suite = json.loads((strict / "response_by_indication.json").read_text())
+    suite["expectations"][0]["kwargs"].update(min_value=101, max_value=200)
+    (strict / "response_by_indication.json").write_text(json.dumps(suite))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CLINIC_PROGRESS", "0")  # `clinic run` sets it; restored after the test
+    where = ["--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse]
+
+    monkeypatch.setenv("CLINIC_EXPECTATIONS_DIR", str(strict))
+    assert main(["run", *where]) == 1
+    failed = capsys.readouterr()
+    assert "blocking check failed" in failed.err
+    assert (f"Applied to the warehouse, not published: {MESSY[0]}; the next run checks them again and "
+            "publishes them once every check passes") in failed.err
+    assert "Exports applied now" not in failed.out
+
+    monkeypatch.delenv("CLINIC_EXPECTATIONS_DIR")
+    monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "5")  # below the release floor: the preview is marked
+    assert main(["run", *where]) == 0
+    published = capsys.readouterr()
+    assert (f"Exports applied now: none; published now, applied by an earlier run that did not publish: "
+            f"{MESSY[0]}\n") in published.out
+    assert "not published" not in published.err
+    assert "CLINIC_MIN_CELL_SIZE=5 is below the spec's 11" in published.err
+    preview = json.loads((Path(s.release_preview_dir) / "manifest.json").read_text())
+    assert preview["for_release"] is False and "`clinic release` refuses" in preview["below_release_floor"]

@@ -103,3 +103,90 @@ def test_a_header_that_does_not_end_within_its_limit_rejects_the_file(tmp_path):
     ingest_table(con, CONTRACT, "measurements", plan.pending)
     (rule, detail), = con.execute("SELECT rule, detail FROM ingest.quarantine").fetchall()
     assert rule == "unreadable_file" and "header row does not end" in detail
+
+
+# --- many exports: the dataset checks are one validation per suite ------------------------------
+
+
+def profiled_exports(con, raw: Path, count: int) -> list[str]:
+    """`count` applied exports with profiles (pipelines/quality/assets.py reads them), all to check
+    but the first, with every kind of outcome: a unit change (export 3's calprotectin /1000), an
+    instrument missing from one, too few rows to judge, lost volume, no baseline profile (export 2)."""
+    from pipelines.migrations import migrate
+
+    migrate(con)
+    exports = [f"2026-11-{d:02d}T0600_site-a" for d in range(1, count + 1)]
+    for i, e in enumerate(exports):
+        (raw / e).mkdir(parents=True)
+        (raw / e / "_READY").write_text("")
+        con.execute("INSERT INTO ingest.applied_exports VALUES (?, 'patients', now())", [e])
+        for j, m in enumerate(["pain_nrs", "calprotectin_ug_g", "crp_mg_l"]):
+            if (i, m) == (3, "crp_mg_l"):
+                continue
+            scale = 0.001 if (i, m) == (2, "calprotectin_ug_g") else 1
+            con.execute("INSERT INTO quality.export_profiles VALUES (?, 'measurements', ?, ?, 10, ?, ?, NULL)",
+                        [e, m, 100 if scale < 1 else [5, 40, 100][(i + j) % 3], (2 + (i + j) % 3) * scale,
+                         (6 + i % 2) * scale])
+        for j, t in enumerate(CONTRACT.tables):
+            con.execute("INSERT INTO quality.export_profiles VALUES (?, ?, '(rows)', ?, ?, NULL, NULL, NULL)",
+                        [e, t, [30, 200, 2000][(i * 2 + j) % 3], [10, 25, 60][(i + j) % 3]])
+        if i != 1:
+            con.execute("INSERT INTO quality.export_profiles VALUES (?, 'patients', 'baseline', 30, 30, NULL, NULL, ?)",
+                        [e, [3, 29][i % 2]])
+    con.execute("CREATE OR REPLACE TABLE quality.exports_to_check AS SELECT unnest(?) AS export_id", [exports[1:]])
+    return exports
+
+
+@pytest.mark.slow
+def test_many_exports_are_checked_in_one_validation_per_suite_each_export_as_if_alone(tmp_path, monkeypatch):
+    import dagster as dg
+
+    from pipelines.config import ClinicConfig
+    from pipelines.quality.assets import DATASET_SUITES, SUITE_TABLES, dataset_expectations
+    from pipelines.quality.gx_validation import suite_path, validate_frame
+    from pipelines.quality.gx_worker import GxWorker
+    from pipelines.resources import GreatExpectations, Warehouse
+    from pipelines.sqlfiles import run_sql
+
+    requests = []
+    real_ask = GxWorker._ask
+    monkeypatch.setattr(GxWorker, "_ask", lambda self, request: requests.append(request) or real_ask(self, request))
+    outcomes, asked = {}, {}
+    gx = GreatExpectations()  # one worker for both runs of the asset
+    try:
+        for count in (2, 4):
+            raw, warehouse = tmp_path / f"raw{count}", tmp_path / f"wh{count}.duckdb"
+            with duckdb.connect(str(warehouse)) as con:
+                exports = profiled_exports(con, raw, count)
+            clinic = ClinicConfig.with_overrides(raw_dir=raw, marts_dir=tmp_path / f"marts{count}",
+                                                 warehouse=warehouse)
+            requests.clear()
+            dataset_expectations(dg.build_asset_context(), clinic=clinic,
+                                 warehouse=Warehouse(database=str(warehouse)), great_expectations=gx)
+            asked[count] = len(requests)
+            with duckdb.connect(str(warehouse)) as con:
+                outcomes[count] = con.execute(
+                    "SELECT export_id, table_name, check_name, rows_checked, rows_failed, detail "
+                    "FROM quality.gx_outcomes WHERE table_name <> '(export)' ORDER BY ALL").fetchall()
+                checked = {e for (e,) in con.execute("SELECT export_id FROM quality.dataset_checked").fetchall()}
+                assert checked == set(exports[1:])
+    finally:
+        gx.teardown_after_execution(None)
+    assert asked[2] == asked[4] == len(DATASET_SUITES) + 1  # + the newest export's freshness
+    assert outcomes[2] == [o for o in outcomes[4] if o[0] == exports[1]]  # whatever is checked with it
+    [unit_change] = [o[3:] for o in outcomes[4] if o[0] == exports[2] and o[2].endswith("(p90_ratio)")]
+    assert unit_change == (3, 1, "calprotectin_ug_g")  # found, and named
+
+    # Each export's outcomes are those its rows get validated alone (the per-export way).
+    with duckdb.connect(str(warehouse)) as con:
+        run_sql(con, "quality", "dataset_frames")
+        alone = []
+        for s in DATASET_SUITES:
+            for e in exports[1:]:
+                for t in (CONTRACT.tables if s.by_table else [SUITE_TABLES[s.suite]]):
+                    where = f"export_id = '{e}'" + (f" AND table_name = '{t}'" if s.by_table else "")
+                    frame = con.execute(f"SELECT * FROM {s.frame} WHERE {where}").df()
+                    alone += [(e, t, o.check_name, o.rows_checked, o.rows_failed, o.detail)
+                              for o in validate_frame(frame, suite_path(clinic.expectations_dir, s.suite), t)]
+    assert outcomes[4] == sorted(alone)
+    assert {(o[3] > 0, o[4] > 0) for o in outcomes[4]} == {(False, False), (True, False), (True, True)}

@@ -35,22 +35,36 @@ EXPORTS_TO_CHECK = "quality.exports_to_check"
 def store_outcomes(con, export_id: str, table_name: str, outcomes: list[ExpectationOutcome]) -> None:
     """Replace what a suite found for one export (or '(all)') and table in quality.gx_outcomes:
     outcomes persist per export, so earlier exports keep what the run that applied them found."""
-    con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = ? AND (? = '(all)' OR export_id = ?) "
-                "AND check_name IN (SELECT unnest(?))", [table_name, export_id, export_id,
-                                                        [o.check_name for o in outcomes]])
-    con.executemany("INSERT INTO quality.gx_outcomes BY NAME SELECT ? AS export_id, ? AS table_name, "
-                    "? AS check_name, ? AS description, ? AS rows_checked, ? AS rows_failed, "
-                    "? AS threshold_pct, ? AS severity, ? AS detail", [
-        (export_id, table_name, o.check_name, o.description, o.rows_checked, o.rows_failed, o.threshold_pct,
-         o.severity, o.detail) for o in outcomes])
+    store_many_outcomes(con, [(export_id, table_name, outcomes)])
 
 
-def mark_dataset_checked(con, export_id: str) -> None:
-    """Record that every dataset suite stored its outcomes for this application of the export;
-    until then (a run killed or failed before), the next run checks it again."""
-    con.execute("DELETE FROM quality.dataset_checked WHERE export_id = ?", [export_id])
+def store_many_outcomes(con, found: list[tuple[str, str, list[ExpectationOutcome]]]) -> None:
+    """store_outcomes for many (export, table, outcomes) at once: two statements whatever their
+    number, so a run checking 1,000 exports does not pay 1,000 round trips."""
+    rows = [(export_id, table_name, o.check_name, o.description, o.rows_checked, o.rows_failed, o.threshold_pct,
+             o.severity, o.detail) for export_id, table_name, outcomes in found for o in outcomes]
+    if not rows:
+        return
+    import pandas as pd
+
+    new_outcomes = pd.DataFrame(rows, columns=["export_id", "table_name", "check_name", "description",
+                                               "rows_checked", "rows_failed", "threshold_pct", "severity",
+                                               "detail"])
+    con.register("new_gx_outcomes", new_outcomes)
+    try:
+        con.execute(f"DELETE FROM quality.gx_outcomes o USING new_gx_outcomes n WHERE o.table_name = n.table_name "
+                    f"AND o.check_name = n.check_name AND (n.export_id = '{ALL_EXPORTS}' OR o.export_id = n.export_id)")
+        con.execute("INSERT INTO quality.gx_outcomes BY NAME SELECT * FROM new_gx_outcomes")
+    finally:
+        con.unregister("new_gx_outcomes")
+
+
+def mark_dataset_checked(con, export_ids: list[str]) -> None:
+    """Record that every dataset suite stored its outcomes for this application of the exports;
+    until then (a run killed or failed before), the next run checks them again."""
+    con.execute("DELETE FROM quality.dataset_checked WHERE export_id IN (SELECT unnest(?))", [export_ids])
     con.execute("INSERT INTO quality.dataset_checked SELECT export_id, CAST(max(applied_at) AS VARCHAR) "
-                "FROM ingest.applied_exports WHERE export_id = ? GROUP BY export_id", [export_id])
+                "FROM ingest.applied_exports WHERE export_id IN (SELECT unnest(?)) GROUP BY export_id", [export_ids])
 
 
 def fatal_failures(con, level_tables: list[str], exports_sql: str) -> list[tuple]:
@@ -149,16 +163,21 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
     with warehouse.get_connection() as con:
         exports = [e for (e,) in con.execute(f"SELECT export_id FROM {EXPORTS_TO_CHECK} ORDER BY export_id")
                    .fetchall()]
-        for export_id in exports:
-            run_sql(con, "quality", "dataset_frames", export_id=quote_literal(export_id))
+        if exports:  # one validation per suite for all of them (its outcomes split per export)
+            run_sql(con, "quality", "dataset_frames")
+            found = []
             for s in DATASET_SUITES:
-                for table in (contract_tables if s.by_table else [SUITE_TABLES[s.suite]]):
-                    where = f"WHERE table_name = {quote_literal(table)}" if s.by_table else ""
-                    _, outcomes = great_expectations.validate(con, f"SELECT * FROM {s.frame} {where}",
-                                                              suite_path(suites, s.suite), table)
-                    store_outcomes(con, export_id, table, outcomes)
-                    checked += len(outcomes)
-            mark_dataset_checked(con, export_id)
+                tables = contract_tables if s.by_table else [SUITE_TABLES[s.suite]]
+                group_by = ["export_id", "table_name"] if s.by_table else ["export_id"]
+                groups = [(e, t) for e in exports for t in tables]
+                _, per_group = great_expectations.validate_groups(
+                    con, f"SELECT * FROM {s.frame}", suite_path(suites, s.suite),
+                    "(each table)" if s.by_table else tables[0], group_by,
+                    groups if s.by_table else [(e,) for e, _ in groups])
+                found += [(e, t, outcomes) for (e, t), outcomes in zip(groups, per_group, strict=True)]
+                checked += sum(len(outcomes) for outcomes in per_group)
+            store_many_outcomes(con, found)
+            mark_dataset_checked(con, exports)
         newest = con.execute("SELECT max(export_id) FROM ingest.applied_exports").fetchall()[0][0]
         if newest is not None:  # a feed's staleness is a property of now: checked every run
             con.execute("DELETE FROM quality.gx_outcomes WHERE table_name = '(export)'")

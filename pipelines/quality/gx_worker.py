@@ -6,8 +6,11 @@ it overlaps ingest on the other core. The run hands each sample over as a Parque
 and gets one outcome per expectation back, one JSON line per request:
 
     request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
-              "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional)}
+              "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional),
+              "group_by": ["export_id", ...], "groups": [["<export>", ...], ...] (optional: one
+              validation of many groups, say exports, split into each group's outcomes)}
     reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
+             (with groups: "groups": [[ExpectationOutcome as a dict, ...], ...], one per group)
              or {"error": "<what went wrong>"}
 """
 
@@ -32,7 +35,7 @@ def serve(requests: TextIO, replies: TextIO) -> None:
     """Answer requests until the run closes the pipe."""
     import pandas as pd
 
-    from pipelines.quality.gx_validation import build_data_docs, validate_frame
+    from pipelines.quality.gx_validation import build_data_docs, validate_frame, validate_groups
 
     for line in requests:
         request = json.loads(line)
@@ -42,8 +45,13 @@ def serve(requests: TextIO, replies: TextIO) -> None:
             else:
                 frame = pd.read_parquet(request["data"])
                 rules = Path(request["rules"]) if request.get("rules") else None
-                outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules)
-                reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
+                if "groups" in request:
+                    per_group = validate_groups(frame, Path(request["suite"]), request["table"],
+                                                request["group_by"], request["groups"], rules)
+                    reply = {"rows": len(frame), "groups": [[asdict(o) for o in g] for g in per_group]}
+                else:
+                    outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules)
+                    reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
         except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
             reply = {"error": f"{type(error).__name__}: {error}"}
         replies.write(json.dumps(reply) + "\n")
@@ -114,16 +122,32 @@ class GxWorker:
                  ) -> tuple[int, list[ExpectationOutcome]]:
         """Rows validated and one outcome per expectation, for the rows `query` returns (the
         suite's rule references read from `rules_file`)."""
+        reply = self._validate(con, query, {"suite": str(suite_file), "table": table_name,
+                                            "rules": str(rules_file) if rules_file else None})
+        return reply["rows"], [ExpectationOutcome(**o) for o in reply["outcomes"]]
+
+    def validate_groups(self, con, query: str, suite_file: Path, table_name: str, group_by: list[str],
+                        groups: list[tuple], rules_file: Path | None = None
+                        ) -> tuple[int, list[list[ExpectationOutcome]]]:
+        """Rows validated and, for each of `groups` (values of the `group_by` columns of the
+        rows `query` returns), the outcomes it gets validated alone: one request for them all
+        (gx_validation.validate_groups)."""
+        reply = self._validate(con, query, {"suite": str(suite_file), "table": table_name,
+                                            "rules": str(rules_file) if rules_file else None,
+                                            "group_by": list(group_by), "groups": [list(g) for g in groups]})
+        return reply["rows"], [[ExpectationOutcome(**o) for o in g] for g in reply["groups"]]
+
+    def _validate(self, con, query: str, request: dict) -> dict:
+        """Hand the rows of `query` over as Parquet with `request`; the worker's reply."""
         with self._lock:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
-            reply = self._ask({"data": str(data), "suite": str(suite_file), "table": table_name,
-                               "rules": str(rules_file) if rules_file else None})
+            reply = self._ask({"data": str(data), **request})
             data.unlink(missing_ok=True)
         if "error" in reply:
-            raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
-                               f"{reply['error']}")
-        return reply["rows"], [ExpectationOutcome(**o) for o in reply["outcomes"]]
+            raise RuntimeError(f"Great Expectations could not validate {request['table']} with "
+                               f"{request['suite']}: {reply['error']}")
+        return reply
 
     def build_data_docs(self, folder: Path) -> Path:
         """Great Expectations' Data Docs of everything this worker validated, into `folder`."""

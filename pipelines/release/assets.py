@@ -52,7 +52,7 @@ def _preview_dir(clinic: ClinicConfig, run_id: str) -> Path:
 def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE, read_marts
-    from pipelines.release.ledger import earlier_releases, fingerprints, write_bundle
+    from pipelines.release.ledger import below_release_floor, earlier_releases, fingerprints, write_bundle
     from pipelines.release.protection import Refused, protect_release
 
     folder = _preview_dir(clinic, context.run_id)
@@ -62,6 +62,10 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     info = {"release_id": "preview", "run_id": context.run_id,
             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
             "rules_version": str(clinic.rules()["version"]), "min_cell_size": clinic.min_cell_size}
+    below = below_release_floor(clinic.min_cell_size)  # built all the same, for the clinic, and marked
+    marked = {"below_release_floor": f"{below}: `clinic release` refuses to make a release from it"} if below else {}
+    if below:
+        context.log.warning(f"release preview: {marked['below_release_floor']}")
     try:
         try:
             history = earlier_releases(Path(clinic.marts_dir))
@@ -74,11 +78,14 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
         folder.mkdir(parents=True)
         (folder / MANIFEST).write_text(json.dumps({
             "bundle": PREVIEW_NOTE, "for_release": False, "refused": refused.reason,
-            "patients_needed": refused.needed, **{**info, "created_at": info["created_at"].isoformat()}},
+            "patients_needed": refused.needed, **marked, **{**info, "created_at": info["created_at"].isoformat()}},
             indent=2) + "\n", encoding="utf-8")
         report(context, f"release preview: `clinic release` would refuse now: {refused.reason}")
         return dg.MaterializeResult(metadata={"refused": refused.reason})
     write_bundle(folder, result.frames, info, result.public_report, clinic.rules(), preview=True)
+    if marked:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        (folder / MANIFEST).write_text(json.dumps({**manifest, **marked}, indent=2) + "\n", encoding="utf-8")
     r = result.report
     report(context, f"release preview (not for release): {r['cells_suppressed']} of "
                     f"{r['utility']['count_cells']} counts suppressed ({r['primary_suppressed']} below "

@@ -17,6 +17,7 @@ def release_due(cadence: str, weekday: int, day: int) -> bool:
 
 @dg.op(description="Make the next release from the published set (what `clinic release` does).")
 def make_next_release(context: dg.OpExecutionContext, clinic: ClinicConfig) -> None:
+    from pipelines.config import ConfigError
     from pipelines.release.ledger import make_release
     from pipelines.release.protection import Refused
 
@@ -24,6 +25,8 @@ def make_next_release(context: dg.OpExecutionContext, clinic: ClinicConfig) -> N
         release = make_release(clinic)
     except Refused as refused:
         raise dg.Failure(description=f"release refused: {refused.reason}") from None
+    except ConfigError as below_floor:
+        raise dg.Failure(description=f"release refused: {below_floor}") from None
     context.log.info(f"release {release.release_id} made: {clinic.release_dir}")
 
 
