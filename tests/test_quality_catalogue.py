@@ -165,6 +165,40 @@ def test_each_failure_mode_triggers_its_dataset_check(odd_exports, export, table
     assert (export, table, column, "warning") in failing
     assert column in out.stdout  # named in the run summary too
     assert not any(e == "2026-11-01_clean" for e, *_ in failing)
+    # The data-quality page's grid names the failing export in the cell's hover, not a pooled rate.
+    page = (Path(s.dashboards_dir) / "data_quality.html").read_text()
+    assert f"failed in export {export}" in page
+
+
+def _grid_cell(fig, check: str, table: str) -> tuple[str, str]:
+    """The text and hover of one cell of the data-quality page's check x table grid."""
+    grid = fig.data[0]
+    row, col = list(grid.y).index(check), list(grid.x).index(table)
+    return grid.text[row][col], grid.customdata[row][col]
+
+
+def test_quality_grid_shows_the_worst_export_of_each_check_not_a_pooled_rate():
+    """One export with 40% of its rows out of range among two clean ones is a 40% cell naming
+    that export (pooled over the three it would read 4%); a check over all exports at once says so."""
+    from dashboards.build import data_quality_figures
+    from dashboards.page import RunLabel
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA marts")
+    con.execute("""CREATE TABLE marts.data_quality AS SELECT * FROM (VALUES
+        ('2026-11-01_a', 'measurements', 'out_of_range', 'contract', 'warning', 'fail', 0, 500),
+        ('2026-11-02_b', 'measurements', 'out_of_range', 'contract', 'warning', 'fail', 40, 100),
+        ('2026-11-03_c', 'measurements', 'out_of_range', 'contract', 'warning', 'pass', 0, 400),
+        ('(all)', 'marts.cohort_flow', 'gx:expect_column_values_to_not_be_null(n)', 'great_expectations',
+         'fatal', 'pass', 0, 7)
+        ) t(export_id, table_name, check_name, implemented_by, severity, status, rows_failed, rows_checked)""")
+    figs = data_quality_figures(con, RunLabel("run-1", "2026-12-06 15:00", "1"))
+    text, hover = _grid_cell(figs[0], "out_of_range", "measurements")
+    assert text == "40.00%"
+    assert "40 of 100 rows failed in export 2026-11-02_b (the worst of 3 exports)" in hover
+    assert hover.startswith("fail (warning)")
+    (gx_label,) = [y for y in figs[0].data[0].y if y != "out_of_range"]
+    assert "in all exports at once" in _grid_cell(figs[0], gx_label, "marts.cohort_flow")[1]
 
 
 @pytest.mark.slow
