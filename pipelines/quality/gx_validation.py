@@ -156,9 +156,9 @@ def _validation(suite_file: Path, table_name: str, rules_file: Path | None = Non
 
 
 def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
-                   rules_file: Path | None = None) -> list[ExpectationOutcome]:
+                   rules_file: Path | None = None, run_id=None) -> list[ExpectationOutcome]:
     """Validate a frame against one suite (its rule references read from `rules_file`); one
-    outcome per expectation."""
+    outcome per expectation. `run_id` (GX's RunIdentifier) names the run in the Data Docs."""
     validation = _validation(suite_file, table_name, rules_file)
     suite = validation.suite
     names_rows_by = (suite.meta or {}).get("names_rows_by")
@@ -166,7 +166,7 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
     # per instrument) asks for the names of the failing rows, so a failure says which.
     result_format = "BASIC" if not names_rows_by else {
         "result_format": "SUMMARY", "unexpected_index_column_names": [names_rows_by]}
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id)
     outcomes = []
     for expectation, r in zip(suite.expectations, result.results, strict=True):
         stats = r.result or {}

@@ -6,7 +6,9 @@ it overlaps ingest on the other core. The run hands each sample over as a Parque
 and gets one outcome per expectation back, one JSON line per request:
 
     request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
-              "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional)}
+              "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional),
+              "run": {"name": "run <Dagster run id>", "time": "<ISO time>"} (names the validation
+              in the Data Docs instead of GX's `__none__`; optional)}
     reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
              or {"error": "<what went wrong>"}
 """
@@ -21,6 +23,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -42,12 +45,28 @@ def serve(requests: TextIO, replies: TextIO) -> None:
             else:
                 frame = pd.read_parquet(request["data"])
                 rules = Path(request["rules"]) if request.get("rules") else None
-                outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules)
+                outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules,
+                                          run_identifier(request.get("run")))
                 reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
         except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
             reply = {"error": f"{type(error).__name__}: {error}"}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
+
+
+def run_identifier(run: dict | None):
+    """GX's RunIdentifier for a request's run (name and ISO time), or None (GX's default)."""
+    if not run:
+        return None
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    return RunIdentifier(run_name=run["name"], run_time=datetime.fromisoformat(run["time"]))
+
+
+def run_name(dagster_run_id: str) -> str:
+    """A validation's run name in the Data Docs: the Dagster run's short id, as the run
+    summary and the dashboards show it."""
+    return f"run {dagster_run_id[:8]}"
 
 
 def main() -> None:
@@ -109,6 +128,11 @@ class GxWorker:
             [sys.executable, "-m", "pipelines.quality.gx_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lock = threading.Lock()
+        self._run: dict | None = None  # the Dagster run the validations belong to (name_run)
+
+    def name_run(self, dagster_run_id: str, started: datetime) -> None:
+        """Name this worker's validations after the Dagster run (its id and start time)."""
+        self._run = {"name": run_name(dagster_run_id), "time": started.isoformat()}
 
     def validate(self, con, query: str, suite_file: Path, table_name: str, rules_file: Path | None = None
                  ) -> tuple[int, list[ExpectationOutcome]]:
@@ -118,7 +142,7 @@ class GxWorker:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
             reply = self._ask({"data": str(data), "suite": str(suite_file), "table": table_name,
-                               "rules": str(rules_file) if rules_file else None})
+                               "rules": str(rules_file) if rules_file else None, "run": self._run})
             data.unlink(missing_ok=True)
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not validate {table_name} with {suite_file}: "
