@@ -359,7 +359,7 @@ def data_quality_parts(con, run: RunLabel) -> list:
     """What to fix first (failing checks, then the first source lines from the quarantine), then
     every check as a cell of a table x check grid, then the quarantine by rule."""
     failing = pd.DataFrame([{"check": f.check, "table": f.table, "export": f.export, "failed": f.count,
-                             "severity": f.severity, "where": f.detail or f.column, "what it means": f.meaning}
+                             "severity": f.severity, "where": f.where, "what it means": f.meaning}
                             for f in failing_checks(con)])
     quarantine_total = con.execute("SELECT count(*), coalesce(sum(rows_affected), 0) FROM marts.quarantine").fetchone()
     lines = con.execute("""

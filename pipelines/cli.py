@@ -167,13 +167,13 @@ def print_summary(clinic, run_id: str, out=sys.stdout) -> None:
         print(f"Rows read this run {run.rows_in:,}: accepted {run.rows_accepted:,}, quarantined "
               f"{run.rows_quarantined:,}, exact duplicates {run.rows_duplicate:,}", file=out)
         print(f"Data quality: {check_status(con).sentence()}.", file=out)
-        failing = failing_checks(con)
+        failing = failing_checks(con, clinic.expectations_dir)
         if failing:
             shown = failing[:25]
             print(f"Checks failing ({len(failing)}; every one in marts.data_quality):", file=out)
             for line in _columns([("severity", "check", "table", "export", "failed", "where"),
                                   *((f.severity, f.check, f.table, f.export, f.count or "-",
-                                     _shortened(f.detail or f.column, 400)) for f in shown)]):
+                                     _shortened(f.where, 400)) for f in shown)]):
                 print(line, file=out)
             if len(failing) > len(shown):
                 print(f"  ... and {len(failing) - len(shown)} more", file=out)
