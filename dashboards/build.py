@@ -402,6 +402,14 @@ def _export_words(export_id) -> str:
     return "all exports at once" if export_id in (None, "(all)") or pd.isna(export_id) else f"export {export_id}"
 
 
+def _cell_hover(status: str, failed, checked, checks: int, export_id, exports: int) -> str:
+    """A grid cell's hover: its status, and the rows failing in its worst export, named."""
+    if status == "pass" and not failed and exports > 1:
+        return f"pass, no row failed in any of {exports} exports" + (f" ({checks} checks)" if checks > 1 else "")
+    return (f"{status}, {int(failed):,} of {int(checked):,} rows failed" + (f" ({checks} checks)" if checks > 1 else "")
+            + f" in {_export_words(export_id)}" + (f" (the worst of {exports} exports)" if exports > 1 else ""))
+
+
 def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     dq = con.execute("SELECT * FROM marts.data_quality").df()
     # Great Expectations checks: named `gx:...`, or (the restructured mart) marked by implemented_by.
@@ -424,10 +432,9 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     text = cells.assign(t=[f"{p:.2f}%" if f > 0 and pd.notna(p) else "" for f, p in
                            zip(cells.rows_failed, cells.pct, strict=True)]).pivot(
         index="label", columns="table_name", values="t").reindex(order).fillna("")
-    hover = cells.assign(h=[f"{names[r]}, {int(f):,} of {int(c):,} rows failed" + (f" ({k} checks)" if k > 1 else "")
-                            + f" in {_export_words(e)}" + (f" (the worst of {m} exports)" if m > 1 else "")
-                            for r, f, c, k, e, m in zip(cells["rank"], cells.rows_failed, cells.rows_checked.fillna(0),
-                                                        cells.checks, cells.export_id, cells.exports, strict=True)]).pivot(
+    hover = cells.assign(h=[_cell_hover(names[r], f, c, k, e, m) for r, f, c, k, e, m in zip(
+        cells["rank"], cells.rows_failed, cells.rows_checked.fillna(0), cells.checks, cells.export_id, cells.exports,
+        strict=True)]).pivot(
         index="label", columns="table_name", values="h").reindex(order).fillna("not checked")
     n = len(present)
     scale = []

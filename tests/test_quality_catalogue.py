@@ -167,7 +167,7 @@ def test_each_failure_mode_triggers_its_dataset_check(odd_exports, export, table
     assert not any(e == "2026-11-01_clean" for e, *_ in failing)
     # The data-quality page's grid names the failing export in the cell's hover, not a pooled rate.
     page = (Path(s.dashboards_dir) / "data_quality.html").read_text()
-    assert f"failed in export {export}" in page
+    assert f"in export {export} (the worst of 4 exports)" in page
 
 
 def _grid_cell(fig, check: str, table: str) -> tuple[str, str]:
