@@ -239,6 +239,7 @@ def test_the_summary_says_where_a_check_failed_in_words():
     assert where_text("unknown_file", "(export)", "", "notes.txt is not a table of the contract and was not read") \
         == "notes.txt is not a table of the contract and was not read"
     assert where_text("freshness", "(export)", "", "") == "the export as a whole"
+    assert where_text("malformed_row", "doses", "", "", level="row") == "whole rows"
     con = duckdb.connect()
     con.execute("CREATE SCHEMA marts")
     con.execute("""CREATE TABLE marts.data_quality AS SELECT * FROM (VALUES

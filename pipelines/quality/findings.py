@@ -53,7 +53,8 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
 
 
-def where_text(check: str, table: str, column: str, detail: str, rows_named_by: str | None = None) -> str:
+def where_text(check: str, table: str, column: str, detail: str, rows_named_by: str | None = None,
+               level: str = "") -> str:
     """Where a failing check failed, said in words: `column sex (2 rows), age_years (1 row)`,
     `instrument calprotectin_ug_g (column mean_ratio)`, `file ...`, or the finding's own sentence."""
     pairs = [_COLUMN_COUNTS.match(part) for part in detail.split(", ")] if detail else []
@@ -74,7 +75,9 @@ def where_text(check: str, table: str, column: str, detail: str, rows_named_by: 
         return detail  # a finding's own sentence (identity_conflict, unknown_file, missing_table, ...)
     if column:
         return f"column{'s' if ',' in column else ''} {column}"
-    return "the export as a whole" if table == "(export)" else "whole rows or files"
+    if table == "(export)":
+        return "the export as a whole"
+    return {"row": "whole rows", "file": "whole files"}.get(level, "the table as a whole")
 
 
 def count_text(level: str, check: str, table: str, failed, checked) -> str:
@@ -96,7 +99,7 @@ def failing_checks(con, expectations_dir=None) -> list[FailingCheck]:
         FROM marts.data_quality WHERE status = 'fail'
         ORDER BY {SEVERITY_ORDER}, export_id, table_name, check_name""").fetchall()
     return [FailingCheck(sev, check, table, export, column, count_text(level, check, table, failed, checked),
-                         meaning, detail, where_text(check, table, column, detail, rows_named_by.get(check)))
+                         meaning, detail, where_text(check, table, column, detail, rows_named_by.get(check), level))
             for sev, check, table, export, column, level, failed, checked, meaning, detail in rows]
 
 
