@@ -7,8 +7,8 @@ and gets one outcome per expectation back, one JSON line per request:
 
     request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
               "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional),
-              "run": {"name": "run <Dagster run id>", "time": "<ISO time>"} (names the validation
-              in the Data Docs instead of GX's `__none__`; optional)}
+              "run": {"name": "run <Dagster run id> at <its start> UTC"} (names the validation in
+              the Data Docs instead of GX's `__none__`; optional)}
     reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
              or {"error": "<what went wrong>"}
 """
@@ -55,18 +55,21 @@ def serve(requests: TextIO, replies: TextIO) -> None:
 
 
 def run_identifier(run: dict | None):
-    """GX's RunIdentifier for a request's run (name and ISO time), or None (GX's default)."""
+    """GX's RunIdentifier for a request's run, or None (GX's `__none__`). Its run_time stays
+    GX's own (the validation's time): a run validates one suite once per export, and GX files
+    each result under suite/run name/run time, so one time for the whole run would keep only
+    the last export's result."""
     if not run:
         return None
     from great_expectations.core.run_identifier import RunIdentifier
 
-    return RunIdentifier(run_name=run["name"], run_time=datetime.fromisoformat(run["time"]))
+    return RunIdentifier(run_name=run["name"])
 
 
-def run_name(dagster_run_id: str) -> str:
-    """A validation's run name in the Data Docs: the Dagster run's short id, as the run
-    summary and the dashboards show it."""
-    return f"run {dagster_run_id[:8]}"
+def run_name(dagster_run_id: str, started: datetime) -> str:
+    """A validation's run name in the Data Docs: the Dagster run's short id and start, as the
+    run summary and the dashboards name a run."""
+    return f"run {dagster_run_id[:8]} at {started:%Y-%m-%d %H:%M} UTC"
 
 
 def main() -> None:
@@ -132,7 +135,7 @@ class GxWorker:
 
     def name_run(self, dagster_run_id: str, started: datetime) -> None:
         """Name this worker's validations after the Dagster run (its id and start time)."""
-        self._run = {"name": run_name(dagster_run_id), "time": started.isoformat()}
+        self._run = {"name": run_name(dagster_run_id, started)}
 
     def validate(self, con, query: str, suite_file: Path, table_name: str, rules_file: Path | None = None
                  ) -> tuple[int, list[ExpectationOutcome]]:
