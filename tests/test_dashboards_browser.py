@@ -208,7 +208,8 @@ def test_no_page_scrolls_sideways_at_1024_px(demo_run, browser, audience, page):
 
 def test_data_docs_fit_at_1024_px(demo_run, browser):
     """GX's index (its validation table filled by bootstrap-table) and a validation page: no
-    table reaches past the window's right edge (the index's table used to be cut off)."""
+    table reaches past the window's right edge (the index's table used to be cut off), and no
+    cell's text runs past its cell."""
     settings, _ = demo_run
     site = Path(settings.marts_dir) / "data_docs"
     validation = sorted((site / "validations").rglob("*.html"))[0]
@@ -218,9 +219,12 @@ def test_data_docs_fit_at_1024_px(demo_run, browser):
         page.wait_for_load_state("load")
         assert page.locator("table tbody tr").count() > 0, path.name
         rights = page.eval_on_selector_all("table", "ts => ts.map(t => t.getBoundingClientRect().right)")
+        spilling = page.eval_on_selector_all("td", "ts => ts.filter(t => t.scrollWidth > t.clientWidth + 1)"
+                                                   ".map(t => t.innerText.slice(0, 60))")
         width = page.evaluate("document.documentElement.scrollWidth")
         page.close()
         assert width <= 1024 and max(rights) <= 1024, (path.name, width, rights)
+        assert spilling == [], (path.name, spilling)  # no cell's text runs into its neighbour
 
 
 def test_data_docs_open_offline_with_their_tables_and_icons(demo_run, browser):

@@ -46,6 +46,7 @@ nav ul, .list-group { list-style: none; padding-left: 0; }
 table.ge-index-page-validation-results-table, table.ge-index-page-expectation_suites-table {
   table-layout: fixed; width: 100% !important; font-size: 0.875rem; }
 .bootstrap-table td, .bootstrap-table th .th-inner { overflow-wrap: break-word; white-space: normal !important; }
+.bootstrap-table td .cooltip { max-width: 100%; overflow-wrap: anywhere; }
 .bootstrap-table .filter-control input, .bootstrap-table .filter-control select { min-width: 0; width: 100%; }
 """
 _PATTERNS = [
