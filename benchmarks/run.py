@@ -27,6 +27,7 @@ from pathlib import Path
 from benchmarks.profile import last_run_steps
 
 SCALES = {"demo": 200, "S": 10_000, "M": 100_000, "L": 1_000_000}
+DIARY_EVERY = 5  # days: a diary value every 5 days gives the spec's ~100 measurement rows per patient
 ROOT = Path(__file__).resolve().parent.parent
 
 FLOOR = """
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     if not (export / "_READY").exists():
         print(f"generating scale {args.scale} ...", file=sys.stderr)
         subprocess.run([py, "-m", "pipelines.cli", "demo-data", "--patients", str(SCALES[args.scale]),
-                        "--seed", "7", "--out", str(export)], check=True, cwd=ROOT)
+                        "--seed", "7", "--diary-every", str(DIARY_EVERY), "--out", str(export)], check=True, cwd=ROOT)
     floor_sql = ROOT / "benchmarks" / "floor.sql"
     results = {}
     rules_file, contract_file = ROOT / "rules" / "response_rules.yaml", ROOT / "rules" / "contract.yaml"

@@ -359,7 +359,7 @@ def data_quality_parts(con, run: RunLabel) -> list:
     """What to fix first (failing checks, then the first source lines from the quarantine), then
     every check as a cell of a table x check grid, then the quarantine by rule."""
     failing = pd.DataFrame([{"check": f.check, "table": f.table, "export": f.export, "failed": f.count,
-                             "severity": f.severity, "where": f.detail or f.column, "what it means": f.meaning}
+                             "severity": f.severity, "where": f.where, "what it means": f.meaning}
                             for f in failing_checks(con)])
     quarantine_total = con.execute("SELECT count(*), coalesce(sum(rows_affected), 0) FROM marts.quarantine").fetchone()
     lines = con.execute("""
@@ -384,6 +384,32 @@ def data_quality_parts(con, run: RunLabel) -> list:
     return [*parts, *data_quality_figures(con, run)]
 
 
+def worst_export_cells(dq: pd.DataFrame) -> pd.DataFrame:
+    """One cell per check label and table: the export where it did worst (highest status rank,
+    then highest share failing, then most rows, then the latest export), not a rate pooled over
+    exports, which would dilute one bad export among good ones. `exports`: how many it covers."""
+    per_export = dq.groupby(["label", "table_name", "export_id"], as_index=False, dropna=False).agg(
+        rank=("rank", "max"), rows_failed=("rows_failed", "sum"), rows_checked=("rows_checked", "sum"),
+        checks=("check_name", "count"))
+    per_export["pct"] = 100 * per_export.rows_failed / per_export.rows_checked.where(per_export.rows_checked > 0)
+    per_export["exports"] = per_export.groupby(["label", "table_name"]).export_id.transform("size")
+    worst = per_export.sort_values(["rank", "pct", "rows_failed", "export_id"], ascending=False, na_position="last")
+    return worst.drop_duplicates(["label", "table_name"]).reset_index(drop=True)
+
+
+def _export_words(export_id) -> str:
+    """An export as the hover names it: `(all)` (checks over every export at once) in words."""
+    return "all exports at once" if export_id in (None, "(all)") or pd.isna(export_id) else f"export {export_id}"
+
+
+def _cell_hover(status: str, failed, checked, checks: int, export_id, exports: int) -> str:
+    """A grid cell's hover: its status, and the rows failing in its worst export, named."""
+    if status == "pass" and not failed and exports > 1:
+        return f"pass, no row failed in any of {exports} exports" + (f" ({checks} checks)" if checks > 1 else "")
+    return (f"{status}, {int(failed):,} of {int(checked):,} rows failed" + (f" ({checks} checks)" if checks > 1 else "")
+            + f" in {_export_words(export_id)}" + (f" (the worst of {exports} exports)" if exports > 1 else ""))
+
+
 def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     dq = con.execute("SELECT * FROM marts.data_quality").df()
     # Great Expectations checks: named `gx:...`, or (the restructured mart) marked by implemented_by.
@@ -396,10 +422,7 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
                    for st, s in zip(dq.status, dq.severity, strict=True)]
     rank = {name: i for i, name in enumerate(STATUS_COLOURS)}
     dq["rank"] = dq.state.map(rank)
-    cells = dq.groupby(["label", "table_name"], as_index=False).agg(
-        rank=("rank", "max"), rows_failed=("rows_failed", "sum"), rows_checked=("rows_checked", "sum"),
-        checks=("check_name", "count"))
-    cells["pct"] = 100 * cells.rows_failed / cells.rows_checked.where(cells.rows_checked > 0)
+    cells = worst_export_cells(dq)
     present = sorted(cells["rank"].unique())  # only the statuses that occur get a colour and a legend entry
     index_of = {r: i for i, r in enumerate(present)}
     names = list(STATUS_COLOURS)
@@ -409,9 +432,9 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     text = cells.assign(t=[f"{p:.2f}%" if f > 0 and pd.notna(p) else "" for f, p in
                            zip(cells.rows_failed, cells.pct, strict=True)]).pivot(
         index="label", columns="table_name", values="t").reindex(order).fillna("")
-    hover = cells.assign(h=[f"{names[r]}, {int(f):,} of {int(c):,} rows failed" + (f" ({k} checks)" if k > 1 else "")
-                            for r, f, c, k in zip(cells["rank"], cells.rows_failed, cells.rows_checked.fillna(0),
-                                                  cells.checks, strict=True)]).pivot(
+    hover = cells.assign(h=[_cell_hover(names[r], f, c, k, e, m) for r, f, c, k, e, m in zip(
+        cells["rank"], cells.rows_failed, cells.rows_checked.fillna(0), cells.checks, cells.export_id, cells.exports,
+        strict=True)]).pivot(
         index="label", columns="table_name", values="h").reindex(order).fillna("not checked")
     n = len(present)
     scale = []
@@ -427,7 +450,8 @@ def data_quality_figures(con, run: RunLabel) -> list[go.Figure]:
     fig.update_xaxes(title_text="Table or mart", side="top", tickangle=-35, tickfont=dict(size=11))
     fig.update_yaxes(title_text="Check (label: % of rows failing, where any)", autorange="reversed",
                      tickfont=dict(size=11))
-    figs = [_titled(fig, "Every check by table (Great Expectations checks grouped by kind; a cell shows the worst)",
+    figs = [_titled(fig, "Every check by table (Great Expectations checks grouped by kind; a cell shows the worst "
+                         "export)",
                     run, height=max(560, 24 * len(grid.index) + 330))]
     figs[0].update_layout(margin=dict(t=260, l=220, r=40, b=40), title=dict(y=1 - 12 / figs[0].layout.height,
                                                                                   yanchor="top"),

@@ -148,7 +148,7 @@ def _last_run(con, run: RunLabel) -> str:
     listed = "".join(
         f"<li><code>{html.escape(f.check)}</code> on {html.escape(f.table)} ({html.escape(f.export)})"
         + (f", {html.escape(f.count)}" if f.count else "")
-        + (f" ({html.escape(f.detail if len(f.detail) <= 120 else f.detail[:117] + '...')})" if f.detail else "")
+        + (f" ({html.escape(f.where if len(f.where) <= 120 else f.where[:117] + '...')})" if f.where else "")
         + (f": {html.escape(f.meaning)}" if f.meaning else "") + "</li>"
         for f in failing[:5])
     if len(failing) > 5:

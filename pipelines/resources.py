@@ -3,6 +3,7 @@
 import os
 import time
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -56,6 +57,13 @@ def move_damaged_aside(warehouse: Path) -> Path:
     return aside
 
 
+def _run_started(context: dg.InitResourceContext) -> datetime:
+    """When the Dagster run started (its run record), or now if the instance does not say."""
+    record = context.instance.get_run_record_by_id(context.run_id) if context.instance else None
+    started = record.start_time if record is not None else None
+    return datetime.fromtimestamp(started or time.time(), tz=UTC)
+
+
 class GreatExpectations(dg.ConfigurableResource):
     """Runs the GX suites for the run's checks in a worker process that lives as long as
     the run (pipelines/quality/gx_worker.py): started when the run starts, so importing GX
@@ -66,6 +74,8 @@ class GreatExpectations(dg.ConfigurableResource):
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._worker = take_or_start()
+        if context.run_id:  # the Data Docs name each validation by its Dagster run, not `__none__`
+            self._worker.name_run(context.run_id, _run_started(context))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._worker is not None:

@@ -206,6 +206,27 @@ def test_no_page_scrolls_sideways_at_1024_px(demo_run, browser, audience, page):
     assert seen["width"] <= 1024
 
 
+def test_data_docs_fit_at_1024_px(demo_run, browser):
+    """GX's index (its validation table filled by bootstrap-table) and a validation page: no
+    table reaches past the window's right edge (the index's table used to be cut off), and no
+    cell's text runs past its cell."""
+    settings, _ = demo_run
+    site = Path(settings.marts_dir) / "data_docs"
+    validation = sorted((site / "validations").rglob("*.html"))[0]
+    for path in (site / "index.html", validation):
+        page = browser.new_page(viewport={"width": 1024, "height": 800})
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("table tbody tr").count() > 0, path.name
+        rights = page.eval_on_selector_all("table", "ts => ts.map(t => t.getBoundingClientRect().right)")
+        spilling = page.eval_on_selector_all("td", "ts => ts.filter(t => t.scrollWidth > t.clientWidth + 1)"
+                                                   ".map(t => t.innerText.slice(0, 60))")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        page.close()
+        assert width <= 1024 and max(rights) <= 1024, (path.name, width, rights)
+        assert spilling == [], (path.name, spilling)  # no cell's text runs into its neighbour
+
+
 def test_data_docs_open_offline_with_their_tables_and_icons(demo_run, browser):
     """GX's own pages, linked from the front page: the index's tables filled by bootstrap-table
     (vendored jQuery), a validation page's status icons drawn in Font Awesome, nothing fetched

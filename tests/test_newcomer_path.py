@@ -206,3 +206,51 @@ def test_what_changed_compares_with_the_run_published_just_before(tmp_path):
             assert "first published run" in changes
         else:
             assert f"Compared with run {published[-2][:8]} " in changes, (published, changes[:300])
+
+
+def test_the_summary_says_where_a_check_failed_in_words():
+    """The "where" column names what a failure concerns: columns with their rows, an instrument
+    (what the distribution suite's failing rows are, read from the suite), a file, or the finding."""
+    from pipelines.quality.findings import failing_checks, where_text
+
+    assert where_text("out_of_range", "measurements", "value", "value 1200") == "column value (1,200 rows)"
+    assert where_text("missing_value", "patients", "", "age_years 1, sex 2") == \
+        "columns age_years (1 row), sex (2 rows)"
+    assert where_text("reconciliation", "doses", "", "2026-11-01_a/doses.csv") == "file 2026-11-01_a/doses.csv"
+    assert where_text("unknown_file", "(export)", "", "notes.txt is not a table of the contract and was not read") \
+        == "notes.txt is not a table of the contract and was not read"
+    assert where_text("freshness", "(export)", "", "") == "the export as a whole"
+    assert where_text("malformed_row", "doses", "", "", level="row") == "whole rows"
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA marts")
+    con.execute("""CREATE TABLE marts.data_quality AS SELECT * FROM (VALUES
+        ('warning', 'gx:expect_column_values_to_be_between(mean_ratio)', 'measurements', '2026-11-02_b',
+         'mean_ratio', 'dataset', 2, 5, 'each instrument''s mean ...', 'calprotectin_ug_g, hbi', 'fail'),
+        ('warning', 'gx:expect_column_values_to_be_between(volume_ratio)', 'measurements', '2026-11-02_b',
+         'volume_ratio', 'dataset', 1, 1, 'rows per patient ...', NULL, 'fail')
+        ) t(severity, check_name, table_name, export_id, column_name, level, rows_failed, rows_checked,
+            description, detail, status)""")
+    where = {f.column: f.where for f in failing_checks(con)}
+    assert where == {"mean_ratio": "instruments calprotectin_ug_g, hbi (column mean_ratio)",
+                     "volume_ratio": "column volume_ratio"}
+
+
+def test_ingest_progress_writes_counts_with_thousands_separators(tmp_path):
+    """Progress is for people: 1,350 rows read, not 1350 (the stored counts stay numbers)."""
+    from pipelines.demo.generator import generate
+    from pipelines.ingest.contract import load_contract
+    from pipelines.ingest.load import ensure_warehouse, ingest_table
+    from pipelines.settings import RULES_DIR
+
+    export = tmp_path / "2026-11-01T0600_site-a"
+    counts = generate(150, seed=3, id_prefix="T").write(export)
+    assert counts["measurements"] >= 1000
+    contract = load_contract(RULES_DIR / "contract.yaml")
+    con = duckdb.connect()
+    ensure_warehouse(con, contract)
+    said = []
+    ingest_table(con, contract, "measurements", [export], said.append)
+    assert said == [f"{export.name}/measurements.csv: {counts['measurements']:,} rows read, 0 quarantined, "
+                    "0 duplicates"]
+    assert "," in said[0].split(":")[1].split()[0]
+    assert con.execute("SELECT sum(rows_read) FROM ingest.applied_files").fetchone()[0] == counts["measurements"]

@@ -165,6 +165,44 @@ def test_each_failure_mode_triggers_its_dataset_check(odd_exports, export, table
     assert (export, table, column, "warning") in failing
     assert column in out.stdout  # named in the run summary too
     assert not any(e == "2026-11-01_clean" for e, *_ in failing)
+    # The data-quality page's grid names the failing export in the cell's hover, not a pooled rate.
+    page = (Path(s.dashboards_dir) / "data_quality.html").read_text()
+    worst = "" if table == "(export)" else " (the worst of 4 exports)"  # freshness: the newest export only
+    assert f" in export {export}{worst}" in page
+    # GX's Data Docs keep every export's validation of a suite in one run (4 exports, 4 pages).
+    volume = list((Path(s.marts_dir) / "data_docs" / "validations" / "dataset_volume @ measurements").rglob("*.html"))
+    assert len(volume) == 4 and all("/run " in p.as_posix() for p in volume), volume
+
+
+def _grid_cell(fig, check: str, table: str) -> tuple[str, str]:
+    """The text and hover of one cell of the data-quality page's check x table grid."""
+    grid = fig.data[0]
+    row, col = list(grid.y).index(check), list(grid.x).index(table)
+    return grid.text[row][col], grid.customdata[row][col]
+
+
+def test_quality_grid_shows_the_worst_export_of_each_check_not_a_pooled_rate():
+    """One export with 40% of its rows out of range among two clean ones is a 40% cell naming
+    that export (pooled over the three it would read 4%); a check over all exports at once says so."""
+    from dashboards.build import data_quality_figures
+    from dashboards.page import RunLabel
+
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA marts")
+    con.execute("""CREATE TABLE marts.data_quality AS SELECT * FROM (VALUES
+        ('2026-11-01_a', 'measurements', 'out_of_range', 'contract', 'warning', 'fail', 0, 500),
+        ('2026-11-02_b', 'measurements', 'out_of_range', 'contract', 'warning', 'fail', 40, 100),
+        ('2026-11-03_c', 'measurements', 'out_of_range', 'contract', 'warning', 'pass', 0, 400),
+        ('(all)', 'marts.cohort_flow', 'gx:expect_column_values_to_not_be_null(n)', 'great_expectations',
+         'fatal', 'pass', 0, 7)
+        ) t(export_id, table_name, check_name, implemented_by, severity, status, rows_failed, rows_checked)""")
+    figs = data_quality_figures(con, RunLabel("run-1", "2026-12-06 15:00", "1"))
+    text, hover = _grid_cell(figs[0], "out_of_range", "measurements")
+    assert text == "40.00%"
+    assert "40 of 100 rows failed in export 2026-11-02_b (the worst of 3 exports)" in hover
+    assert hover.startswith("fail (warning)")
+    (gx_label,) = [y for y in figs[0].data[0].y if y != "out_of_range"]
+    assert "in all exports at once" in _grid_cell(figs[0], gx_label, "marts.cohort_flow")[1]
 
 
 @pytest.mark.slow
@@ -193,9 +231,17 @@ def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path):
 
 
 def test_data_docs_are_published_offline_beside_the_dashboards(demo_run):
-    settings, _ = demo_run
+    """Offline and without GX's online chrome: no reference or http(s) address off the machine
+    (the vendored libraries' licence comments aside), no tutorials banner, and each validation
+    named by the Dagster run that made it, not GX's `__none__`."""
+    settings, result = demo_run
     site = Path(settings.marts_dir) / "data_docs"
-    assert (site / "index.html").exists()
+    index = (site / "index.html").read_text()
     pages = list(site.rglob("*.html"))
     assert len(pages) > 10 and any("dataset_distribution" in p.read_text() for p in pages)
     assert remote_references(site) == []
+    own = [p for p in pages if "vendor" not in p.relative_to(site).parts]
+    assert not [p.name for p in own if re.search(r"https?://", p.read_text())]
+    assert not [p.name for p in own if "__none__" in str(p.relative_to(site)) or "__none__" in p.read_text()]
+    assert not [p.name for p in own if re.search(r"id=[\"']ge-cta-footer", p.read_text())]
+    assert f"run {result.run_id[:8]}" in index

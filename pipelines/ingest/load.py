@@ -681,7 +681,7 @@ def ingest_table(con, contract: Contract, table_name: str, exports: list[Path],
     for export_dir in exports:
         done = apply_export(con, contract, table, export_dir, identity_columns)
         for r in done:
-            progress(f"{r.export_file.source_file}: {r.rows_read} rows read, {r.failed} quarantined, "
-                     f"{r.duplicates} duplicates")
+            progress(f"{r.export_file.source_file}: {r.rows_read:,} rows read, {r.failed:,} quarantined, "
+                     f"{r.duplicates:,} duplicates")
         results.extend(done)
     return results

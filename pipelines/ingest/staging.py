@@ -38,8 +38,8 @@ def _staged_table_asset(table: str) -> dg.AssetsDefinition:
             orphans = stage(con, clinic.contract(), table, compute)
             meta = table_metadata(con, f"staging.{table}", orphan_rows_quarantined=orphans,
                                   engine=compute.engine)
-        report(context, f"staged {table}: {meta['dagster/row_count']} rows"
-                        + (f", {orphans} orphan rows quarantined" if orphans else ""))
+        report(context, f"staged {table}: {meta['dagster/row_count']:,} rows"
+                        + (f", {orphans:,} orphan rows quarantined" if orphans else ""))
         return dg.MaterializeResult(metadata=meta)
 
     return _asset

@@ -3,7 +3,8 @@
 GX renders its site with stylesheets and scripts from public CDNs (Bootstrap, jQuery,
 bootstrap-table, Font Awesome, Vega), a newsletter form and logos on S3: opened from disk
 on a machine without network, the index's tables stay empty (bootstrap-table fills them)
-and the status icons are missing. The few files the pages need are vendored in
+and the status icons are missing; a banner offers online tutorials, and the index's table is
+wider than a 1024 px screen. The few files the pages need are vendored in
 `data_docs_assets/` (its README lists versions and licences): they are copied into the
 site and the pages point at them; every other reference off the machine is removed.
 """
@@ -39,6 +40,14 @@ table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 td, th { border: 1px solid #ccc; padding: 0.3em 0.6em; vertical-align: top; }
 .alert-danger, .text-danger { color: #b2182b; } .text-success { color: #1b7837; }
 nav ul, .list-group { list-style: none; padding-left: 0; }
+/* The index's validation table fits at 1024 px: narrower page margins, columns sharing the width
+   (long suite and asset names wrap) instead of a table cut off at the right. */
+.container-fluid.pl-5 { padding-left: 1rem !important; padding-right: 1rem !important; }
+table.ge-index-page-validation-results-table, table.ge-index-page-expectation_suites-table {
+  table-layout: fixed; width: 100% !important; font-size: 0.875rem; }
+.bootstrap-table td, .bootstrap-table th .th-inner { overflow-wrap: break-word; white-space: normal !important; }
+.bootstrap-table td .cooltip { max-width: 100%; overflow-wrap: anywhere; }
+.bootstrap-table .filter-control input, .bootstrap-table .filter-control select { min-width: 0; width: 100%; }
 """
 _PATTERNS = [
     re.compile(rf"<script[^>]*\ssrc=[\"']{REMOTE}[\"'][^>]*>\s*</script>", re.I),
@@ -46,6 +55,9 @@ _PATTERNS = [
     re.compile(rf"<img[^>]*\ssrc=[\"']{REMOTE}[\"'][^>]*/?>", re.I),
     re.compile(rf"<form[^>]*\saction=[\"']{REMOTE}[\"'].*?</form>", re.I | re.S),
     re.compile(r"<footer>\s*<p>Stay current on everything GX.*?</footer>", re.I | re.S),  # a newsletter link
+    # The "check out one of these tutorials" banner (online tutorials) and the script that shows it.
+    re.compile(r"<footer[^>]*\sid=[\"']ge-cta-footer[\"'].*?</footer>"
+               r"(?:\s*<script>(?:(?!</script>).)*ge-cta-footer(?:(?!</script>).)*</script>)?", re.I | re.S),
 ]
 _REMOTE_LINK = re.compile(rf"<a([^>]*)\shref=[\"']{REMOTE}[\"']([^>]*)>", re.I)
 _REMOTE_URL = re.compile(rf"url\(\s*[\"']?{REMOTE}[\"']?\s*\)", re.I)

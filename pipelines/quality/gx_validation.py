@@ -156,9 +156,9 @@ def _validation(suite_file: Path, table_name: str, rules_file: Path | None = Non
 
 
 def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
-                   rules_file: Path | None = None) -> list[ExpectationOutcome]:
+                   rules_file: Path | None = None, run_id=None) -> list[ExpectationOutcome]:
     """Validate a frame against one suite (its rule references read from `rules_file`); one
-    outcome per expectation."""
+    outcome per expectation. `run_id` (GX's RunIdentifier) names the run in the Data Docs."""
     validation = _validation(suite_file, table_name, rules_file)
     suite = validation.suite
     names_rows_by = (suite.meta or {}).get("names_rows_by")
@@ -166,7 +166,7 @@ def validate_frame(frame: pd.DataFrame, suite_file: Path, table_name: str,
     # per instrument) asks for the names of the failing rows, so a failure says which.
     result_format = "BASIC" if not names_rows_by else {
         "result_format": "SUMMARY", "unexpected_index_column_names": [names_rows_by]}
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format=result_format)
+    result = validation.run(batch_parameters={"dataframe": frame}, result_format=result_format, run_id=run_id)
     outcomes = []
     for expectation, r in zip(suite.expectations, result.results, strict=True):
         stats = r.result or {}
@@ -208,7 +208,8 @@ def _domain(frame: pd.DataFrame, kwargs: dict) -> pd.DataFrame:
 
 
 def validate_groups(frame: pd.DataFrame, suite_file: Path, table_name: str, group_by: list[str],
-                    groups: list[tuple], rules_file: Path | None = None) -> list[list[ExpectationOutcome]]:
+                    groups: list[tuple], rules_file: Path | None = None, run_id=None
+                    ) -> list[list[ExpectationOutcome]]:
     """One validation of a frame holding many groups of rows (say one per export, `group_by`
     naming the columns that tell them apart), split into the outcomes each group gets validated
     alone: one list per group of `groups`, in that order (a group without rows has its
@@ -216,12 +217,12 @@ def validate_groups(frame: pd.DataFrame, suite_file: Path, table_name: str, grou
     so 1,000 small exports validated one by one cost 1,000 of them. Column expectations are
     split by their failing rows (GX names them by the group columns); a group's rows counted
     after the expectation's row_condition, as GX counts them. The table_name of each outcome is
-    the group's own when `table_name` is one of the group columns."""
+    the group's own when `table_name` is one of the group columns. `run_id` as validate_frame's."""
     validation = _validation(suite_file, table_name, rules_file)
     suite = validation.suite
     names_rows_by = (suite.meta or {}).get("names_rows_by")
     index = list(dict.fromkeys([*group_by, *([names_rows_by] if names_rows_by else [])]))
-    result = validation.run(batch_parameters={"dataframe": frame}, result_format={
+    result = validation.run(batch_parameters={"dataframe": frame}, run_id=run_id, result_format={
         "result_format": "COMPLETE", "unexpected_index_column_names": index})
     keys = [tuple(g) for g in groups]
     per_group: list[list[ExpectationOutcome]] = [[] for _ in keys]

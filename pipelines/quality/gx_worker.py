@@ -8,7 +8,9 @@ and gets one outcome per expectation back, one JSON line per request:
     request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
               "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional),
               "group_by": ["export_id", ...], "groups": [["<export>", ...], ...] (optional: one
-              validation of many groups, say exports, split into each group's outcomes)}
+              validation of many groups, say exports, split into each group's outcomes),
+              "run": {"name": "run <Dagster run id> at <its start> UTC"} (names the validation in
+              the Data Docs instead of GX's `__none__`; optional)}
     reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
              (with groups: "groups": [[ExpectationOutcome as a dict, ...], ...], one per group)
              or {"error": "<what went wrong>"}
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -45,17 +48,36 @@ def serve(requests: TextIO, replies: TextIO) -> None:
             else:
                 frame = pd.read_parquet(request["data"])
                 rules = Path(request["rules"]) if request.get("rules") else None
+                run = run_identifier(request.get("run"))
                 if "groups" in request:
                     per_group = validate_groups(frame, Path(request["suite"]), request["table"],
-                                                request["group_by"], request["groups"], rules)
+                                                request["group_by"], request["groups"], rules, run)
                     reply = {"rows": len(frame), "groups": [[asdict(o) for o in g] for g in per_group]}
                 else:
-                    outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules)
+                    outcomes = validate_frame(frame, Path(request["suite"]), request["table"], rules, run)
                     reply = {"rows": len(frame), "outcomes": [asdict(o) for o in outcomes]}
         except Exception as error:  # noqa: BLE001 - reported to the run, which fails the check
             reply = {"error": f"{type(error).__name__}: {error}"}
         replies.write(json.dumps(reply) + "\n")
         replies.flush()
+
+
+def run_identifier(run: dict | None):
+    """GX's RunIdentifier for a request's run, or None (GX's `__none__`). Its run_time stays
+    GX's own (the validation's time): a run validates one suite once per export, and GX files
+    each result under suite/run name/run time, so one time for the whole run would keep only
+    the last export's result."""
+    if not run:
+        return None
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    return RunIdentifier(run_name=run["name"])
+
+
+def run_name(dagster_run_id: str, started: datetime) -> str:
+    """A validation's run name in the Data Docs: the Dagster run's short id and start, as the
+    run summary and the dashboards name a run."""
+    return f"run {dagster_run_id[:8]} at {started:%Y-%m-%d %H:%M} UTC"
 
 
 def main() -> None:
@@ -117,6 +139,11 @@ class GxWorker:
             [sys.executable, "-m", "pipelines.quality.gx_worker"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self._log, text=True)
         self._lock = threading.Lock()
+        self._run: dict | None = None  # the Dagster run the validations belong to (name_run)
+
+    def name_run(self, dagster_run_id: str, started: datetime) -> None:
+        """Name this worker's validations after the Dagster run (its id and start time)."""
+        self._run = {"name": run_name(dagster_run_id, started)}
 
     def validate(self, con, query: str, suite_file: Path, table_name: str, rules_file: Path | None = None
                  ) -> tuple[int, list[ExpectationOutcome]]:
@@ -142,7 +169,7 @@ class GxWorker:
         with self._lock:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
-            reply = self._ask({"data": str(data), **request})
+            reply = self._ask({"data": str(data), **request, "run": self._run})
             data.unlink(missing_ok=True)
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not validate {request['table']} with "
