@@ -21,7 +21,7 @@ from pipelines.dictionary import write_comments
 from pipelines.publish.snapshot import write_parquet
 from pipelines.release.frames import hidden_cells
 from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
-from pipelines.sqlfiles import quote_literal, write_frame
+from pipelines.sqlfiles import quote_ident, quote_literal, write_frame
 
 if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the definitions
     import pandas as pd
@@ -65,11 +65,33 @@ def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], i
             write_frame(con, f"release_target.marts.{mart}", _with_marks(frame, mart))
         write_frame(con, "release_target.marts.release_info", pd.DataFrame([info]))
         write_comments(con, "release_target", "release")
+        _describe_grains(con, "release_target", frames)
         for table in [*frames, "release_info"]:
             write_parquet(con, f"SELECT * FROM release_target.marts.{table}", folder / f"{table}.parquet")
     finally:
         con.execute("DETACH release_target")
     return path
+
+
+def _describe_grains(con, database: str, frames: dict[str, pd.DataFrame]) -> None:
+    """A mart released at a coarser grain (pipelines/release/grain.py) is described as the
+    recipient has it: the grain's description in place of the mart's, and each pooled column
+    as the one value it holds."""
+    from pipelines.dictionary import load_dictionary
+    from pipelines.release.grain import grains
+
+    dictionary = load_dictionary()
+    for mart, grain in grains().items():
+        if mart not in frames:
+            continue
+        relation = f"{quote_ident(database)}.marts.{quote_ident(mart)}"
+        comment = dictionary.table_comment(mart, "release") or ""
+        own = dictionary.tables[mart].description.strip()
+        con.execute(f"COMMENT ON TABLE {relation} IS "
+                    f"{quote_literal(comment.replace(own, ' '.join(grain['description'].split())))}")
+        for column, value in grain["pool"].items():
+            con.execute(f"COMMENT ON COLUMN {relation}.{quote_ident(column)} IS "
+                        f"{quote_literal(f'{value!s} on every row: the release counts every {column} together.')}")
 
 
 def sha256(path: Path) -> str:

@@ -104,12 +104,15 @@ def _released(bundle: Path) -> dict[str, pd.DataFrame]:
 
 
 def read_published(snapshot: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
-    """The published internal set: the five marts, the patients' fingerprints, and the run."""
+    """The published internal set: the five marts at the release's grain, the patients'
+    fingerprints, and the run."""
     if not Path(snapshot).exists():
         raise FileNotFoundError(f"no published set at {snapshot}: run `clinic run` first")
+    from pipelines.release.grain import read_at_release_grain
+
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        marts = read_marts(con)
+        marts = read_at_release_grain(con, published=True)
         patients = fingerprints(con, "marts.patient_trajectory")
         run_id, rules_version = con.execute(
             "SELECT run_id, rules_version FROM marts.run_info WHERE status = 'published' "
