@@ -183,6 +183,7 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
         str(p.relative_to(bundle)): sha256(p) for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST}
     use = manifest["disclosure_audit"]["utility"]
     assert use["all_patients_shares_published"] and use["published_share"] >= 0.5
+    assert manifest["release_grain"] == {"measure_trajectory": {"pooled": {"category": "all"}}}
     # The trajectories leave at their declared grain, and the release's dictionary says so.
     import duckdb
 

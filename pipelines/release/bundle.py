@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the defin
     import pandas as pd
 
 __all__ = ["hidden_cells"]  # read here by the release check
-RELEASE_MARTS = list(COUNT_COLUMNS)  # the five aggregate marts
+RELEASE_MARTS = COUNT_COLUMNS  # the released aggregate marts (their names, read when used)
 RELEASE_DB = "clinic_release.duckdb"
 MANIFEST = "manifest.json"
 PREVIEW_NOTE = ("PREVIEW - NOT FOR RELEASE: what the next release would show, built by a run for the clinic "
@@ -103,15 +103,19 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False) -> Path:
-    """manifest.json: the run, the rules version, the threshold, the audit result, the utility,
-    and every file of the bundle with its size and SHA-256 (so a recipient can check what
+    """manifest.json: the run, the rules version, the threshold, the release's grain, the audit
+    result, the utility, and every file of the bundle with its size and SHA-256 (so a recipient can check what
     arrived). A preview (what a run builds for the clinic to look at) says it is not for release."""
+    from pipelines.release.grain import grains
+
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
         "bundle": PREVIEW_NOTE if preview else "clinic outcomes release (protected and audited; may leave the clinic)",
         "for_release": not preview,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **info,
+        # Marts released coarser than the clinic's own (pipelines/release/grain.py): what is pooled.
+        "release_grain": {mart: {"pooled": dict(grain["pool"])} for mart, grain in grains().items()},
         "disclosure_audit": audit,
         "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha256(p)}
                   for p in files],

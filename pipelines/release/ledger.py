@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +75,7 @@ def read_ledger(marts_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _read_folder(folder: Path, names: list[str]) -> dict[str, pd.DataFrame]:
+def _read_folder(folder: Path, names: Iterable[str]) -> dict[str, pd.DataFrame]:
     return {n: pd.read_parquet(folder / f"{n}.parquet") for n in names}
 
 
