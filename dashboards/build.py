@@ -179,7 +179,7 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
             colour, group = CATEGORY_COLOURS.get(cat, "#333333"), f"{indication}-{cat}"
             every_cat = every[(every.indication == indication) & (every.category == cat)]
             start, end = (every_cat[every_cat.visit_week == w] for w in (0, target_week))
-            name = f"{_label(cat)}: {_week_median(start)} → {_week_median(end)}"
+            name = f"{_category_label(cat)}: {_week_median(start)} → {_week_median(end)}"
             for col, stem, text in ((1, "pct_change", "%{y:.1f}%"), (2, "value", "%{y:.4g} " + unit)):
                 fig.add_scatter(x=list(c.visit_week) + list(c.visit_week[::-1]),
                                 y=list(c[f"{stem}_p75"]) + list(c[f"{stem}_p25"][::-1]),
@@ -210,6 +210,10 @@ def _categories(every: pd.DataFrame) -> tuple[str, ...]:
     return (POOLED,) if set(every.category) == {POOLED} else CATEGORIES
 
 
+def _category_label(cat: str) -> str:
+    return "all categories" if cat == POOLED else _label(cat)
+
+
 def _week_median(rows: pd.DataFrame) -> str:
     """One week's median for the table: its value, SUPPRESSED where the release hides its count
     (the chart leaves that week out too), or – where no patient had a value."""
@@ -234,13 +238,13 @@ def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_wee
             at = {w: part[(part.category == cat) & (part.visit_week == w)] for w in (0, target_week)}
             start, end = at[0], at[target_week]
             if start.empty and end.empty:
-                row[_label(cat)] = "–"
+                row[_category_label(cat)] = "–"
                 continue
             # Each week's median as the chart draws it: shown, suppressed, or none (–).
             change = (f", {end.pct_change_median.iloc[0]:+.0f}%" if not end.empty and end.n_patients.notna().all()
                       else "")
             n = f" (n {_n(end.n_patients.iloc[0])})" if not end.empty and end.n_patients.notna().all() else ""
-            row[_label(cat)] = f"{_week_median(start)} → {_week_median(end)}{change}{n}"
+            row[_category_label(cat)] = f"{_week_median(start)} → {_week_median(end)}{change}{n}"
         rows.append(row)
     return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
             f"{target_week * 7})</h2>"
