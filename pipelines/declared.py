@@ -9,6 +9,15 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+# libyaml's parser where PyYAML was built with it (the wheels are): the declarations are read
+# several times a run, and the pure-Python parser made that seconds.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str):
+    """A YAML document (safe types only), parsed by libyaml when available."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506 - a safe loader
+
 
 def yaml_problem(error: yaml.YAMLError) -> str:
     """A YAML error in one line, with the line and column it was found at."""
@@ -48,7 +57,7 @@ def load_checked(path: Path, schema: type[BaseModel], error: type[Exception], wh
     except OSError as problem:
         raise error(f"cannot read the {what} {path}: {problem.strerror or problem}") from None
     try:
-        doc, root = yaml.safe_load(text), yaml.compose(text)
+        doc = load_yaml(text)
     except yaml.YAMLError as problem:
         raise error(f"{path} is not valid YAML: {yaml_problem(problem)}") from None
     if not isinstance(doc, dict):
@@ -56,6 +65,7 @@ def load_checked(path: Path, schema: type[BaseModel], error: type[Exception], wh
     try:
         schema.model_validate({wrap: doc} if wrap else doc, context=context or {})
     except ValidationError as invalid:
+        root = yaml.compose(text, Loader=_LOADER)  # the nodes' lines, only to say where
         lines = []
         for e in invalid.errors(include_url=False):
             loc = tuple(x for x in e["loc"] if x not in ("function-after",))[1 if wrap else 0:]

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.declared import load_yaml
 from pipelines.settings import setting_value, sql_dir
 from pipelines.sqlfiles import quote_ident, quote_literal
 
@@ -234,7 +235,7 @@ def _load(files: tuple[tuple[Path, int], ...], contract_file: str = "") -> Dicti
     extensions: list[Table] = []
     for path, _ in files:
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+            doc = load_yaml(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as error:
             raise DictionaryError(f"{path}: not YAML ({str(error).splitlines()[0]})") from None
         for name, spec in _entries(doc, path).items():

@@ -33,6 +33,7 @@ import yaml
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from pipelines.declared import load_yaml
 from pipelines.dictionary import DictionaryError, load_dictionary
 from pipelines.settings import ConfigError, sql_dir
 
@@ -264,7 +265,7 @@ def _file_lists(root: Path) -> dict[tuple[str, str], SqlFile]:
     for path in sorted(root.glob(f"*/{FILE_LIST}")):
         stage = path.parent.name
         try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            doc = load_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
             raise ManifestError(f"{path}: not YAML ({str(error).splitlines()[0]})") from None
         for name, spec in doc.items():

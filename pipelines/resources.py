@@ -6,6 +6,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 from pydantic import PrivateAttr
 
@@ -22,7 +23,12 @@ class Warehouse(DuckDBResource):
     _held: ExitStack = PrivateAttr(default_factory=ExitStack)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._held.enter_context(self.get_connection())  # the same configuration as a step's
+        # Opened once, without dagster-duckdb's retries: a warehouse another process holds is
+        # reported at once (exit 3), not after ~100 s of backoff. The steps' connections then
+        # join this open database (the same configuration as get_connection's).
+        con = duckdb.connect(self.database, read_only=False,
+                             config={"custom_user_agent": "dagster", **self.connection_config})
+        self._held.callback(con.close)
         remove_stale_spill_files(Path(f"{self.database}.tmp"))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -182,6 +182,14 @@ def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path):
     assert "dataset_expectations.no_fatal_expectation_failed" in out.stderr
     assert "p90_ratio" in out.stderr and "2026-11-02_mg_per_g" in out.stderr
     assert not Path(s.snapshot).exists()  # nothing was published
+    # The failure names its export and instrument and says what the check means, and only that
+    # instrument (the newcomer's trap: "mean_ratio" alone said nothing).
+    [line] = [t for t in out.stderr.splitlines() if "gx:expect_column_values_to_be_between(mean_ratio)" in t]
+    assert "2026-11-02_mg_per_g" in line and ": calprotectin_ug_g)" in line
+    assert "each instrument's mean is within 0.1-10x that of the earlier exports" in line
+    others = {r.split(",")[2] for r in (later / "measurements.csv").read_text().splitlines()[1:]}
+    for instrument in others - {"calprotectin_ug_g"}:
+        assert instrument not in line
 
 
 def test_data_docs_are_published_offline_beside_the_dashboards(demo_run):

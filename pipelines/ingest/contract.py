@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
-import yaml
-
+from pipelines.declared import load_yaml
 from pipelines.instruments import Instrument, InstrumentsError, load_instruments
 from pipelines.sqlfiles import quote_ident, quote_literal
 
@@ -254,7 +253,7 @@ def _export_names(doc: dict) -> ExportNames:
 @cache
 def load_contract(path: Path) -> Contract:
     text = Path(path).read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
+    doc = load_yaml(text)
     instruments = _instruments(path, doc)
     tables = {}
     for name, spec in doc["tables"].items():

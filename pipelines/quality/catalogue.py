@@ -15,8 +15,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
+from pipelines.declared import load_yaml
 from pipelines.ingest.contract import Contract, row_checks
 from pipelines.manifest import Manifest, load_manifest
 from pipelines.quality.gx_validation import gx_check_name
@@ -91,7 +90,7 @@ def _contract_columns(contract: Contract) -> dict[tuple[str, str], list[str]]:
 
 def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path) -> list[CatalogueRow]:
     """Every check as one row per table it applies to; refuses what it cannot use."""
-    doc = yaml.safe_load(Path(checks_file).read_text(encoding="utf-8"))
+    doc = load_yaml(Path(checks_file).read_text(encoding="utf-8"))
     contract_columns = _contract_columns(contract)
     rows: list[CatalogueRow] = []
     for c in doc["checks"]:
@@ -126,7 +125,7 @@ def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path
 
 def declared_columns(checks_file: Path, check: str) -> dict[str, tuple[str, ...]]:
     """table -> the columns a catalogue check declares (e.g. what identity_conflict compares)."""
-    doc = yaml.safe_load(Path(checks_file).read_text(encoding="utf-8"))
+    doc = load_yaml(Path(checks_file).read_text(encoding="utf-8"))
     return {table: tuple(c.get("columns", [])) for c in doc["checks"] if c["check"] == check
             for table in c.get("tables", [])}
 

@@ -108,9 +108,9 @@ def check_rule_references(expectations_dir: Path, rules: dict) -> None:
 
 
 def _rules_doc(rules_file: Path | None) -> dict | None:
-    import yaml
+    from pipelines.declared import load_yaml
 
-    return yaml.safe_load(Path(rules_file).read_text(encoding="utf-8")) if rules_file else None
+    return load_yaml(Path(rules_file).read_text(encoding="utf-8")) if rules_file else None
 
 
 def load_suite(path: Path, rules_file: Path | None = None):

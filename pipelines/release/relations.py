@@ -32,8 +32,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from pipelines.declared import load_yaml
 from pipelines.dictionary import dictionary_files
 from pipelines.settings import sql_dir
 
@@ -49,7 +49,7 @@ def declarations() -> dict[str, dict]:
 def _declarations_in(root: str) -> dict[str, dict]:
     found = {}
     for path in dictionary_files(Path(root)):
-        for name, entry in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).items():
+        for name, entry in (load_yaml(path.read_text(encoding="utf-8")) or {}).items():
             if isinstance(entry, dict) and "release" in entry:
                 found[name] = entry["release"]
     return found
