@@ -25,6 +25,8 @@ from dashboards.page import label as _label
 from pipelines.quality.findings import check_status, failing_checks
 
 CATEGORIES = ("meaningful", "minimal", "intolerant", "not_assessable")
+# A release may pool the categories of a table (its grain, sql/marts/<mart>.yml): one line, "all".
+POOLED = "all"
 # LDN bands light to dark with the dose; the other regimens are one band each.
 DOSE_BAND_COLOURS = {"<1.5 mg": "#9ecae1", "1.5-3 mg": "#4292c6", "3-4.5 mg": "#08519c", ">4.5 mg": "#081d58",
                      "standard_oral": "#8c6d31", "xr_injectable": "#bd9e39"}
@@ -156,7 +158,8 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
         label, unit = unit_of(indication)
         titles += [f"<b>{_label(indication)}</b>: % change of {label}", f"{label}, {unit}"]
     fig = make_subplots(rows=len(indications), cols=2, vertical_spacing=0.5 / len(indications), subplot_titles=titles)
-    _titled(fig, "Each primary measure by visit week and category: median % change and median value "
+    split = "category" if _categories(every) == CATEGORIES else "all categories together"
+    _titled(fig, f"Each primary measure by visit week and {split}: median % change and median value "
                  "(bands: IQR)", run, height=330 * len(indications) + 160)
     fig.update_layout(margin=dict(t=120, l=70, r=10, b=60))
     # Both panels of a row, then that row's legend, all inside the figure (no margin pushed).
@@ -169,14 +172,14 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
         legend = "legend" if row == 1 else f"legend{row}"
         part = drawn[drawn.indication == indication]
         label, unit = unit_of(indication)
-        for cat in CATEGORIES:
+        for cat in _categories(every):
             c = part[part.category == cat]
             if c.empty:
                 continue
-            colour, group = CATEGORY_COLOURS[cat], f"{indication}-{cat}"
+            colour, group = CATEGORY_COLOURS.get(cat, "#333333"), f"{indication}-{cat}"
             every_cat = every[(every.indication == indication) & (every.category == cat)]
             start, end = (every_cat[every_cat.visit_week == w] for w in (0, target_week))
-            name = f"{_label(cat)}: {_week_median(start)} → {_week_median(end)}"
+            name = f"{_category_label(cat)}: {_week_median(start)} → {_week_median(end)}"
             for col, stem, text in ((1, "pct_change", "%{y:.1f}%"), (2, "value", "%{y:.4g} " + unit)):
                 fig.add_scatter(x=list(c.visit_week) + list(c.visit_week[::-1]),
                                 y=list(c[f"{stem}_p75"]) + list(c[f"{stem}_p25"][::-1]),
@@ -202,6 +205,15 @@ def trajectory_parts(con, run: RunLabel, primary: dict[str, str], instruments: d
     return parts
 
 
+def _categories(every: pd.DataFrame) -> tuple[str, ...]:
+    """The categories a trajectory table has: the four, or the release's pooled one."""
+    return (POOLED,) if set(every.category) == {POOLED} else CATEGORIES
+
+
+def _category_label(cat: str) -> str:
+    return "all categories" if cat == POOLED else _label(cat)
+
+
 def _week_median(rows: pd.DataFrame) -> str:
     """One week's median for the table: its value, SUPPRESSED where the release hides its count
     (the chart leaves that week out too), or – where no patient had a value."""
@@ -222,17 +234,17 @@ def _medians_table(every: pd.DataFrame, instruments: dict[str, dict], target_wee
         directions[info.get("label", measure)] = info.get("better", "lower")
         row = {"indication": _label(indication),
                "primary measure": f"{info.get('label', measure)}, {info.get('unit', '')}".rstrip(", ")}
-        for cat in CATEGORIES:
+        for cat in _categories(every):
             at = {w: part[(part.category == cat) & (part.visit_week == w)] for w in (0, target_week)}
             start, end = at[0], at[target_week]
             if start.empty and end.empty:
-                row[_label(cat)] = "–"
+                row[_category_label(cat)] = "–"
                 continue
             # Each week's median as the chart draws it: shown, suppressed, or none (–).
             change = (f", {end.pct_change_median.iloc[0]:+.0f}%" if not end.empty and end.n_patients.notna().all()
                       else "")
             n = f" (n {_n(end.n_patients.iloc[0])})" if not end.empty and end.n_patients.notna().all() else ""
-            row[_label(cat)] = f"{_week_median(start)} → {_week_median(end)}{change}{n}"
+            row[_category_label(cat)] = f"{_week_median(start)} → {_week_median(end)}{change}{n}"
         rows.append(row)
     return (f"<h2>Primary measures: median at week 0 → week {target_week} (the assessment target, day "
             f"{target_week * 7})</h2>"

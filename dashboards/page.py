@@ -84,8 +84,14 @@ class RunLabel:
         return f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version} · {audience}"
 
 
+# What a release's page answers where it differs: a release may pool a table's categories (its
+# grain, sql/marts/<mart>.yml); the chart's own title says which.
+RELEASE_ANSWERS = {"trajectories": "Primary measures over time: % change and the values"}
+
+
 def pages_for(run: RunLabel) -> list[tuple[str, str, str]]:
-    return [p for p in PAGES if not (run.release and p[0] == "data_quality")]
+    return [(slug, title, RELEASE_ANSWERS.get(slug, what) if run.release else what) for slug, title, what in PAGES
+            if not (run.release and slug == "data_quality")]
 
 
 def nav(run: RunLabel, here: str) -> str:

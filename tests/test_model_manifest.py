@@ -114,6 +114,12 @@ def test_a_copied_mart_is_built_published_documented_and_validated(tmp_path, mon
     validated = query_snapshot(settings, "SELECT count(*), count(*) FILTER (WHERE status = 'pass') "
                                          f"FROM marts.data_quality WHERE table_name = 'marts.{COPY}'")[0]
     assert validated[0] > 0 and validated[0] == validated[1]
+    # The run's release preview, in this process, read the copied folder's release: blocks too.
+    preview = duckdb.connect(str(settings.release_preview_dir / "clinic_release.duckdb"), read_only=True)
+    try:
+        assert preview.execute(f"SELECT count(*) FROM marts.{COPY}").fetchone()[0] == len(copied)
+    finally:
+        preview.close()
     # A process of its own, as an operator runs it: the release reads the SQL folder it is given.
     released = subprocess.run([sys.executable, "-m", "pipelines.cli", "release", "--marts", str(settings.marts_dir)],
                               capture_output=True, text=True, timeout=600, env={**os.environ, "CLINIC_SQL_DIR": str(sql)})

@@ -165,3 +165,20 @@ def test_every_equality_between_two_counts_that_holds_on_all_datasets_is_known(s
     gap = np.linalg.matrix_rank(np.vstack([spanned, null_space(data).T])) - np.linalg.matrix_rank(spanned)
     print(f"equalities on every dataset beyond the known ones: {gap} dimension(s) ({len(unknown)} basis "
           f"vectors touched), over {data.shape[0]} datasets and {width} counts")
+
+
+def test_the_declarations_follow_the_sql_folder_in_use(tmp_path, monkeypatch):
+    """COUNT_COLUMNS and the rest are read when used, not at import: a process that points
+    $CLINIC_SQL_DIR at another folder (a test, a copied model) gets that folder's release: blocks."""
+    from pipelines.settings import SETTINGS, sql_dir
+
+    copy = tmp_path / "sql"
+    shutil.copytree(sql_dir(), copy)
+    titration = copy / "marts" / "titration.yml"
+    declared = "counts: [n_patients, n_sleep_event, n_intolerant]"
+    assert declared in titration.read_text()
+    titration.write_text(titration.read_text().replace(declared, "counts: [n_patients, n_intolerant]"))
+    assert "n_sleep_event" in COUNT_COLUMNS["titration"]
+    monkeypatch.setenv(SETTINGS["sql_dir"].env, str(copy))
+    assert COUNT_COLUMNS["titration"] == ("n_patients", "n_intolerant")
+    assert list(COUNT_COLUMNS)[0] == "response_by_indication" and "titration" in KEY_COLUMNS

@@ -51,13 +51,14 @@ def _preview_dir(clinic: ClinicConfig, run_id: str) -> Path:
                       "release.")
 def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
-    from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE, read_marts
+    from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE
+    from pipelines.release.grain import read_at_release_grain
     from pipelines.release.ledger import below_release_floor, earlier_releases, fingerprints, write_bundle
     from pipelines.release.protection import Refused, protect_release
 
     folder = _preview_dir(clinic, context.run_id)
     with warehouse.get_connection() as con:
-        marts = read_marts(con)
+        marts = read_at_release_grain(con, published=False)
         patients = fingerprints(con, "response.trajectory_points")
     info = {"release_id": "preview", "run_id": context.run_id,
             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
@@ -111,6 +112,7 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: ClinicConfig,
                              warehouse: DuckDBResource) -> dg.AssetCheckResult:
     from pipelines.release.bundle import MANIFEST, RELEASE_DB, RELEASE_MARTS, hidden_cells, read_marts, sha256
+    from pipelines.release.grain import read_at_release_grain
     from pipelines.release.protection import audit
     from pipelines.release.relations import COUNT_COLUMNS
 
@@ -125,7 +127,7 @@ def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: Cli
     finally:
         released_con.close()
     with warehouse.get_connection() as con:
-        true = read_marts(con)
+        true = read_at_release_grain(con, published=False)
     hidden = hidden_cells(released)
     given_away = audit(true, hidden, clinic.min_cell_size)
     altered = [f"{m}.{c}" for m in RELEASE_MARTS for c in COUNT_COLUMNS[m]

@@ -21,13 +21,13 @@ from pipelines.dictionary import write_comments
 from pipelines.publish.snapshot import write_parquet
 from pipelines.release.frames import hidden_cells
 from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
-from pipelines.sqlfiles import quote_literal, write_frame
+from pipelines.sqlfiles import quote_ident, quote_literal, write_frame
 
 if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the definitions
     import pandas as pd
 
 __all__ = ["hidden_cells"]  # read here by the release check
-RELEASE_MARTS = list(COUNT_COLUMNS)  # the five aggregate marts
+RELEASE_MARTS = COUNT_COLUMNS  # the released aggregate marts (their names, read when used)
 RELEASE_DB = "clinic_release.duckdb"
 MANIFEST = "manifest.json"
 PREVIEW_NOTE = ("PREVIEW - NOT FOR RELEASE: what the next release would show, built by a run for the clinic "
@@ -65,11 +65,33 @@ def write_release_database(con, folder: Path, frames: dict[str, pd.DataFrame], i
             write_frame(con, f"release_target.marts.{mart}", _with_marks(frame, mart))
         write_frame(con, "release_target.marts.release_info", pd.DataFrame([info]))
         write_comments(con, "release_target", "release")
+        _describe_grains(con, "release_target", frames)
         for table in [*frames, "release_info"]:
             write_parquet(con, f"SELECT * FROM release_target.marts.{table}", folder / f"{table}.parquet")
     finally:
         con.execute("DETACH release_target")
     return path
+
+
+def _describe_grains(con, database: str, frames: dict[str, pd.DataFrame]) -> None:
+    """A mart released at a coarser grain (pipelines/release/grain.py) is described as the
+    recipient has it: the grain's description in place of the mart's, and each pooled column
+    as the one value it holds."""
+    from pipelines.dictionary import load_dictionary
+    from pipelines.release.grain import grains
+
+    dictionary = load_dictionary()
+    for mart, grain in grains().items():
+        if mart not in frames:
+            continue
+        relation = f"{quote_ident(database)}.marts.{quote_ident(mart)}"
+        comment = dictionary.table_comment(mart, "release") or ""
+        own = dictionary.tables[mart].description.strip()
+        con.execute(f"COMMENT ON TABLE {relation} IS "
+                    f"{quote_literal(comment.replace(own, ' '.join(grain['description'].split())))}")
+        for column, value in grain["pool"].items():
+            con.execute(f"COMMENT ON COLUMN {relation}.{quote_ident(column)} IS "
+                        f"{quote_literal(f'{value!s} on every row: the release counts every {column} together.')}")
 
 
 def sha256(path: Path) -> str:
@@ -81,15 +103,19 @@ def sha256(path: Path) -> str:
 
 
 def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False) -> Path:
-    """manifest.json: the run, the rules version, the threshold, the audit result, the utility,
-    and every file of the bundle with its size and SHA-256 (so a recipient can check what
+    """manifest.json: the run, the rules version, the threshold, the release's grain, the audit
+    result, the utility, and every file of the bundle with its size and SHA-256 (so a recipient can check what
     arrived). A preview (what a run builds for the clinic to look at) says it is not for release."""
+    from pipelines.release.grain import grains
+
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {
         "bundle": PREVIEW_NOTE if preview else "clinic outcomes release (protected and audited; may leave the clinic)",
         "for_release": not preview,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **info,
+        # Marts released coarser than the clinic's own (pipelines/release/grain.py): what is pooled.
+        "release_grain": {mart: {"pooled": dict(grain["pool"])} for mart, grain in grains().items()},
         "disclosure_audit": audit,
         "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha256(p)}
                   for p in files],

@@ -24,7 +24,7 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,7 +75,7 @@ def read_ledger(marts_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _read_folder(folder: Path, names: list[str]) -> dict[str, pd.DataFrame]:
+def _read_folder(folder: Path, names: Iterable[str]) -> dict[str, pd.DataFrame]:
     return {n: pd.read_parquet(folder / f"{n}.parquet") for n in names}
 
 
@@ -104,12 +104,15 @@ def _released(bundle: Path) -> dict[str, pd.DataFrame]:
 
 
 def read_published(snapshot: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
-    """The published internal set: the five marts, the patients' fingerprints, and the run."""
+    """The published internal set: the five marts at the release's grain, the patients'
+    fingerprints, and the run."""
     if not Path(snapshot).exists():
         raise FileNotFoundError(f"no published set at {snapshot}: run `clinic run` first")
+    from pipelines.release.grain import read_at_release_grain
+
     con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        marts = read_marts(con)
+        marts = read_at_release_grain(con, published=True)
         patients = fingerprints(con, "marts.patient_trajectory")
         run_id, rules_version = con.execute(
             "SELECT run_id, rules_version FROM marts.run_info WHERE status = 'published' "

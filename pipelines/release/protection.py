@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.release.frames import Describer, hidden_cells, suppressed_frames
+from pipelines.release.grain import with_pooled_rows
 from pipelines.release.lp import _EPS, _Floors, _int_high, _int_low, _Model, _System, feasible_ranges
 from pipelines.release.relations import (
     COUNT_COLUMNS,
@@ -505,22 +506,23 @@ def protect_release(marts: Mapping[str, pd.DataFrame], min_cell_size: int = 11, 
         raise Refused(f"an all-patients count is below {min_cell_size}: the release could not publish "
                       f"every category's share over all patients. It needs at least {needed} more patients "
                       "in that category.", needed)
-    releases = [(h.release_id, h.true_marts, h) for h in history] + [(NEW, marts, None)]
+    # An earlier release made before a mart's release grain was declared is seen at the grain too.
+    releases = [(h.release_id, *with_pooled_rows(h.true_marts, h.released)) for h in history] + [(NEW, marts, None)]
     values: dict[Cell, int] = {}
     relations: list[Relation] = []
     start: set[Cell] = set()
     locked = {_tagged(c, NEW) for c in _always_shown(marts)}
     sent: set[Cell] = set()  # what earlier releases showed
     free: list[Cell] = []
-    for tag, true, earlier in releases:
+    for tag, true, sent_frames in releases:
         own = cell_values(true)
         values.update((_tagged(c, tag), v) for c, v in own.items())
         relations += [Relation(tuple((_tagged(c, tag), k) for c, k in r.terms), r.sense, r.rhs, r.family)
                       for r in collect_relations(true)]
-        if earlier is None:
+        if sent_frames is None:
             start.update(_tagged(c, tag) for c, v in own.items() if 0 < v < min_cell_size)
         else:
-            hidden = {_tagged(c, tag) for c in hidden_cells(earlier.released)}
+            hidden = {_tagged(c, tag) for c in hidden_cells(sent_frames)}
             start |= hidden
             sent.update(_tagged(c, tag) for c in own if _tagged(c, tag) not in hidden)
     locked |= sent

@@ -17,15 +17,17 @@ count (`derived`: NULL when it is), and `relations`, each one of:
 
 `where` maps a column to a value, or to {not: value}. A missing total row is not a relation; a
 total with no parts is 0. COUNT_COLUMNS, DERIVED_COLUMNS and KEY_COLUMNS are read from the same
-blocks, so adding a mart to the release is adding its block.
+blocks when used, so adding a mart to the release is adding its block. A block may also declare
+the release's `grain` (pipelines/release/grain.py).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -33,14 +35,20 @@ import pandas as pd
 
 from pipelines.declared import load_yaml
 from pipelines.dictionary import dictionary_files
+from pipelines.settings import sql_dir
+
+
+def declarations() -> dict[str, dict]:
+    """The `release:` block of every model that declares one, by name, from the models' .yml
+    files in this process's SQL folder (the model manifest; the dictionary checks the rest),
+    read again when $CLINIC_SQL_DIR points elsewhere."""
+    return _declarations_in(str(sql_dir()))
 
 
 @cache
-def declarations() -> dict[str, dict]:
-    """The `release:` block of every model that declares one, by name, from the models' .yml
-    files in this run's SQL folder (the model manifest; the dictionary checks the rest)."""
+def _declarations_in(root: str) -> dict[str, dict]:
     found = {}
-    for path in dictionary_files():
+    for path in dictionary_files(Path(root)):
         for name, entry in (load_yaml(path.read_text(encoding="utf-8")) or {}).items():
             if isinstance(entry, dict) and "release" in entry:
                 found[name] = entry["release"]
@@ -49,12 +57,43 @@ def declarations() -> dict[str, dict]:
 
 # The order the release lists its marts in (response first: the others refer to it).
 _ORDER = ("response_by_indication", "measure_trajectory", "tolerability", "titration", "cohort_flow")
-COUNT_COLUMNS: dict[str, tuple[str, ...]] = {
-    m: tuple(declarations()[m]["counts"]) for m in sorted(declarations(), key=lambda m: (
-        _ORDER.index(m) if m in _ORDER else len(_ORDER), m))}
-DERIVED_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    m: {c: tuple(d) for c, d in (declarations()[m].get("derived") or {}).items()} for m in COUNT_COLUMNS}
-KEY_COLUMNS: dict[str, tuple[str, ...]] = {m: tuple(declarations()[m]["keys"]) for m in COUNT_COLUMNS}
+
+
+@cache
+def _parts_in(root: str) -> dict[str, dict]:
+    found = _declarations_in(root)
+    marts = sorted(found, key=lambda m: (_ORDER.index(m) if m in _ORDER else len(_ORDER), m))
+    return {"counts": {m: tuple(found[m]["counts"]) for m in marts},
+            "derived": {m: {c: tuple(d) for c, d in (found[m].get("derived") or {}).items()} for m in marts},
+            "keys": {m: tuple(found[m]["keys"]) for m in marts}}
+
+
+class _Declared(Mapping):
+    """One part of every released mart's `release:` block, by mart in the release's order, read
+    from this process's SQL folder when used (not at import: a changed $CLINIC_SQL_DIR holds)."""
+
+    def __init__(self, part: str) -> None:
+        self._part = part
+
+    def _now(self) -> dict:
+        return _parts_in(str(sql_dir()))[self._part]
+
+    def __getitem__(self, mart: str):
+        return self._now()[mart]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._now())
+
+    def __len__(self) -> int:
+        return len(self._now())
+
+    def __repr__(self) -> str:
+        return f"{self._part} of the release: blocks: {self._now()!r}"
+
+
+COUNT_COLUMNS: Mapping[str, tuple[str, ...]] = _Declared("counts")
+DERIVED_COLUMNS: Mapping[str, Mapping[str, tuple[str, ...]]] = _Declared("derived")
+KEY_COLUMNS: Mapping[str, tuple[str, ...]] = _Declared("keys")
 CATEGORY_COUNTS = {"meaningful": "n_meaningful", "minimal": "n_minimal", "intolerant": "n_intolerant",
                    "not_assessable": "n_not_assessable"}
 
