@@ -90,6 +90,7 @@ def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path):
     changed = clinic("run", *run_args(s), "--rules", str(rules), env={"DAGSTER_HOME": str(tmp_path / "h")})
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert f"changed since run {published_run[:8]}: rules" in changed.stderr
+    assert "unchanged: reused" not in changed.stderr  # the same marts, other rules: every part built
     forced = clinic("run", *run_args(s), "--force", env={"DAGSTER_HOME": str(tmp_path / "h"),
                                                           "CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
     assert forced.returncode == 2 and "not a size DuckDB understands" in forced.stderr
