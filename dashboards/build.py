@@ -533,11 +533,10 @@ PAGE_MARTS = {
 
 @dataclass
 class CarriedPages:
-    """Pages of the published set whose inputs are unchanged (slug -> that page) and the run
-    stamp they carry; filled in by build_dashboards: the slugs carried over, this run's stamp."""
+    """Pages of the published set whose inputs are unchanged (slug -> that page and the run
+    stamp it carries); filled in by build_dashboards: the slugs carried over, this run's stamp."""
 
-    pages: dict[str, Path]
-    stamp: str
+    pages: dict[str, tuple[Path, str]]
     carried: list[str] = field(default_factory=list)
     new_stamp: str = ""
 
@@ -550,7 +549,7 @@ def restamp_page(source: Path, target: Path, old_stamp: str, new_stamp: str) -> 
         text = source.read_text(encoding="utf-8")
     except OSError:
         return False
-    if old_stamp not in text:
+    if not old_stamp or old_stamp not in text:
         return False
     target.write_text(text.replace(old_stamp, new_stamp), encoding="utf-8")
     return True
@@ -594,7 +593,8 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
         written = []
         for slug, title, _ in pages_for(run):
             path = out_dir / f"{slug}.html"
-            if carry and slug in carry.pages and restamp_page(carry.pages[slug], path, carry.stamp, run.stamp()):
+            published = carry.pages.get(slug) if carry else None
+            if published and restamp_page(published[0], path, published[1], run.stamp()):
                 carry.carried.append(slug)
             else:
                 write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())

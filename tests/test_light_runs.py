@@ -164,6 +164,21 @@ def test_a_part_is_reused_only_with_the_same_inputs_and_untouched_files(tmp_path
     assert reusable(previous_set(tmp_path), "dashboards/outcomes.html", "inputs-1") is None
 
 
+def test_a_carried_page_shows_this_run_or_is_drawn(tmp_path):
+    from dashboards.build import restamp_page
+
+    page = tmp_path / "outcomes.html"
+    page.write_text("<p class='run'>run 1234abcd at 2026-12-06 10:00 UTC</p><script>{\"text\": \"run "
+                    "1234abcd at 2026-12-06 10:00 UTC\"}</script>")
+    target = tmp_path / "new.html"
+    assert restamp_page(page, target, "run 1234abcd at 2026-12-06 10:00 UTC", "run 99ffee00 at 2026-12-07 06:00 UTC")
+    assert target.read_text().count("run 99ffee00 at 2026-12-07 06:00 UTC") == 2 and "1234abcd" not in target.read_text()
+    target.unlink()
+    for stamp in ("run 5555aaaa at 2026-12-05 10:00 UTC", ""):  # not the page's run, or none recorded
+        assert not restamp_page(page, target, stamp, "run 99ffee00 at 2026-12-07 06:00 UTC")
+        assert not target.exists()
+
+
 def test_a_change_of_rules_code_or_settings_changes_every_part_and_a_new_export_none():
     con = duckdb.connect()
     con.execute("CREATE SCHEMA ingest; CREATE TABLE ingest.run_plan (input_fingerprint VARCHAR)")

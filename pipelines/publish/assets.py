@@ -105,9 +105,8 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     found = {slug: reusable(previous_set(marts_dir), f"dashboards/{slug}.html", digest)
              for slug, digest in inputs.items()}
     found = {slug: part for slug, part in found.items() if part}
-    stamps = {part.extra.get("stamp") for part in found.values()}
-    carry = CarriedPages({slug: part.folder / f"dashboards/{slug}.html" for slug, part in found.items()},
-                         stamp=stamps.pop() if len(stamps) == 1 else "")
+    carry = CarriedPages({slug: (part.folder / f"dashboards/{slug}.html", str(part.extra.get("stamp", "")))
+                          for slug, part in found.items()})
     pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
                              previous=None if damage else previous, carry=carry)
     for page in pages:

@@ -6,8 +6,8 @@ rules, contract, checks, suites, SQL, code, settings such as the minimum cell si
 data it shows. A run stores, per part, the digest of those inputs and the SHA-256 of every file
 the part wrote (`parts_fingerprint.json`, in the folder, so it moves with the set). The next
 run computes the same digest; where it equals the published set's and the published files
-still match their SHA-256, the part is carried over (hard links)
-instead of built again, and the step says which run it was reused from.
+still match their SHA-256, the part is carried over (hard links) instead of built again, and
+the step says which run it was reused from.
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ def digest_of(*values: object) -> str:
 
 
 def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def static_inputs(con) -> str | None:
