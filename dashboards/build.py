@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
@@ -551,11 +552,52 @@ def target_week(rules: dict) -> int:
     return min(rules["trajectory"]["visit_weeks"], key=lambda w: abs(7 * w - day))
 
 
-def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path | None = None) -> list[Path]:
+# The marts each page draws, besides the run label, the rules and the code. A page whose marts
+# are unchanged since the published set is carried over instead of drawn again
+# (pipelines/publish/reuse.py); the front page (index) shows the run itself and what changed
+# since the last one, so it is drawn every run. The dictionary shows the tables and columns
+# sql/**/*.yml describe: code, not data.
+PAGE_MARTS = {
+    "outcomes": ("response_by_indication",),
+    "trajectories": ("measure_trajectory",),
+    "tolerability": ("tolerability", "titration"),
+    "cohort_flow": ("cohort_flow",),
+    "data_quality": ("data_quality", "quarantine"),
+    "dictionary": (),
+}
+
+
+@dataclass
+class CarriedPages:
+    """Pages of the published set whose inputs are unchanged (slug -> that page and the run
+    stamp it carries); filled in by build_dashboards: the slugs carried over, this run's stamp."""
+
+    pages: dict[str, tuple[Path, str]]
+    carried: list[str] = field(default_factory=list)
+    new_stamp: str = ""
+
+
+def restamp_page(source: Path, target: Path, old_stamp: str, new_stamp: str) -> bool:
+    """Write `source` to `target` showing the new run: the stamp is the only thing that differs
+    between two runs' pages of the same data, so the result is the page drawing it would make.
+    False (nothing written) when the page does not carry the stamp it should."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError:
+        return False
+    if not old_stamp or old_stamp not in text:
+        return False
+    target.write_text(text.replace(old_stamp, new_stamp), encoding="utf-8")
+    return True
+
+
+def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path | None = None,
+                     carry: CarriedPages | None = None) -> list[Path]:
     """Build every page of a snapshot (internal, or a release bundle's database, which has no
     data-quality mart) into `out_dir`, a folder of the run's publication set. `rules`: the
     rules file (the clinic's belief, each indication's primary measure). `previous`: the
-    snapshot published before this run's, for the front page's "what changed"."""
+    snapshot published before this run's, for the front page's "what changed". `carry`: pages
+    to carry over from the published set instead of drawing them (their inputs unchanged)."""
     import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
@@ -573,6 +615,8 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
     template, pio.templates.default = pio.templates.default, "plotly_white"
     try:
         run = _run_label(con)
+        if carry:
+            carry.new_stamp = run.stamp()
         builders = {
             "index": lambda: front_page(con, run, belief, previous),
             "outcomes": lambda: outcomes_figures(con, run, belief),
@@ -585,7 +629,11 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
         written = []
         for slug, title, _ in pages_for(run):
             path = out_dir / f"{slug}.html"
-            write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
+            published = carry.pages.get(slug) if carry else None
+            if published and restamp_page(published[0], path, published[1], run.stamp()):
+                carry.carried.append(slug)
+            else:
+                write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
             written.append(path)
     finally:
         pio.templates.default = template

@@ -81,7 +81,12 @@ class RunLabel:
         if self.release_id == "preview":
             audience = ("PREVIEW, NOT FOR RELEASE (only `clinic release` makes a release): counts "
                         f"1-{self.min_cell_size - 1} and cells that would reveal them are suppressed")
-        return f"run {self.run_id[:8]} at {self.run_time} UTC · rules version {self.rules_version} · {audience}"
+        return f"{self.stamp()} · rules version {self.rules_version} · {audience}"
+
+    def stamp(self) -> str:
+        """Which run a page shows: all that differs between two runs' pages of the same data
+        (dashboards/build.py rewrites it in a page it carries over unchanged)."""
+        return f"run {self.run_id[:8]} at {self.run_time} UTC"
 
 
 # What a release's page answers where it differs: a release may pool a table's categories (its

@@ -33,8 +33,10 @@ def duckdb_file_damage(path: Path, read: tuple[str, ...] | None = None) -> str |
         except duckdb.Error as error:
             return _first_line(error)
         try:
+            # Used blocks, not total: DuckDB cuts free blocks off a file's end at a checkpoint
+            # and still counts them in total_blocks (a healthy file is then "shorter").
             [(block_size, blocks)] = con.execute(
-                "SELECT block_size, total_blocks FROM pragma_database_size() WHERE database_name = 'checked'"
+                "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = 'checked'"
             ).fetchall()
             needed = HEADER_BYTES + block_size * blocks
             size = Path(path).stat().st_size

@@ -1,8 +1,12 @@
 """A run costs what changed: with nothing new, `clinic run` and the schedule do no work, say
-so, keep the published set and leave a record; every way of starting the job runs in process."""
+so, keep the published set and leave a record; with something new, the dashboard pages, Data
+Docs and release preview whose inputs did not change are carried over, not rebuilt; every way
+of starting the job runs in process."""
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import subprocess
@@ -10,13 +14,15 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from pipelines.demo.generator import generate
 from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, published_fingerprint
 from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
 from pipelines.orchestration.schedules import daily_schedule
-from tests.conftest import DEMO_EXPORT, query_snapshot, settings_for
+from pipelines.publish.reuse import PARTS_FILE, digest_of, previous_set, record_part, reusable, static_inputs
+from tests.conftest import DEMO_EXPORT, materialization, query_snapshot, run_pipeline, settings_for
 from tests.test_scheduled_runs import published_files, run_args
 
 # sqlglot is light and loads before the decision: the manifest check reads each model's deps.
@@ -84,10 +90,140 @@ def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path):
     changed = clinic("run", *run_args(s), "--rules", str(rules), env={"DAGSTER_HOME": str(tmp_path / "h")})
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert f"changed since run {published_run[:8]}: rules" in changed.stderr
+    assert "unchanged: reused" not in changed.stderr  # the same marts, other rules: every part built
     forced = clinic("run", *run_args(s), "--force", env={"DAGSTER_HOME": str(tmp_path / "h"),
                                                           "CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
     assert forced.returncode == 2 and "not a size DuckDB understands" in forced.stderr
     assert "nothing new" not in forced.stdout
+
+
+@pytest.mark.slow
+def test_an_export_that_changes_only_some_marts_rebuilds_only_what_shows_them(published_copy, tmp_path):
+    """An export whose rows all go to quarantine (measurements of an unknown patient): the
+    quarantine and data quality change, the patients' marts do not. The pages of those marts
+    and the release preview are carried over from the published set, and equal what drawing
+    them again gives; the front page and the data-quality page are drawn; Data Docs show the
+    new export's validation, so they are built."""
+    from dashboards.build import build_dashboards
+    from pipelines.release.bundle import RELEASE_DB
+
+    s, published_run = published_copy
+    before = previous_set(Path(s.marts_dir))
+    orphans = Path(s.raw_dir) / "2026-12-10T0600_orphans"
+    orphans.mkdir()
+    with (DEMO_EXPORT / "measurements.csv").open(newline="") as fh:
+        header, *rows = list(csv.reader(fh))
+    with (orphans / "measurements.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *(["Q0000001", *row[1:]] for row in rows[:5])])
+    (orphans / "_READY").touch()
+
+    result = run_pipeline(s)
+    assert result.success
+    assert query_snapshot(s, "SELECT rule, count(*) FROM marts.quarantine WHERE export_id = "
+                             "'2026-12-10T0600_orphans' GROUP BY rule") == [("orphan_row", 5)]
+    pages = materialization(result, "dashboards").metadata
+    assert pages["pages_reused"].value == ["outcomes", "trajectories", "tolerability", "cohort_flow", "dictionary"]
+    assert pages["pages_drawn"].value == ["index", "data_quality"]
+    assert pages["reused_from_run"].value == published_run
+    preview = materialization(result, "release_preview").metadata
+    assert preview["reused_from_run"].value == published_run and preview["cells_suppressed"].value > 0
+    assert materialization(result, "gx_data_docs").metadata["reused_from_run"].value == ""
+    [audit] = [e for e in result.get_asset_check_evaluations() if e.check_name == "disclosure_audit"]
+    assert audit.passed  # audited on the carried-over files, as published
+
+    now = previous_set(Path(s.marts_dir))
+    assert now != before
+    # A carried page is what drawing it from this run's snapshot gives, byte for byte.
+    drawn = build_dashboards(now / "clinic.duckdb", tmp_path / "drawn", s.rules())
+    for page in drawn:
+        if page.stem != "index":  # the front page compares with the set before: drawn by the run
+            assert (now / "dashboards" / page.name).read_bytes() == page.read_bytes(), page.name
+    assert "run " + result.run_id[:8] in (now / "dashboards" / "outcomes.html").read_text()
+    # The preview is the published one (the audit above held it to this run's true marts).
+    for name in ("manifest.json", RELEASE_DB):
+        assert (now / "release-preview" / name).read_bytes() == (before / "release-preview" / name).read_bytes()
+    assert json.loads((now / PARTS_FILE).read_text())["run_id"] == result.run_id
+
+
+def test_a_part_is_reused_only_with_the_same_inputs_and_untouched_files(tmp_path):
+    published, building = tmp_path / "versions" / "a", tmp_path / "versions" / "b"
+    (published / "dashboards").mkdir(parents=True)
+    page = published / "dashboards" / "outcomes.html"
+    page.write_text("<p>run 1234abcd at 2026-12-06 10:00 UTC</p>")
+    record_part(published, "run-a", "dashboards/outcomes.html", "inputs-1", [page], stamp="run 1234abcd")
+    (tmp_path / "current").symlink_to("versions/a")
+    found = reusable(previous_set(tmp_path), "dashboards/outcomes.html", "inputs-1")
+    assert found and found.run_id == "run-a" and found.extra == {"stamp": "run 1234abcd"}
+    building.mkdir()
+    [copied] = found.carry_into(building)
+    assert copied.read_text() == page.read_text()
+    assert reusable(previous_set(tmp_path), "dashboards/outcomes.html", "inputs-2") is None  # inputs changed
+    assert reusable(previous_set(tmp_path), "data_docs", "inputs-1") is None  # never recorded
+    assert reusable(None, "dashboards/outcomes.html", "inputs-1") is None  # nothing published
+    page.write_text("<p>edited since</p>")
+    assert reusable(previous_set(tmp_path), "dashboards/outcomes.html", "inputs-1") is None
+
+
+def test_a_carried_page_shows_this_run_or_is_drawn(tmp_path):
+    from dashboards.build import restamp_page
+
+    page = tmp_path / "outcomes.html"
+    page.write_text("<p class='run'>run 1234abcd at 2026-12-06 10:00 UTC</p><script>{\"text\": \"run "
+                    "1234abcd at 2026-12-06 10:00 UTC\"}</script>")
+    target = tmp_path / "new.html"
+    assert restamp_page(page, target, "run 1234abcd at 2026-12-06 10:00 UTC", "run 99ffee00 at 2026-12-07 06:00 UTC")
+    assert target.read_text().count("run 99ffee00 at 2026-12-07 06:00 UTC") == 2 and "1234abcd" not in target.read_text()
+    target.unlink()
+    for stamp in ("run 5555aaaa at 2026-12-05 10:00 UTC", ""):  # not the page's run, or none recorded
+        assert not restamp_page(page, target, stamp, "run 99ffee00 at 2026-12-07 06:00 UTC")
+        assert not target.exists()
+
+
+def test_a_change_of_rules_code_or_settings_changes_every_part_and_a_new_export_none():
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA ingest; CREATE TABLE ingest.run_plan (input_fingerprint VARCHAR)")
+
+    def static(**changed) -> str | None:
+        parts = {"exports": "e", "rules": "r", "contract": "c", "checks": "k", "expectations": "x", "sql": "s",
+                 "code": "p", "settings": "min_cell_size=11", **changed}
+        con.execute("DELETE FROM ingest.run_plan")
+        con.execute("INSERT INTO ingest.run_plan VALUES (?)", [json.dumps({"parts": parts, "digest": "d"})])
+        return static_inputs(con)
+
+    assert static() == static(exports="a new export")
+    assert len({static(), static(rules="r2"), static(code="p2"), static(settings="min_cell_size=5"),
+                static(sql="s2")}) == 5
+    con.execute("UPDATE ingest.run_plan SET input_fingerprint = NULL")
+    assert static_inputs(con) is None  # a run without a fingerprint reuses nothing
+    assert digest_of("a", 1) != digest_of("a", 2)
+
+
+def test_a_warehouse_whose_free_blocks_duckdb_cut_off_is_not_damaged_and_one_cut_short_is(tmp_path):
+    """DuckDB truncates free blocks at a file's end at a checkpoint (seen after a run that
+    applied a quarantined-only export) but still counts them: not damage, or the next run
+    would refuse to start."""
+    from pipelines.diagnosis import duckdb_file_damage
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    for table in ("kept", "dropped"):
+        con.execute(f"CREATE TABLE {table} AS SELECT range AS i, range::VARCHAR AS s FROM range(300000)")
+        con.execute("CHECKPOINT")
+    con.execute("DROP TABLE dropped")
+    con.execute("CHECKPOINT")
+    con.close()
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE z (i INTEGER)")
+    con.execute("DROP TABLE z")
+    con.execute("CHECKPOINT")
+    con.close()
+    con = duckdb.connect(str(path), read_only=True)
+    [(total, size)] = con.execute("SELECT total_blocks, block_size FROM pragma_database_size()").fetchall()
+    con.close()
+    assert path.stat().st_size < total * size  # the file did shrink below what total_blocks says
+    assert duckdb_file_damage(path) is None
+    os.truncate(path, path.stat().st_size // 2)  # a file really cut short still is damage
+    assert duckdb_file_damage(path)
 
 
 @pytest.mark.parametrize("change", ["new_export", "touched_file", "setting", "expectations"])

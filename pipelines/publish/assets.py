@@ -9,9 +9,19 @@ from dagster_duckdb import DuckDBResource
 
 from pipelines.config import ClinicConfig
 from pipelines.diagnosis import duckdb_file_damage
-from pipelines.manifest import Manifest
+from pipelines.manifest import Manifest, load_manifest
 from pipelines.metadata import report, table_metadata
 from pipelines.orchestration.fingerprint import write_fingerprint
+from pipelines.publish.reuse import (
+    digest_of,
+    files_under,
+    mart_files_digest,
+    previous_set,
+    record_part,
+    reusable,
+    reused_message,
+    static_inputs,
+)
 from pipelines.publish.snapshot import (
     CURRENT,
     building_dir,
@@ -26,6 +36,7 @@ from pipelines.sqlfiles import quote_literal, run_sql
 
 # What the front page's "what changed" reads from the previous snapshot (dashboards/front_page.py).
 COMPARED_WITH_PREVIOUS = ("marts.patient_response", "marts.run_info")
+DATA_DOCS = "data_docs"  # the Data Docs' folder in a published set
 
 
 @dg.asset(group_name="marts", deps=["data_quality"],
@@ -71,22 +82,48 @@ def clinic_snapshot_asset(manifest: Manifest) -> dg.AssetsDefinition:
           description="The Plotly dashboards, the data dictionary page and the front page (index.html: "
                       "the answer per indication against the clinic's belief, the run, what changed since "
                       "the snapshot published before), offline (one shared local plotly.min.js), built "
-                      "from this run's snapshot.")
-def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.MaterializeResult:
-    from dashboards.build import build_dashboards  # pandas and plotly: only this step needs them
+                      "from this run's snapshot. A page whose marts, rules and code are those of the "
+                      "published set is carried over from it (the front page is drawn every run).")
+def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+               warehouse: DuckDBResource) -> dg.MaterializeResult:
+    from dashboards.build import PAGE_MARTS, CarriedPages, build_dashboards  # pandas, plotly: this step only
 
-    folder = building_dir(Path(clinic.marts_dir), context.run_id)
+    marts_dir = Path(clinic.marts_dir)
+    folder = building_dir(marts_dir, context.run_id)
     previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
     previous = previous.resolve() if previous.exists() else None
     damage = duckdb_file_damage(previous, COMPARED_WITH_PREVIOUS) if previous else None
     if damage:  # never stuck on it: this run's set replaces it
         report(context, f"the previous snapshot {previous} is damaged ({damage}): the dashboards leave out "
                         "what changed since it; this run's set replaces it")
+    with warehouse.get_connection() as con:
+        static = static_inputs(con)
+    inputs = {}  # what each page draws: the run's rules and code, the content of its marts
+    for slug, marts in PAGE_MARTS.items():
+        data = mart_files_digest(folder, marts)
+        inputs[slug] = digest_of(static, slug, data) if static and data else None
+    found = {slug: reusable(previous_set(marts_dir), f"dashboards/{slug}.html", digest)
+             for slug, digest in inputs.items()}
+    found = {slug: part for slug, part in found.items() if part}
+    carry = CarriedPages({slug: (part.folder / f"dashboards/{slug}.html", str(part.extra.get("stamp", "")))
+                          for slug, part in found.items()})
     pages = build_dashboards(folder / "clinic.duckdb", folder / "dashboards", clinic.rules(),
-                             previous=None if damage else previous)
+                             previous=None if damage else previous, carry=carry)
+    for page in pages:
+        if page.stem in inputs:
+            record_part(folder, context.run_id, f"dashboards/{page.name}", inputs[page.stem], [page],
+                        stamp=carry.new_stamp)
+    drawn = [p.stem for p in pages if p.stem not in carry.carried]
+    reused_from = next((found[slug].run_id for slug in carry.carried), "")
+    if carry.carried:
+        report(context, reused_message(f"dashboards {', '.join(carry.carried)}", reused_from)
+               + f"; drawn: {', '.join(drawn)}")
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(clinic.dashboards_dir / "index.html")),
         "pages": [p.name for p in pages],
+        "pages_reused": carry.carried,
+        "pages_drawn": drawn,
+        "reused_from_run": reused_from,
         "previous_snapshot_damaged": damage or "",
     })
 
@@ -94,14 +131,30 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig) -> dg.Ma
 @dg.asset(group_name="publish", deps=["clinic_snapshot", "dataset_expectations", "mart_expectations"],
           description="Great Expectations' own Data Docs site of this run's validations (the dataset and "
                       "mart suites), published beside the dashboards (data_docs/index.html) and made to open "
-                      "offline: GX's references to public CDNs are removed.")
-def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig,
+                      "offline: GX's references to public CDNs are removed. Carried over from the published "
+                      "set when the validation outcomes, suites and code are the same.")
+def gx_data_docs(context: dg.AssetExecutionContext, clinic: ClinicConfig, warehouse: DuckDBResource,
                  great_expectations: GreatExpectations) -> dg.MaterializeResult:
-    folder = building_dir(Path(clinic.marts_dir), context.run_id) / "data_docs"
-    index = great_expectations.build_data_docs(folder)
-    pages = make_offline(folder)
-    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(Path(clinic.marts_dir) / "data_docs")),
-                                          "index": index.name, "pages_made_offline": len(pages)})
+    marts_dir = Path(clinic.marts_dir)
+    folder = building_dir(marts_dir, context.run_id)
+    with warehouse.get_connection() as con:
+        static = static_inputs(con)
+        outcomes = con.execute("SELECT * FROM quality.gx_outcomes ORDER BY ALL").fetchall()
+    # What the site shows: the validation outcomes, and the marts validated (their observed values).
+    validated = mart_files_digest(folder, [m.name for m in load_manifest().suites()])
+    inputs = digest_of(static, outcomes, validated) if static and validated else None
+    found = reusable(previous_set(marts_dir), DATA_DOCS, inputs)
+    if found:
+        files = found.carry_into(folder)
+        report(context, reused_message("Data Docs", found.run_id))
+    else:
+        great_expectations.build_data_docs(folder / DATA_DOCS)
+        make_offline(folder / DATA_DOCS)
+        files = files_under(folder / DATA_DOCS)
+    record_part(folder, context.run_id, DATA_DOCS, inputs, files)
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(marts_dir / DATA_DOCS)),
+                                          "index": "index.html", "files": len(files),
+                                          "reused_from_run": found.run_id if found else ""})
 
 
 @dg.asset(group_name="publish", deps=["clinic_snapshot", dashboards, gx_data_docs, "release_preview"],

@@ -16,6 +16,17 @@ from dagster_duckdb import DuckDBResource
 from pipelines.config import RELEASE_PREVIEW as PREVIEW
 from pipelines.config import ClinicConfig
 from pipelines.metadata import report
+from pipelines.publish.reuse import (
+    digest_of,
+    file_sha256,
+    files_under,
+    frames_digest,
+    previous_set,
+    record_part,
+    reusable,
+    reused_message,
+    static_inputs,
+)
 from pipelines.publish.snapshot import building_dir
 
 # The release modules (pandas, numpy, scipy, HiGHS) load in the steps that use them, not with the
@@ -53,13 +64,26 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
     from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE
     from pipelines.release.grain import read_at_release_grain
-    from pipelines.release.ledger import below_release_floor, earlier_releases, fingerprints, write_bundle
+    from pipelines.release.ledger import (
+        LEDGER,
+        below_release_floor,
+        earlier_releases,
+        fingerprints,
+        ledger_dir,
+        write_bundle,
+    )
     from pipelines.release.protection import Refused, protect_release
 
     folder = _preview_dir(clinic, context.run_id)
     with warehouse.get_connection() as con:
         marts = read_at_release_grain(con, published=False)
         patients = fingerprints(con, "response.trajectory_points")
+        static = static_inputs(con)  # the rules, min cell size and code among them
+    ledger = ledger_dir(Path(clinic.marts_dir)) / LEDGER
+    # What the preview shows: the aggregate marts, the patients' states and the releases it is
+    # protected together with; the same as the published preview's means the same preview.
+    inputs = digest_of(static, frames_digest({**marts, "patients": patients}),
+                       file_sha256(ledger) if ledger.exists() else None) if static else None
     info = {"release_id": "preview", "run_id": context.run_id,
             "created_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
             "rules_version": str(clinic.rules()["version"]), "min_cell_size": clinic.min_cell_size}
@@ -72,6 +96,12 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
             history = earlier_releases(Path(clinic.marts_dir))
         except ValueError as error:  # a release in the ledger differs from what was sent
             raise Refused(str(error), None) from None
+        found = reusable(previous_set(Path(clinic.marts_dir)), PREVIEW, inputs)
+        if found:  # the disclosure audit below still reads and audits what is published
+            record_part(folder.parent, context.run_id, PREVIEW, inputs, found.carry_into(folder.parent),
+                        metadata=found.extra.get("metadata", {}))
+            report(context, reused_message("release preview", found.run_id))
+            return dg.MaterializeResult(metadata=_preview_metadata(found.extra.get("metadata", {}), found.run_id))
         # Without the release's last pass (re-publishing cells no small count needs), which would
         # add tens of seconds to every run: the preview may hide a few more cells than the release.
         result = protect_release(marts, clinic.min_cell_size, history=history, patients=patients, prune=False)
@@ -94,13 +124,22 @@ def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     f"{r['relations']} relations and {r['releases_protected_together'] - 1} earlier release(s)")
     # The split between small and complementary cells stays in the clinic (run metadata): in
     # the manifest it would tell an outsider how many hidden cells are small.
-    return dg.MaterializeResult(metadata={
-        "path": dg.MetadataValue.path(str(Path(clinic.marts_dir) / PREVIEW)),
+    metadata = {
+        "path": str(Path(clinic.marts_dir) / PREVIEW),
         "cells_audited": r["cells_audited"], "relations": r["relations"],
         "cells_suppressed": r["cells_suppressed"], "primary_suppressed": r["primary_suppressed"],
         "complementary_added": r["complementary_added"], "min_cell_size": clinic.min_cell_size,
         "published_share": r["utility"]["published_share"],
-    })
+    }
+    record_part(folder.parent, context.run_id, PREVIEW, inputs, files_under(folder), metadata=metadata)
+    return dg.MaterializeResult(metadata=_preview_metadata(metadata, ""))
+
+
+def _preview_metadata(metadata: dict, reused_from_run: str) -> dict:
+    """The preview step's metadata: the preview's figures (stored with it, so a preview carried
+    over reports them too) and the run it was reused from ('' when built)."""
+    return {**metadata, "path": dg.MetadataValue.path(str(metadata.get("path", ""))),
+            "reused_from_run": reused_from_run}
 
 
 @dg.asset_check(asset=release_preview, name="disclosure_audit", blocking=True,
