@@ -378,14 +378,14 @@ _BREAKS_IN = ("lambda f: CASE WHEN contains(f, chr(10)) OR contains(f, chr(13)) 
 
 def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], field_name,
                   fields: int, count_breaks: bool, flag_breaks: bool = False) -> str:
-    """Each contract column from its field (text, trimmed, empty as NULL), the extra columns'
+    """Each contract column from its field (as text; classify_rows trims it), the extra columns'
     fields as one list and, with `count_breaks`, the line breaks in each of the `fields` fields
     (with `flag_breaks`, whether any of them holds one): each field is named a fixed number of
     times, so the SQL grows linearly with the width of the file."""
     parts = []
     for col in table.column_names:
         if col in positions:
-            parts.append(f"nullif(trim({field_name(positions[col])}), '') AS {quote_ident(col)}")
+            parts.append(f"{field_name(positions[col])} AS {quote_ident(col)}")
         else:
             parts.append(f"CAST(NULL AS VARCHAR) AS {quote_ident(col)}")
     if extras:
@@ -557,11 +557,22 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile) -> tuple[
     else:  # with only a flag, a row holding a break is read again, counting them (read_and_classify)
         line_offset, inner_breaks = "0", f"CAST({ANY_BREAK_COLUMN} AS INTEGER)" if source.flags_breaks else "0"
     return names, sql("ingest", "classify_rows", source=source.fragment,
+                      trimmed_columns=", ".join(f"{trimmed(c)} AS {quote_ident(c)}" for c in table.column_names),
                       typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
                       number_columns=", ".join(numbers_) or "1 AS __no_numbers",
                       derived_columns=", ".join(derived), typed_columns=typed,
                       failure_cases=failure_cases, detail_cases=detail_cases,
                       line_offset=line_offset, inner_breaks=inner_breaks)
+
+
+def trimmed(column: str) -> str:
+    """`nullif(trim(c), '')` (trim drops spaces, ASCII and Unicode, at both ends; empty is NULL)
+    trimming only values that can start or end with one: a space at either end, or any non-ASCII
+    character (strlen counts bytes, length characters). Trimming every value allocated a string per
+    cell and cost more than all the other checks of a narrow file."""
+    c = quote_ident(column)
+    return (f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') OR strlen({c}) <> length({c}) "
+            f"THEN nullif(trim({c}), '') ELSE nullif({c}, '') END")
 
 
 def _count(con, query: str) -> int:
