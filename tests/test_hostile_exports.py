@@ -77,7 +77,7 @@ def every_file_reconciles(con) -> None:
 INTERNAL_NAMES = ["failed_check", "failure_detail", "key_hash", "line_number", "export_id", "source_file",
                   "file_order", "rowid", "__failed_check", "__failure_detail", "__key_hash", "__line_offset",
                   "__inner_breaks", "__overflow", "__field1", "__field2", "__extra1", "__extra8",
-                  "__no_numbers", "__extras", "__extra_identifier", "__breaks"]
+                  "__no_numbers", "__extras", "__extra_identifier", "__breaks", "__any_break"]
 for _col in [c for t in CONTRACT.tables.values() for c in t.column_names]:
     INTERNAL_NAMES += [f"{_col}__identifier", f"{_col}__typed", f"{_col}__num", f"__identifier:{_col}",
                        f"__typed:{_col}", f"__num:{_col}", f"__offset:{_col}"]

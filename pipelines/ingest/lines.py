@@ -75,8 +75,8 @@ def _chunks(path: Path):
             yield data[:cut]
 
 
-def _breaks(chunk: bytes) -> int:
-    return chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+def _breaks(chunk: bytes, has_cr: bool = True) -> int:
+    return chunk.count(b"\n") + (chunk.count(b"\r") - chunk.count(b"\r\n") if has_cr else 0)
 
 
 def _empty_lines_in(chunk: bytes, breaks_before: int) -> list[int]:
@@ -101,9 +101,10 @@ def scan(path: Path) -> FileShape:
         if i == 0 and chunk[:1] in (b"\n", b"\r"):
             empty.append(1)
         has_quotes = has_quotes or b'"' in chunk
-        if b"\n\n" in chunk or b"\n\r" in chunk or b"\r\r" in chunk:
+        has_cr = b"\r" in chunk  # most files have none: half the passes over the chunk are for CRs
+        if b"\n\n" in chunk or has_cr and (b"\n\r" in chunk or b"\r\r" in chunk):
             empty.extend(_empty_lines_in(chunk, breaks))
-        breaks += _breaks(chunk)
+        breaks += _breaks(chunk, has_cr)
         size += len(chunk)
         tail = chunk[-1:]
     if size == 0:

@@ -365,27 +365,27 @@ class SourceFile:
     first_line: int  # physical line of the first data record (Parquet: row 1)
     shape: FileShape | None = None  # CSV only
     positions: dict[str, int] = field(default_factory=dict)  # contract column -> its field in the file
-
-    @property
-    def counts_breaks(self) -> bool:
-        return self.shape is not None and self.shape.has_quotes
+    counts_breaks: bool = False  # the fragment lists each field's line breaks (__breaks)
+    flags_breaks: bool = False  # the fragment says whether any field of the row holds one (__any_break)
 
 
 BREAKS_COLUMN = "__breaks"
+ANY_BREAK_COLUMN = "__any_break"
 # The line breaks (LF, CRLF or a lone CR) inside one field.
 _BREAKS_IN = ("lambda f: CASE WHEN contains(f, chr(10)) OR contains(f, chr(13)) "
               "THEN len(regexp_extract_all(f, '\\r\\n|\\r|\\n')) ELSE 0 END")
 
 
 def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], field_name,
-                  fields: int, count_breaks: bool) -> str:
-    """Each contract column from its field (text, trimmed, empty as NULL), the extra columns'
-    fields as one list and, with `count_breaks`, the line breaks in each of the `fields` fields:
-    each field is named once, so the SQL grows linearly with the width of the file."""
+                  fields: int, count_breaks: bool, flag_breaks: bool = False) -> str:
+    """Each contract column from its field (as text; classify_rows trims it), the extra columns'
+    fields as one list and, with `count_breaks`, the line breaks in each of the `fields` fields
+    (with `flag_breaks`, whether any of them holds one): each field is named a fixed number of
+    times, so the SQL grows linearly with the width of the file."""
     parts = []
     for col in table.column_names:
         if col in positions:
-            parts.append(f"nullif(trim({field_name(positions[col])}), '') AS {quote_ident(col)}")
+            parts.append(f"{field_name(positions[col])} AS {quote_ident(col)}")
         else:
             parts.append(f"CAST(NULL AS VARCHAR) AS {quote_ident(col)}")
     if extras:
@@ -393,25 +393,33 @@ def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], 
     if count_breaks:
         every = ", ".join(field_name(i) for i in range(1, fields + 1))
         parts.append(f"list_transform([{every}], {_BREAKS_IN}) AS {BREAKS_COLUMN}")
+    elif flag_breaks:
+        joined = f"concat({', '.join(field_name(i) for i in range(1, fields + 1))})"
+        parts.append(f"(contains({joined}, chr(10)) OR contains({joined}, chr(13))) AS {ANY_BREAK_COLUMN}")
     return ", ".join(parts)
 
 
-def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True) -> SourceFile:
+def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True,
+               count_breaks: bool = True, shape: FileShape | None = None) -> SourceFile:
     """Read one file's header and build the fragment that reads its rows. Header problems
-    reject the file here, before any row is read."""
+    reject the file here, before any row is read. When the file has a quote character at all,
+    `count_breaks` lists the line breaks in each field, else each row is flagged when a field
+    holds one; `shape`: the file's scan, when it was scanned already."""
     if ef.path.suffix.lower() == ".csv":
         names, header_lines = _csv_header(ef.path)
         extras = _check_header(contract, table, names)
-        shape = scan(ef.path)
+        shape = shape or scan(ef.path)
+        count_breaks, flag_breaks = count_breaks and shape.has_quotes, not count_breaks and shape.has_quotes
         positions = {}
         for i, n in enumerate(names, 1):
             positions.setdefault(_normalise(n), i)
         fields = [f"__field{i}" for i in range(1, len(names) + 1)] + [OVERFLOW_COLUMN]
         columns = "{" + ", ".join(f"{quote_literal(f)}: 'VARCHAR'" for f in fields) + "}"
-        select = _field_select(table, positions, extras, lambda i: f"__field{i}", len(names), shape.has_quotes)
+        select = _field_select(table, positions, extras, lambda i: f"__field{i}", len(names), count_breaks,
+                               flag_breaks)
         fragment = sql("ingest", "read_csv_file", path=literal_path(ef.path), columns=columns,
                        fields=f"{select}, {OVERFLOW_COLUMN}", parallel=str(parallel).lower())
-        return SourceFile(fragment, extras, header_lines + 1, shape, positions)
+        return SourceFile(fragment, extras, header_lines + 1, shape, positions, count_breaks, flag_breaks)
     try:
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({literal_path(ef.path)})").fetchall()]
@@ -457,20 +465,36 @@ def _safe_reason(error: Exception) -> str:
 
 def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[Extra]:
     """Read and check one file into classified_file (with each record's physical line); a
-    file DuckDB cannot read, or whose records cannot be lined up with its lines, is rejected."""
-    for parallel in (True, False):
-        try:
-            source = raw_source(contract, table, ef, con, parallel=parallel)
-            classify_file(con, contract, table, source)
-            break
-        except duckdb.Error as error:
-            if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
-                continue
-            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+    file DuckDB cannot read, or whose records cannot be lined up with its lines, is rejected.
+    The line breaks inside each field are listed only when some field holds one: listing them
+    for every row costs about as much as all the checks, so a file with quotes is first read
+    flagging the rows that hold a break (cheap), and read once more, counting them, only when a
+    row does (the result is the same either way: no break, no shift and no offset)."""
+    source = _read_and_classify(con, contract, table, ef, count_breaks=False)
+    if source.flags_breaks and con.execute("SELECT 1 FROM classified_rows WHERE __inner_breaks > 0 LIMIT 1"
+                                           ).fetchall():
+        source = _read_and_classify(con, contract, table, ef, count_breaks=True, shape=source.shape)
     number_lines(con, source)
     if source.shape is not None and source.shape.unterminated:
         run_sql(con, "ingest", "quarantine_truncated_line")
     return source.extras
+
+
+def _read_and_classify(con, contract: Contract, table: Table, ef: ExportFile, count_breaks: bool,
+                       shape: FileShape | None = None) -> SourceFile:
+    """classified_rows and check_names for one file (see classify_file)."""
+    for parallel in (True, False):
+        source = None
+        try:
+            source = raw_source(contract, table, ef, con, parallel=parallel, count_breaks=count_breaks, shape=shape)
+            classify_file(con, contract, table, source)
+            return source
+        except duckdb.Error as error:
+            if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
+                shape = source.shape if source is not None else shape  # scanned once
+                continue
+            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+    raise AssertionError("unreachable: the serial reader either reads the file or raises")
 
 
 def number_lines(con, source: SourceFile) -> None:
@@ -530,14 +554,25 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile) -> tuple[
             for first, c in checks if c.columns or c.field in source.positions)
         line_offset = f"coalesce(list_sum({BREAKS_COLUMN}[1:(CASE {field_of} END) - 1]), 0)"
         inner_breaks = f"coalesce(list_sum({BREAKS_COLUMN}), 0)"
-    else:
-        line_offset, inner_breaks = "0", "0"
+    else:  # with only a flag, a row holding a break is read again, counting them (read_and_classify)
+        line_offset, inner_breaks = "0", f"CAST({ANY_BREAK_COLUMN} AS INTEGER)" if source.flags_breaks else "0"
     return names, sql("ingest", "classify_rows", source=source.fragment,
+                      trimmed_columns=", ".join(f"{trimmed(c)} AS {quote_ident(c)}" for c in table.column_names),
                       typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
                       number_columns=", ".join(numbers_) or "1 AS __no_numbers",
                       derived_columns=", ".join(derived), typed_columns=typed,
                       failure_cases=failure_cases, detail_cases=detail_cases,
                       line_offset=line_offset, inner_breaks=inner_breaks)
+
+
+def trimmed(column: str) -> str:
+    """`nullif(trim(c), '')` (trim drops spaces, ASCII and Unicode, at both ends; empty is NULL)
+    trimming only values that can start or end with one: a space at either end, or any non-ASCII
+    character (strlen counts bytes, length characters). Trimming every value allocated a string per
+    cell and cost more than all the other checks of a narrow file."""
+    c = quote_ident(column)
+    return (f"CASE WHEN starts_with({c}, ' ') OR ends_with({c}, ' ') OR strlen({c}) <> length({c}) "
+            f"THEN nullif(trim({c}), '') ELSE nullif({c}, '') END")
 
 
 def _count(con, query: str) -> int:
@@ -563,18 +598,18 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     if extras:  # one statement for any number of extra columns
         con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
                     [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
-    rows_read = _count(con, "SELECT count(*) FROM classified_file")
+    rows_read = _count(con, "SELECT count(*) FROM classified_rows")  # one row per record, as numbered
     if straight_to_core:
         begin()
-    run_sql(con, "ingest", "quarantine_failed_rows", **literal)
-    failed = _count(con, "SELECT count(*) FROM classified_file WHERE __failed_check IS NOT NULL")
+    failed = run_sql(con, "ingest", "quarantine_failed_rows", **literal).fetchone()[0]  # the rows inserted
     columns = ", ".join(quote_ident(c) for c in table.column_names)
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
             single_key_rows_into=f"core.{table.name}" if straight_to_core else "export_batch",
             file_order_column="" if straight_to_core else f", {file_order}",
             key=", ".join(quote_ident(k) for k in table.key), **literal)
-    staged = sum(_count(con, f"SELECT count(*) FROM {t} WHERE source_file = {literal['source_file']}")
-                 for t in ["export_batch"] + ([f"core.{table.name}"] if straight_to_core else []))
+    staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
+    if straight_to_core:  # the core table was empty and this is its export's only file: all of it is this file's
+        staged += _count(con, f"SELECT count(*) FROM core.{table.name}")
     con.execute("DROP TABLE classified_rows")  # free its memory before the next file or the merge
     return FileResult(ef, rows_read=rows_read, failed=failed,
                       duplicates=rows_read - failed - staged, staged=staged)

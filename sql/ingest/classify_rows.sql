@@ -10,6 +10,7 @@
 -- The extra columns are one list (__extras) checked by one expression, and the line breaks one
 -- list (__breaks), so the statement grows linearly with the width of the file (DuckDB plans a
 -- projection in time growing faster than its number of expressions: 5,000 columns took minutes).
+-- The contract columns arrive as text and are trimmed first (empty is NULL), before any check.
 SET preserve_insertion_order = true;
 CREATE OR REPLACE TEMP TABLE classified_rows AS
 SELECT ${typed_columns}, hash(${typed_key}) AS __key_hash, __failed_check,
@@ -19,6 +20,6 @@ FROM (
     SELECT *, CASE ${failure_cases} END AS __failed_check
     FROM (
         SELECT *, ${derived_columns}
-        FROM (SELECT *, ${number_columns} FROM ${source})
+        FROM (SELECT *, ${number_columns} FROM (SELECT * REPLACE (${trimmed_columns}) FROM ${source}))
     )
 );
