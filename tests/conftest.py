@@ -97,20 +97,18 @@ def spark_session():
     session.stop()
 
 
-def _in_spark_group(item) -> bool:
-    group = item.get_closest_marker("xdist_group")
-    return group is not None and group.args[:1] == ("spark",)
+SPARK_FILE = "test_spark.py"  # every Spark test: one file, so one worker and one JVM (--dist=loadfile)
 
 
 def pytest_collection_modifyitems(items):
     """Markers that follow from what a test uses (the rest are set in the test modules): a test
     on the demo run's outputs is `slow` (the session's one whole-job run), one in the Spark
-    group or on the Spark session is `spark`. Then the Spark tests first: xdist sends their
-    group (one worker, one JVM, ~5 min) out before the rest, so it runs beside the other
-    tests instead of alone at the end."""
+    file or on the Spark session is `spark`. Then the Spark file first: xdist sends it (one
+    worker, one JVM, minutes) out before the rest, so it runs beside the other files instead
+    of alone at the end."""
     for item in items:
         if "demo_run" in item.fixturenames:
             item.add_marker(pytest.mark.slow)
-        if _in_spark_group(item) or "spark_session" in item.fixturenames:
+        if item.path.name == SPARK_FILE or "spark_session" in item.fixturenames:
             item.add_marker(pytest.mark.spark)
-    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+    items.sort(key=lambda item: item.path.name != SPARK_FILE)

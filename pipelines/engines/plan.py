@@ -6,7 +6,7 @@ data-quality, publishing and dashboard SQL stay in DuckDB: Spark's plain tables 
 DELETE or UPDATE, and line numbers need one pass over each file. What runs on the engine is
 the business logic after ingest: every file under sql/staging, sql/response and sql/marts
 says `runs_on: engine` or `runs_on: warehouse` (with why) in its .yml, or in its stage's
-_files.yml when it is not a model (pipelines/manifest.py; tests/test_spark_sql.py checks it).
+_files.yml when it is not a model (pipelines/manifest.py; tests/test_spark.py checks it).
 """
 
 from __future__ import annotations
