@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -111,4 +112,7 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if item.path.name == SPARK_FILE or "spark_session" in item.fixturenames:
             item.add_marker(pytest.mark.spark)
-    items.sort(key=lambda item: item.path.name != SPARK_FILE)
+    # The heaviest files first (the Spark file, then by their whole-job tests), so that no
+    # worker is left running a long file alone at the end (xdist hands files out in this order).
+    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: (item.path.name != SPARK_FILE, -slow[item.path.name]))
