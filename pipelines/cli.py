@@ -11,6 +11,10 @@ from pathlib import Path
 
 from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError
 
+# The summary's next step for the failing checks: the check's name first, so a terminal too narrow
+# for every column still shows it (clinic sql leaves out middle columns to fit).
+FAILING_CHECKS_QUERY = "SELECT check_name, severity, export_id, rows_failed FROM data_quality WHERE status = 'fail'"
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_INPUTS_MISSING, EXIT_STEP_FAILED = 0, 1, 2, 3, 4, 5
 EXIT_CODES = {
     EXIT_OK: "the run published a new set of outputs, or found nothing new since the last (which stays published)",
@@ -245,9 +249,10 @@ def print_summary(clinic, run_id: str, out=None) -> None:
         top = con.execute("""
             SELECT source_file, line_number, rule, column_name, detail FROM marts.quarantine
             WHERE list_contains(string_split(?, ','), export_id)
-            ORDER BY line_number IS NOT NULL, source_file, line_number LIMIT 5""", [run.exports_new or ""]).fetchall()
-        if top:
-            print("First source lines to fix (exports applied now):", file=out)
+            ORDER BY line_number IS NOT NULL, export_id DESC, source_file, line_number LIMIT 5""",
+            [run.exports_new or ""]).fetchall()
+        if top:  # the latest export first, as the data-quality page lists them
+            print("First source lines to fix (exports applied now, the latest first):", file=out)
             for line in _columns([(f"{f}:{line}" if line is not None else f"{f} (whole file)",
                                    f"{rule} {col}".strip() + ":", detail or "") for f, line, rule, col, detail in top]):
                 print(line, file=out)
@@ -268,7 +273,7 @@ def print_summary(clinic, run_id: str, out=None) -> None:
         prog = sys.argv[0] if Path(sys.argv[0]).name == "clinic" else "clinic"
         print("Next:", file=out)
         for line in _columns([
-            (f"{prog} sql \"FROM data_quality WHERE status = 'fail'\"", "every check's result, any query on the marts"),
+            (f"{prog} sql \"{FAILING_CHECKS_QUERY}\"", "the failing checks (any query on the marts)"),
             (f"{prog} explain <patient_id>", "why a patient is in its category: values, days, source lines"),
             (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
             (str(clinic.release_preview_dir) + "/", "a preview of the next release, NOT for release"),
@@ -458,6 +463,12 @@ def cmd_demo_data(args) -> int:
 
     started = time.perf_counter()
     out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # An export a run may have applied: rewriting it would make the next run stop on a file
+        # that "changed after it was applied".
+        print(f"clinic demo-data: {out} exists and is not empty; nothing was written. Give --out a new "
+              "folder (a new export name), or remove that one first.", file=sys.stderr)
+        return EXIT_CONFIG
     prefix = args.id_prefix if args.id_prefix is not None else default_id_prefix(out.name, args.seed)
     print(f"generating {args.patients:,} patients (seed {args.seed}) into {out}, ids {prefix}0000001 ... "
           f"({'--id-prefix' if args.id_prefix is not None else 'prefix from the folder name and seed'}) ...",

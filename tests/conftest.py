@@ -99,6 +99,7 @@ def spark_session():
 
 
 SPARK_FILE = "test_spark.py"  # every Spark test: one file, so one worker and one JVM (--dist=loadfile)
+LONG_FILES = (SPARK_FILE, "test_benchmark.py")  # minutes each, in a few tests
 
 
 def pytest_collection_modifyitems(items):
@@ -112,7 +113,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if item.path.name == SPARK_FILE or "spark_session" in item.fixturenames:
             item.add_marker(pytest.mark.spark)
-    # The heaviest files first (the Spark file, then by their whole-job tests), so that no
-    # worker is left running a long file alone at the end (xdist hands files out in this order).
+    # The heaviest files first (the Spark file and the benchmark's, each minutes in few tests, then
+    # by their whole-job tests), so that no worker is left running a long file alone at the end
+    # (xdist hands files out in this order).
     slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: (item.path.name != SPARK_FILE, -slow[item.path.name]))
+    items.sort(key=lambda item: (item.path.name not in LONG_FILES, LONG_FILES.index(item.path.name)
+                                 if item.path.name in LONG_FILES else 0, -slow[item.path.name]))

@@ -125,6 +125,31 @@ def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next
     for step in ("clinic sql", "clinic explain", str(Path(settings.marts_dir) / "data_docs" / "index.html"),
                  str(settings.release_dir)):
         assert step in tail, step
+    # The suggested query for the failing checks still shows which check failed on an 80-column
+    # terminal (clinic sql leaves out middle columns to fit, never the first).
+    from pipelines.sql_shell import display_value, fit_columns
+
+    query = tail.split('sql "', 1)[1].split('"', 1)[0]
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        con.execute("SET search_path = 'marts'")
+        result = con.execute(query)
+        names, rows = [d[0] for d in result.description], result.fetchall()
+    finally:
+        con.close()
+    widths = [max([len(n), *(len(display_value(r[i])) for r in rows)]) for i, n in enumerate(names)]
+    assert rows and names[0] == "check_name" and 0 in fit_columns(widths, 80)
+
+
+def test_demo_data_never_writes_over_an_export(tmp_path, capsys):
+    from pipelines.cli import main
+
+    out = tmp_path / "raw" / "2026-11-01T0600_site-a"
+    assert main(["demo-data", "--patients", "20", "--seed", "1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["demo-data", "--patients", "20", "--seed", "2", "--out", str(out)]) == 2
+    assert "exists and is not empty; nothing was written" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_the_pages_link_the_data_docs_and_say_how_many_rows_passing_checks_quarantined(three_exports):
