@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.front_page import CATEGORY_COLOURS, front_page
-from dashboards.page import DATA_DOCS_LINK, RunLabel, pages_for, table, write_page
+from dashboards.page import DATA_DOCS_LINK, RunLabel, pages_for, prose, table, write_page
 from dashboards.page import label as _label
 from pipelines.quality.findings import check_status, failing_checks
 
@@ -506,9 +506,9 @@ def dictionary_parts(con) -> list[str]:
     for name, comment in tables:
         cols = columns[columns.table_name == name].rename(columns={"column_name": "column", "data_type": "type",
                                                                    "comment": "description"})
-        cols["description"] = cols.description.fillna("(not described yet)")
-        parts.append(f"<h2 id='{name}'>{name}</h2><p class='note'>{html.escape(comment or '(not described yet)')}"
-                     f"</p>" + table(cols[["column", "type", "description"]]))
+        cols["description"] = cols.description.fillna("(not described yet)").map(prose)
+        parts.append(f"<h2 id='{name}'>{name}</h2><p class='note'>{prose(comment or '(not described yet)')}"
+                     f"</p>" + table(cols[["column", "type", "description"]], raw=("description",)))
     return parts
 
 

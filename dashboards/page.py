@@ -4,6 +4,7 @@ and the run label. Pages open from disk with no network: no font, script or styl
 from __future__ import annotations
 
 import html
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,7 +80,7 @@ class RunLabel:
         audience = (f"release {self.release_id or ''}: counts 1-{self.min_cell_size - 1} and cells that would reveal "
                     "them are suppressed" if self.release else "internal: unsuppressed, for the clinic's own team")
         if self.release_id == "preview":
-            audience = ("PREVIEW, NOT FOR RELEASE (only `clinic release` makes a release): counts "
+            audience = ("PREVIEW, NOT FOR RELEASE (only clinic release makes a release): counts "
                         f"1-{self.min_cell_size - 1} and cells that would reveal them are suppressed")
         return f"{self.stamp()} · rules version {self.rules_version} · {audience}"
 
@@ -103,6 +104,11 @@ def nav(run: RunLabel, here: str) -> str:
     links = "".join(f"<a href='{slug}.html'{' class=here' if slug == here else ''}>{html.escape(title)}</a>"
                     for slug, title, _ in pages_for(run))
     return f"<nav>{links}</nav>"
+
+
+def prose(text: str) -> str:
+    """A declared description as HTML: escaped, its `code` spans (the .yml files' markup) as <code>."""
+    return re.sub(r"`([^`<>]+)`", r"<code>\1</code>", html.escape(text))
 
 
 def table(frame: pd.DataFrame, numeric: tuple[str, ...] = (), raw: tuple[str, ...] = (),

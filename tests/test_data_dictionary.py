@@ -4,6 +4,8 @@ not exist, and Dagster's column schemas carry the same words."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import duckdb
 import pytest
 
@@ -123,3 +125,12 @@ def test_a_dictionary_file_added_later_is_read_in_either_shape(tmp_path):
     (tmp_path / "marts" / "again.yml").write_text("quarantine:\n  description: ''\n  columns: {a: b}\n")
     with pytest.raises(DictionaryError, match="again.yml: quarantine.description"):
         load_dictionary(tmp_path)
+
+
+def test_the_dictionary_pages_show_code_as_code_not_backticks(demo_run):
+    settings, _ = demo_run
+    for folder in (Path(settings.dashboards_dir), settings.release_preview_dir / "dashboards"):
+        page = (folder / "dictionary.html").read_text(encoding="utf-8")
+        assert "<code>" in page and "`" not in page, folder
+    preview_front = (settings.release_preview_dir / "dashboards" / "index.html").read_text(encoding="utf-8")
+    assert "PREVIEW, NOT FOR RELEASE" in preview_front and "`" not in preview_front.split("<script")[0]
