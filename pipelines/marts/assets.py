@@ -37,7 +37,7 @@ def _stage_models_asset(manifest: Manifest, stage: str, models: list[Model]) -> 
                     compute.run(con, model.stage, name)
                 compute.run(con, model.stage, model.sql_name)
                 meta = table_metadata(con, model.relation, engine=compute.engine)
-                report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']} rows")
+                report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']:,} rows")
                 yield dg.MaterializeResult(asset_key=key, metadata=meta)
 
     return _models

@@ -187,7 +187,7 @@ def dataset_expectations(context: dg.AssetExecutionContext, clinic: ClinicConfig
                                                       "(export)")
             store_outcomes(con, newest, "(export)", outcomes)
         failing = fatal_failures(con, [*contract_tables, "(export)"], f"SELECT export_id FROM {EXPORTS_TO_CHECK}")
-    report(context, f"dataset expectations: {len(exports)} export(s) profiled, {checked} outcomes"
+    report(context, f"dataset expectations: {len(exports):,} export(s) profiled, {checked:,} outcomes"
                     + (f", {len(failing)} fatal failure(s)" if failing else ""))
     return dg.MaterializeResult(metadata={"exports_validated": exports, "outcomes": checked,
                                           "fatal_failures": len(failing)})

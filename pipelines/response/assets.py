@@ -60,7 +60,7 @@ def scored_fiqr(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
             "(SELECT count(*) FROM response.fiqr_disagreements)").fetchone()
         meta = table_metadata(con, "response.fiqr_questionnaires", unscorable=unscorable,
                               disagreements_over_1_point=disagree, engine=compute.engine)
-    report(context, f"scored {meta['dagster/row_count']} FIQR questionnaires "
+    report(context, f"scored {meta['dagster/row_count']:,} FIQR questionnaires "
                     f"({unscorable} unscorable, {disagree} disagree with fiqr_total)")
     return dg.MaterializeResult(metadata=meta)
 
@@ -103,7 +103,7 @@ def patient_response(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                                   "GROUP BY category ORDER BY category").fetchall())
         meta = table_metadata(con, "marts.patient_response", categories=counts, engine=compute.engine,
                               **done.metadata())
-    report(context, f"categorised {meta['dagster/row_count']} patients ({done.mode}: {done.patients} "
+    report(context, f"categorised {meta['dagster/row_count']:,} patients ({done.mode}: {done.patients:,} "
                     f"recomputed, {done.reason}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(metadata=meta)
 
@@ -118,6 +118,6 @@ def trajectory_points(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     with warehouse.get_connection() as con:
         done = _refresh(clinic, compute, con, "response.trajectory_points", "trajectory_points")
         meta = table_metadata(con, "response.trajectory_points", engine=compute.engine, **done.metadata())
-    report(context, f"trajectory points: {meta['dagster/row_count']} ({done.mode}: {done.patients} "
+    report(context, f"trajectory points: {meta['dagster/row_count']:,} ({done.mode}: {done.patients:,} "
                     f"patients recomputed)")
     return dg.MaterializeResult(metadata=meta)
