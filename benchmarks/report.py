@@ -36,7 +36,10 @@ def targets(res: dict) -> list[tuple[str, str, bool | None]]:
     cold_m, floor_m, warm_m, warm_s = sec("M", "clinic_cold"), sec("M", "floor"), sec("M", "clinic_warm"), sec(
         "S", "clinic_warm")
     if cold_m and floor_m:
-        found.append(("clinic cold / floor at M <= 10", f"{cold_m / floor_m:.1f}", cold_m / floor_m <= 10))
+        found.append(("clinic cold / floor at M <= 8", f"{cold_m / floor_m:.1f}", cold_m / floor_m <= 8))
+    if sec("L", "clinic_cold") and sec("L", "floor"):
+        ratio = sec("L", "clinic_cold") / sec("L", "floor")
+        found.append(("clinic cold / floor at L <= 10", f"{ratio:.1f}", ratio <= 10))
     if cold_m and sec("M", "peer"):
         found.append(("peer / clinic cold at M >= 2", f"{sec('M', 'peer') / cold_m:.2f}",
                       sec("M", "peer") / cold_m >= 2))
