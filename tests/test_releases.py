@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.release.bundle import KEY_COLUMNS, MANIFEST, sha256
+from pipelines.publish.reuse import file_sha256
+from pipelines.release.bundle import KEY_COLUMNS, MANIFEST
 from pipelines.release.frames import hidden_cells
 from pipelines.release.protection import Refused, protect_release
 from pipelines.release.relations import COUNT_COLUMNS
@@ -180,7 +181,7 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert manifest["for_release"] is True and manifest["release_id"] == entry["release_id"]
     assert {f["path"]: f["sha256"] for f in entry["files"]} == {
-        str(p.relative_to(bundle)): sha256(p) for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST}
+        str(p.relative_to(bundle)): file_sha256(p) for p in bundle.rglob("*") if p.is_file() and p.name != MANIFEST}
     use = manifest["disclosure_audit"]["utility"]
     assert use["all_patients_shares_published"] and use["published_share"] >= 0.5
     assert manifest["release_grain"] == {"measure_trajectory": {"pooled": {"category": "all"}}}

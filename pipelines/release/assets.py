@@ -150,7 +150,7 @@ def _preview_metadata(metadata: dict, reused_from_run: str) -> dict:
                             "every file matches its SHA-256 in the manifest.")
 def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: ClinicConfig,
                              warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    from pipelines.release.bundle import MANIFEST, RELEASE_DB, RELEASE_MARTS, hidden_cells, read_marts, sha256
+    from pipelines.release.bundle import MANIFEST, RELEASE_DB, RELEASE_MARTS, hidden_cells, read_marts
     from pipelines.release.grain import read_at_release_grain
     from pipelines.release.protection import audit
     from pipelines.release.relations import COUNT_COLUMNS
@@ -173,7 +173,7 @@ def release_disclosure_audit(context: dg.AssetCheckExecutionContext, clinic: Cli
                if not released[m][c].dropna().astype("int64").equals(true[m][c][released[m][c].notna()].astype("int64"))]
     lineage = sorted({f"{t}.{c}" for t, c in columns if c in LINEAGE_COLUMNS})
     undeclared = [f"{m}.{c}" for m in RELEASE_MARTS for c in undeclared_columns(m, list(released[m].columns))]
-    tampered = [f["path"] for f in manifest["files"] if sha256(folder / f["path"]) != f["sha256"]]
+    tampered = [f["path"] for f in manifest["files"] if file_sha256(folder / f["path"]) != f["sha256"]]
     problems = ([f"{len(given_away)} small count(s) can be narrowed down or are shown"] if given_away else []) + \
         ([f"counts differ from the marts: {', '.join(altered)}"] if altered else []) + \
         ([f"lineage columns: {', '.join(lineage)}"] if lineage else []) + \

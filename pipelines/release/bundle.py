@@ -12,12 +12,12 @@ lineage (no export, file or line), no free text.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.dictionary import write_comments
+from pipelines.publish.reuse import file_sha256
 from pipelines.publish.snapshot import write_parquet
 from pipelines.release.frames import hidden_cells
 from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
@@ -94,14 +94,6 @@ def _describe_grains(con, database: str, frames: dict[str, pd.DataFrame]) -> Non
                         f"{quote_literal(f'{value!s} on every row: the release counts every {column} together.')}")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False) -> Path:
     """manifest.json: the run, the rules version, the threshold, the release's grain, the audit
     result, the utility, and every file of the bundle with its size and SHA-256 (so a recipient can check what
@@ -117,7 +109,7 @@ def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False)
         # Marts released coarser than the clinic's own (pipelines/release/grain.py): what is pooled.
         "release_grain": {mart: {"pooled": dict(grain["pool"])} for mart, grain in grains().items()},
         "disclosure_audit": audit,
-        "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": sha256(p)}
+        "files": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
                   for p in files],
     }
     path = folder / MANIFEST

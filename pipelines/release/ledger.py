@@ -31,12 +31,12 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.publish.reuse import file_sha256
 from pipelines.release.bundle import (
     MANIFEST,
     RELEASE_DB,
     RELEASE_MARTS,
     read_marts,
-    sha256,
     write_manifest,
     write_release_database,
 )
@@ -85,7 +85,7 @@ def earlier_releases(marts_dir: Path) -> list[EarlierRelease]:
     for entry in read_ledger(marts_dir):
         folder = ledger_dir(marts_dir) / entry["release_id"]
         recorded = {f["path"]: f["sha256"] for f in entry["files"]}
-        if not (folder / BUNDLE / RELEASE_DB).exists() or sha256(folder / BUNDLE / RELEASE_DB) != recorded.get(RELEASE_DB):
+        if not (folder / BUNDLE / RELEASE_DB).exists() or file_sha256(folder / BUNDLE / RELEASE_DB) != recorded.get(RELEASE_DB):
             raise ValueError(f"release {entry['release_id']}: {folder / BUNDLE / RELEASE_DB} is missing or differs "
                              "from its SHA-256 in the ledger; later releases are protected against what was sent, "
                              "so restore it from a copy of that release before making another")
@@ -221,7 +221,7 @@ def make_release(clinic, now: dt.datetime | None = None) -> Release:
                  "patients": len(patients), "changed_since_previous": result.report.get("changed_patients"),
                  "earlier": [e["release_id"] for e in ledger],
                  "bundle": f"{RELEASES}/{release_id}/{BUNDLE}",
-                 "manifest_sha256": sha256(final / BUNDLE / MANIFEST), "files": manifest["files"]}
+                 "manifest_sha256": file_sha256(final / BUNDLE / MANIFEST), "files": manifest["files"]}
         with open(ledger_dir(marts_dir) / LEDGER, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(entry) + "\n")
             fh.flush()
