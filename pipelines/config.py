@@ -21,6 +21,16 @@ from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, s
 RELEASE_PREVIEW = "release-preview"  # the folder a run builds for the clinic: not for release
 
 SPEC_MIN_CELL_SIZE = 11  # the spec's min_cell_size (outputs.md): releases show no count of 1 to 10
+
+
+def below_release_floor(min_cell_size: int) -> str | None:
+    """Why no release may be made with this minimum cell size, or None: the spec's min_cell_size
+    is the floor, since a smaller one lets counts of a few patients leave the clinic. Below it a
+    run warns and still builds its preview (marked), for the clinic's eyes only."""
+    if min_cell_size >= SPEC_MIN_CELL_SIZE:
+        return None
+    return (f"CLINIC_MIN_CELL_SIZE={min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}, the floor for a "
+            f"release (counts of {min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients would leave the clinic)")
 MEMORY_LIMIT_FLOOR = 64 * 2**20  # below this DuckDB cannot run the pipeline's queries at all
 _UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
           "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
@@ -156,10 +166,9 @@ class ClinicConfig(dg.ConfigurableResource):
     def warnings(self) -> list[str]:
         """Settings that work but weaken what the spec asks for (said at the start of a run)."""
         found = []
-        if self.min_cell_size < SPEC_MIN_CELL_SIZE:
-            found.append(f"CLINIC_MIN_CELL_SIZE={self.min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}: "
-                         f"counts of {self.min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients are not suppressed "
-                         "in the run's release preview (marked so), and `clinic release` refuses to make a release")
+        if below := below_release_floor(self.min_cell_size):
+            found.append(f"{below}: they are not suppressed in the run's release preview (marked so), and "
+                         "`clinic release` refuses to make a release")
         return found
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

@@ -491,7 +491,7 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
 def test_a_release_below_the_specs_minimum_cell_size_is_refused_with_exit_2_before_any_work(
         tmp_path, monkeypatch, capsys):
     from pipelines.cli import main
-    from pipelines.release.ledger import below_release_floor
+    from pipelines.config import below_release_floor
 
     marts = tmp_path / "marts"
     monkeypatch.setenv("CLINIC_MIN_CELL_SIZE", "5")

@@ -62,11 +62,11 @@ def _preview_dir(clinic: ClinicConfig, run_id: str) -> Path:
                       "release.")
 def release_preview(context: dg.AssetExecutionContext, clinic: ClinicConfig,
                     warehouse: DuckDBResource) -> dg.MaterializeResult:
+    from pipelines.config import below_release_floor
     from pipelines.release.bundle import MANIFEST, PREVIEW_NOTE
     from pipelines.release.grain import read_at_release_grain
     from pipelines.release.ledger import (
         LEDGER,
-        below_release_floor,
         earlier_releases,
         fingerprints,
         ledger_dir,

@@ -169,24 +169,12 @@ def _clean(marts_dir: Path, ledger: list[dict]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def below_release_floor(min_cell_size: int) -> str | None:
-    """Why no release may be made with this minimum cell size, or None: the spec's min_cell_size
-    (outputs.md: 11) is the floor, since a smaller one lets counts of a few patients leave the
-    clinic. Below it a run still builds its preview (marked), for the clinic's eyes only."""
-    from pipelines.config import SPEC_MIN_CELL_SIZE
-
-    if min_cell_size >= SPEC_MIN_CELL_SIZE:
-        return None
-    return (f"CLINIC_MIN_CELL_SIZE={min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}, the floor for a "
-            f"release (counts of {min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients would leave the clinic)")
-
-
 def make_release(clinic, now: dt.datetime | None = None) -> Release:
     """The next release from the published internal set, protected together with every release
     in the ledger, written and appended to the ledger; raises Refused (nothing written, ledger
     unchanged) when it cannot be made safe, and ConfigError (before reading anything) when the
     minimum cell size is below the spec's floor."""
-    from pipelines.config import SPEC_MIN_CELL_SIZE, ConfigError
+    from pipelines.config import SPEC_MIN_CELL_SIZE, ConfigError, below_release_floor
     from pipelines.publish.snapshot import _link
 
     below = below_release_floor(clinic.min_cell_size)
