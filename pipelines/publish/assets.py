@@ -23,7 +23,6 @@ from pipelines.publish.reuse import (
     static_inputs,
 )
 from pipelines.publish.snapshot import (
-    CURRENT,
     building_dir,
     published_marts,
     start_building,
@@ -90,8 +89,8 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig,
 
     marts_dir = Path(clinic.marts_dir)
     folder = building_dir(marts_dir, context.run_id)
-    previous = Path(clinic.marts_dir) / CURRENT / "clinic.duckdb"  # still the last published set
-    previous = previous.resolve() if previous.exists() else None
+    published = previous_set(marts_dir)  # still the last published set
+    previous = published / "clinic.duckdb" if published and (published / "clinic.duckdb").exists() else None
     damage = duckdb_file_damage(previous, COMPARED_WITH_PREVIOUS) if previous else None
     if damage:  # never stuck on it: this run's set replaces it
         report(context, f"the previous snapshot {previous} is damaged ({damage}): the dashboards leave out "
@@ -102,8 +101,7 @@ def dashboards(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     for slug, marts in PAGE_MARTS.items():
         data = mart_files_digest(folder, marts)
         inputs[slug] = digest_of(static, slug, data) if static and data else None
-    found = {slug: reusable(previous_set(marts_dir), f"dashboards/{slug}.html", digest)
-             for slug, digest in inputs.items()}
+    found = {slug: reusable(published, f"dashboards/{slug}.html", digest) for slug, digest in inputs.items()}
     found = {slug: part for slug, part in found.items() if part}
     carry = CarriedPages({slug: (part.folder / f"dashboards/{slug}.html", str(part.extra.get("stamp", "")))
                           for slug, part in found.items()})
