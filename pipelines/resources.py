@@ -13,7 +13,7 @@ from pydantic import PrivateAttr
 
 from pipelines.config import ClinicConfig
 from pipelines.engines import build_compute
-from pipelines.quality.gx_worker import GxWorker, process_alive, take_or_start
+from pipelines.quality.gx_worker import GxWorker, park, process_alive, take_or_start
 
 
 class Warehouse(DuckDBResource):
@@ -65,9 +65,9 @@ def _run_started(context: dg.InitResourceContext) -> datetime:
 
 
 class GreatExpectations(dg.ConfigurableResource):
-    """Runs the GX suites for the run's checks in a worker process that lives as long as
-    the run (pipelines/quality/gx_worker.py): started when the run starts, so importing GX
-    overlaps ingest instead of stalling it."""
+    """Runs the GX suites for the run's checks in a worker process (pipelines/quality/gx_worker.py):
+    started when the run starts, so importing GX overlaps ingest instead of stalling it, and
+    kept, reset, for the next run in the same process."""
 
     rules_file: str = ""  # what the suites' {"$rules": ...} references read (the run's rules file)
     _worker: GxWorker | None = PrivateAttr(default=None)
@@ -79,7 +79,7 @@ class GreatExpectations(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._worker is not None:
-            self._worker.close()
+            park(self._worker)  # reset, for this process's next run
             self._worker = None
 
     def _started(self) -> GxWorker:

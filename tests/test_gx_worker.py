@@ -63,3 +63,27 @@ def test_a_stopped_worker_says_what_to_check(worker, suite):
     worker._process.wait()
     with pytest.raises(RuntimeError, match="worker stopped.*python -m pipelines.quality.gx_worker"):
         worker.validate(duckdb.connect(), ROWS, suite, "t")
+
+
+def test_a_parked_worker_serves_the_next_run_with_none_of_the_last_runs_validations(suite, tmp_path):
+    """A finished run's worker is reset and kept for the next run in this process (GX's import is
+    paid once): the next run's Data Docs show its own validations only."""
+    from datetime import datetime
+
+    from pipelines.quality import gx_worker
+
+    first = gx_worker.take_or_start()
+    first.name_run("aaaaaaaa-first", datetime(2026, 1, 1))
+    first.validate(duckdb.connect(), ROWS, suite, "t")
+    gx_worker.park(first)
+    second = gx_worker.take_or_start()
+    try:
+        assert second is first and second._process.poll() is None  # the same process, not a new one
+        second.name_run("bbbbbbbb-second", datetime(2026, 1, 2))
+        second.validate(duckdb.connect(), ROWS, suite, "t")
+        index = second.build_data_docs(tmp_path / "docs")
+        site = "".join(p.read_text(errors="replace") for p in (tmp_path / "docs").rglob("*.html"))
+        assert index.exists() and "run bbbbbbbb" in site
+        assert "run aaaaaaaa" not in site
+    finally:
+        second.close()

@@ -130,6 +130,13 @@ def gx_check_name(expectation_type: str, kwargs: dict) -> str:
 _validations: dict[tuple, object] = {}
 
 
+def reset() -> None:
+    """Forget every validation so far: a new context (its results store and Data Docs site
+    empty) and new validation definitions bound to it, for a new run in this process."""
+    _validations.clear()
+    _context.cache_clear()
+
+
 def _validation(suite_file: Path, table_name: str, rules_file: Path | None = None):
     """One GX ValidationDefinition per suite, rules file and table, made once per process: its
     runs are kept in the context's results store, which build_data_docs renders."""

@@ -5,19 +5,21 @@ and stalls every Dagster step (a background thread did not help); in a worker pr
 it overlaps ingest on the other core. The run hands each sample over as a Parquet file
 and gets one outcome per expectation back, one JSON line per request:
 
-    request  {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
+    request  {"reset": true} (a new run: drop every validation so far), or
+             {"data": "<file.parquet>", "suite": "<expectations/x.json>", "table": "<name>",
               "rules": "<rules/response_rules.yaml>" (what the suite's rule references read; optional),
               "group_by": ["export_id", ...], "groups": [["<export>", ...], ...] (optional: one
               validation of many groups, say exports, split into each group's outcomes),
               "run": {"name": "run <Dagster run id> at <its start> UTC"} (names the validation in
               the Data Docs instead of GX's `__none__`; optional)}
-    reply    {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
+    reply    {"reset": true}, or {"rows": <rows validated>, "outcomes": [ExpectationOutcome as a dict, ...]}
              (with groups: "groups": [[ExpectationOutcome as a dict, ...], ...], one per group)
              or {"error": "<what went wrong>"}
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -38,12 +40,15 @@ def serve(requests: TextIO, replies: TextIO) -> None:
     """Answer requests until the run closes the pipe."""
     import pandas as pd
 
-    from pipelines.quality.gx_validation import build_data_docs, validate_frame, validate_groups
+    from pipelines.quality.gx_validation import build_data_docs, reset, validate_frame, validate_groups
 
     for line in requests:
         request = json.loads(line)
         try:
-            if "data_docs" in request:
+            if "reset" in request:  # a new run: forget every validation (and Data Docs site) so far
+                reset()
+                reply = {"reset": True}
+            elif "data_docs" in request:
                 reply = {"index": str(build_data_docs(Path(request["data_docs"])))}
             else:
                 frame = pd.read_parquet(request["data"])
@@ -89,19 +94,48 @@ def main() -> None:
     serve(sys.stdin, replies)
 
 
-_started_early: list[GxWorker] = []
+# A worker ready for this process's next run: started early by `clinic run`, or parked (reset)
+# by the run before. At most one; stopped when this process exits (or when its pipe closes).
+_spare: list[GxWorker] = []
 
 
 def start_early() -> None:
     """Start the run's worker now, before Dagster is even imported: `clinic run` calls
     this first thing, so the ~3 s GX start-up hides behind Dagster's and the ingest's."""
-    if not _started_early:
-        _started_early.append(GxWorker())
+    if not _spare:
+        _spare.append(GxWorker())
 
 
 def take_or_start() -> GxWorker:
-    """The worker started early by this process, or a new one."""
-    return _started_early.pop() if _started_early else GxWorker()
+    """The spare worker, if it is still running, or a new one."""
+    while _spare:
+        worker = _spare.pop()
+        if worker.running():
+            return worker
+        worker.close()
+    return GxWorker()
+
+
+def park(worker: GxWorker) -> None:
+    """Keep a finished run's worker for the next run in this process instead of stopping it:
+    importing GX costs ~3-5 s of CPU a run (tests; runs in a long-lived process). It is reset
+    first, so the next run's validations and Data Docs start empty; one that cannot be reset,
+    or one more than the single spare, is stopped."""
+    try:
+        worker.reset()
+    except RuntimeError:
+        worker.close()
+        return
+    if _spare:
+        worker.close()
+    else:
+        _spare.append(worker)
+
+
+@atexit.register
+def _stop_spare() -> None:
+    while _spare:
+        _spare.pop().close()
 
 
 WORK_PREFIX = "clinic-gx-"
@@ -175,6 +209,16 @@ class GxWorker:
             raise RuntimeError(f"Great Expectations could not validate {request['table']} with "
                                f"{request['suite']}: {reply['error']}")
         return reply
+
+    def running(self) -> bool:
+        return self._process.poll() is None
+
+    def reset(self) -> None:
+        """Drop every validation so far (a new run starts with none); raises if it cannot."""
+        with self._lock:
+            reply = self._ask({"reset": True})
+        if "error" in reply:
+            raise RuntimeError(f"the Great Expectations worker could not be reset: {reply['error']}")
 
     def build_data_docs(self, folder: Path) -> Path:
         """Great Expectations' Data Docs of everything this worker validated, into `folder`."""
