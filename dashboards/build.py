@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboards.front_page import CATEGORY_COLOURS, front_page
-from dashboards.page import DATA_DOCS_LINK, RunLabel, pages_for, prose, table, write_page
+from dashboards.page import DATA_DOCS_LINK, RunLabel, labels_from, pages_for, prose, table, write_page
 from dashboards.page import label as _label
 from pipelines.quality.findings import check_status, failing_checks
 
@@ -605,7 +605,8 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
 
     belief = rules["clinic_belief"]
     primary = {i: spec["primary_measure"] for i, spec in rules["indications"].items()}
-    instruments = load_dictionary().instruments()
+    dictionary = load_dictionary()
+    instruments = dictionary.instruments()
     week = target_week(rules)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
@@ -614,27 +615,28 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
     # on each figure afterwards deep-copies and validates the template (~0.15 s a figure).
     template, pio.templates.default = pio.templates.default, "plotly_white"
     try:
-        run = _run_label(con)
-        if carry:
-            carry.new_stamp = run.stamp()
-        builders = {
-            "index": lambda: front_page(con, run, belief, previous),
-            "outcomes": lambda: outcomes_figures(con, run, belief),
-            "trajectories": lambda: trajectory_parts(con, run, primary, instruments, week),
-            "tolerability": lambda: tolerability_figures(con, run),
-            "cohort_flow": lambda: cohort_flow_figures(con, run),
-            "data_quality": lambda: data_quality_parts(con, run),
-            "dictionary": lambda: dictionary_parts(con),
-        }
-        written = []
-        for slug, title, _ in pages_for(run):
-            path = out_dir / f"{slug}.html"
-            published = carry.pages.get(slug) if carry else None
-            if published and restamp_page(published[0], path, published[1], run.stamp()):
-                carry.carried.append(slug)
-            else:
-                write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
-            written.append(path)
+        with labels_from(dictionary):  # the dictionary read once for the whole build
+            run = _run_label(con)
+            if carry:
+                carry.new_stamp = run.stamp()
+            builders = {
+                "index": lambda: front_page(con, run, belief, previous),
+                "outcomes": lambda: outcomes_figures(con, run, belief),
+                "trajectories": lambda: trajectory_parts(con, run, primary, instruments, week),
+                "tolerability": lambda: tolerability_figures(con, run),
+                "cohort_flow": lambda: cohort_flow_figures(con, run),
+                "data_quality": lambda: data_quality_parts(con, run),
+                "dictionary": lambda: dictionary_parts(con),
+            }
+            written = []
+            for slug, title, _ in pages_for(run):
+                path = out_dir / f"{slug}.html"
+                published = carry.pages.get(slug) if carry else None
+                if published and restamp_page(published[0], path, published[1], run.stamp()):
+                    carry.carried.append(slug)
+                else:
+                    write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
+                written.append(path)
     finally:
         pio.templates.default = template
         con.close()

@@ -6,6 +6,9 @@ from __future__ import annotations
 import html
 import re
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,12 +59,29 @@ span.share>span{white-space:nowrap}
 """
 
 
+# The dictionary's labels while pages are built (labels_from): read once per build, not per label.
+_labels: ContextVar[dict[str, str] | None] = ContextVar("dictionary_labels", default=None)
+
+
+@contextmanager
+def labels_from(dictionary) -> Iterator[None]:
+    """Label codes from `dictionary` inside this block (a build draws hundreds of labels)."""
+    token = _labels.set(dictionary.labels())
+    try:
+        yield
+    finally:
+        _labels.reset(token)
+
+
 def label(code) -> str:
     """A code as a clinician writes it: the dictionary's label (CRPS, Crohn's disease, LDN),
     else the code with spaces (`central_sensitisation` -> central sensitisation)."""
-    from pipelines.dictionary import load_dictionary
+    labels = _labels.get()
+    if labels is None:
+        from pipelines.dictionary import load_dictionary
 
-    return load_dictionary().labels().get(str(code)) or str(code).replace("_", " ")
+        labels = load_dictionary().labels()
+    return labels.get(str(code)) or str(code).replace("_", " ")
 
 
 @dataclass(frozen=True)
