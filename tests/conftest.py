@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +23,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def settings_for(tmp: Path, raw: Path, **given) -> ClinicConfig:
     return ClinicConfig.with_overrides(**{"raw_dir": raw, "marts_dir": tmp / "marts",
                                           "warehouse": tmp / "warehouse.duckdb", **given})
+
+
+def clinic(*args, env: dict | None = None, stdin: str | None = None, timeout: int = 600,
+           python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`clinic` in a process of its own, as an operator runs it from the repository: its
+    output, errors and exit code (`env` added to this process's environment)."""
+    return subprocess.run([sys.executable, *python_flags, "-m", "pipelines.cli", *map(str, args)], input=stdin,
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT,
+                          env={**os.environ, **(env or {})})
 
 
 def run_pipeline(settings: ClinicConfig, **kwargs):

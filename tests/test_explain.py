@@ -6,13 +6,10 @@ module, then explained by the command line in a subprocess as an analyst would."
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 
 import pytest
 
-from pipelines.settings import REPO_ROOT
-from tests.conftest import run_pipeline, settings_for
+from tests.conftest import clinic, run_pipeline, settings_for
 
 pytestmark = pytest.mark.slow  # the whole job, then clinic explain
 
@@ -69,11 +66,6 @@ def published(tmp_path_factory):
     settings = settings_for(tmp, tmp / "raw")
     assert run_pipeline(settings).success
     return settings.marts_dir, lines
-
-
-def clinic(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=120)
 
 
 # patient: what the explanation must say (each a line fragment), beside its header line.

@@ -11,13 +11,9 @@ from pathlib import Path
 import pytest
 
 from pipelines.explain import dash_ids_as_positional
+from tests.conftest import clinic
 
 WORKTREE = Path(__file__).resolve().parent.parent
-
-
-def clinic(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          timeout=120, cwd=WORKTREE)
 
 
 @pytest.mark.parametrize(("argv", "parsed"), [

@@ -19,7 +19,7 @@ from pipelines.ingest.load import exports_awaiting_checks, ingest_table, plan_in
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
-from tests.conftest import FIXTURES, run_pipeline, settings_for
+from tests.conftest import FIXTURES, clinic, run_pipeline, settings_for
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 MESSY = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
@@ -254,18 +254,6 @@ def test_clinic_run_refuses_a_warehouse_inside_the_published_set_with_exit_2(tmp
 
 
 # --- 4. never stuck on a damaged file -------------------------------------------------------------
-
-
-def clinic(*args: str, env: dict | None = None):
-    """`clinic` in a process of its own, as an operator runs it."""
-    import os
-    import subprocess
-    import sys
-
-    from pipelines.settings import REPO_ROOT
-
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          timeout=900, cwd=REPO_ROOT, env={**os.environ, **(env or {})})
 
 
 def _cut_in_half(path: Path) -> None:

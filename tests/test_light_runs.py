@@ -22,16 +22,11 @@ from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, publis
 from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
 from pipelines.orchestration.schedules import daily_schedule
 from pipelines.publish.reuse import PARTS_FILE, digest_of, previous_set, record_part, reusable, static_inputs
-from tests.conftest import DEMO_EXPORT, materialization, query_snapshot, run_pipeline, settings_for
+from tests.conftest import DEMO_EXPORT, clinic, materialization, query_snapshot, run_pipeline, settings_for
 from tests.test_scheduled_runs import published_files, run_args
 
 # sqlglot is light and loads before the decision: the manifest check reads each model's deps.
 HEAVY = ("pandas", "great_expectations", "plotly", "scipy", "highspy", "pyspark")
-
-
-def clinic(*args: str, env: dict | None = None, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *python_flags, "-m", "pipelines.cli", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, **(env or {})})
 
 
 def imported_modules(importtime_stderr: str) -> set[str]:

@@ -18,12 +18,7 @@ import pytest
 
 from pipelines.demo.generator import generate
 from pipelines.orchestration.schedules import clinic_job, new_export_sensor
-from tests.conftest import DEMO_EXPORT, mart_contents, query_snapshot, settings_for
-
-
-def clinic(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+from tests.conftest import DEMO_EXPORT, clinic, mart_contents, query_snapshot, settings_for
 
 
 def run_args(s) -> list[str]:

@@ -25,6 +25,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import clinic
+
 WORKTREE = Path(__file__).resolve().parent.parent
 N_ROWS = 250
 NOTE = 'knee, "left" side'  # a comma and a quote: CSV must quote it, JSON escape it
@@ -65,8 +67,7 @@ def site(tmp_path_factory) -> dict[str, Path]:
 
 def clinic_sql(marts: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess:
     """The real command line in a subprocess, stdin piped (so never a terminal)."""
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", "sql", "--marts", str(marts), *args],
-                          input=stdin, capture_output=True, text=True, timeout=60, cwd=WORKTREE)
+    return clinic("sql", "--marts", marts, *args, stdin=stdin, timeout=60)
 
 
 def file_state(root: Path) -> dict[str, bytes]:

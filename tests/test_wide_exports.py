@@ -152,7 +152,7 @@ def test_many_exports_are_checked_in_one_validation_per_suite_each_export_as_if_
     real_ask = GxWorker._ask
     monkeypatch.setattr(GxWorker, "_ask", lambda self, request: requests.append(request) or real_ask(self, request))
     outcomes, asked = {}, {}
-    gx = GreatExpectations()  # one worker for both runs of the asset
+    gx = GreatExpectations()
     try:
         for count in (2, 4):
             raw, warehouse = tmp_path / f"raw{count}", tmp_path / f"wh{count}.duckdb"
@@ -163,7 +163,7 @@ def test_many_exports_are_checked_in_one_validation_per_suite_each_export_as_if_
             requests.clear()
             dataset_expectations(dg.build_asset_context(), clinic=clinic,
                                  warehouse=Warehouse(database=str(warehouse)), great_expectations=gx)
-            asked[count] = len(requests)
+            asked[count] = sum(1 for r in requests if "data" in r)  # validations (not a worker's reset)
             with duckdb.connect(str(warehouse)) as con:
                 outcomes[count] = con.execute(
                     "SELECT export_id, table_name, check_name, rows_checked, rows_failed, detail "
