@@ -216,6 +216,13 @@ def main(argv=None) -> int:
         shutil.rmtree(marts, ignore_errors=True)
         return wh, marts
 
+    def copy_outputs(source: str, tag: str) -> None:
+        """The warehouse and published set of the `source` runs, copied for the `tag` runs
+        (`current` and the published paths are relative links: kept as links)."""
+        wh, marts = fresh_outputs(tag)
+        shutil.copy(work / f"wh_{source}.duckdb", wh)
+        shutil.copytree(work / f"marts_{source}", marts, symlinks=True)
+
     def clinic(raw_dir: Path, tag: str, fresh: bool, *extra: str):
         wh, marts = fresh_outputs(tag) if fresh else (work / f"wh_{tag}.duckdb", work / f"marts_{tag}")
         return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
@@ -258,7 +265,7 @@ def main(argv=None) -> int:
         shutil.rmtree(warm_raw, ignore_errors=True)
         warm_raw.mkdir(parents=True)
         (warm_raw / export.name).symlink_to(export)
-        clinic(warm_raw, "warm", True)
+        copy_outputs("cold", "warm")  # the state a cold run left, as the day before's run leaves it
         delta = warm_raw / f"2026-11-02T0600_delta{i}"
         subprocess.run([py, "-m", "pipelines.cli", "demo-data", "--patients", "50", "--seed", str(100 + i),
                         "--id-prefix", f"D{i}", "--out", str(delta)], check=True, cwd=ROOT,
