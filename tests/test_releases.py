@@ -341,3 +341,19 @@ def test_the_release_cadence_is_off_by_default_and_read_by_its_schedule(tmp_path
         context = dg.build_schedule_context(scheduled_execution_time=monday,
                                             resources={"clinic": ClinicConfig(release_cadence=cadence)})
         assert isinstance(release_schedule(context), wanted), cadence
+
+
+def test_the_audit_reads_the_truth_as_the_preview_computed_it_not_as_the_protection_left_it():
+    """release_preview hands the true marts to its audit in the same step (not computed twice);
+    what the protection then does to its frames cannot reach the audit's copy."""
+    import pandas as pd
+
+    from pipelines.release.assets import _remember_truth, _truth
+
+    marts = {"cohort_flow": pd.DataFrame({"stage": ["enrolled", "assessed"], "n_patients": [40, 7]})}
+    _remember_truth("run-a", marts)
+    marts["cohort_flow"].loc[1, "n_patients"] = None  # as a suppression would
+    seen = _truth(None, "run-a")
+    assert seen["cohort_flow"]["n_patients"].tolist() == [40, 7]
+    seen["cohort_flow"].loc[0, "n_patients"] = 0
+    assert _truth(None, "run-a")["cohort_flow"]["n_patients"].tolist() == [40, 7]
