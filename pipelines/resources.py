@@ -2,7 +2,8 @@
 
 import os
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,14 +24,27 @@ class Warehouse(DuckDBResource):
 
     _held: ExitStack = PrivateAttr(default_factory=ExitStack)
 
+    def _connect(self):
+        return duckdb.connect(self.database, read_only=False,
+                              config={"custom_user_agent": "dagster", **self.connection_config})
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         # Opened once, without dagster-duckdb's retries: a warehouse another process holds is
         # reported at once (exit 3), not after ~100 s of backoff. The steps' connections then
-        # join this open database (the same configuration as get_connection's).
-        con = duckdb.connect(self.database, read_only=False,
-                             config={"custom_user_agent": "dagster", **self.connection_config})
-        self._held.callback(con.close)
+        # join this open database (the same configuration).
+        self._held.callback(self._connect().close)
         remove_stale_spill_files(Path(f"{self.database}.tmp"))
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A step's connection, closed however the step ends: dagster-duckdb's own is left open
+        when the step raises, so a process that runs jobs in process (tests, a script) kept the
+        warehouse open after a failed run, and its next run or reader could not open it."""
+        con = self._connect()
+        try:
+            yield con
+        finally:
+            con.close()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         self._held.close()

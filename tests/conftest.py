@@ -34,6 +34,27 @@ def clinic(*args, env: dict | None = None, stdin: str | None = None, timeout: in
                           env={**os.environ, **(env or {})})
 
 
+@pytest.fixture
+def clinic_here(capsys, monkeypatch):
+    """`clinic` through its own main() in this process, for tests of what a command says and
+    returns rather than of its process (signals, imports, a kill): the same output, errors and
+    exit code as `clinic()` gives, without an interpreter's and GX's start-up per call (a run
+    here reuses the GX worker an earlier run of this process left)."""
+    from pipelines.cli import main
+
+    def run(*args, env: dict | None = None) -> subprocess.CompletedProcess:
+        monkeypatch.delenv("CLINIC_PROGRESS", raising=False)  # `clinic run` sets it: unset after the test
+        with monkeypatch.context() as scoped:
+            for name, value in (env or {}).items():
+                scoped.setenv(name, value)
+            capsys.readouterr()
+            code = main([str(a) for a in args])
+            said = capsys.readouterr()
+        return subprocess.CompletedProcess(["clinic", *map(str, args)], code, said.out, said.err)
+
+    return run
+
+
 def run_pipeline(settings: ClinicConfig, **kwargs):
     """The project's job, executed in process as `clinic run` does (ephemeral instance)."""
     return run_job(settings, **kwargs)

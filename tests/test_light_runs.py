@@ -69,7 +69,7 @@ def test_a_run_with_nothing_new_does_no_work_says_so_and_is_in_the_run_history(p
     assert run.tags[NOTHING_NEW_SINCE] == published_run and run.tags["clinic/started_by"] == "clinic run"
 
 
-def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path):
+def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path, clinic_here):
     """What differs is named and the run works; a setting that cannot be used is said before
     anything else, even when nothing is new (exit 2: proof it did not stop at 'nothing new')."""
     s, published_run = published_copy
@@ -79,14 +79,14 @@ def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path):
     assert decide({**s.values(), "rules_file": str(rules)}).nothing_new
     broken = tmp_path / "broken_rules.yaml"
     broken.write_text(rules.read_text() + "\nthresholds: [not, a, mapping\n")
-    refused = clinic("run", *run_args(s), "--rules", str(broken), env={"DAGSTER_HOME": str(tmp_path / "h")})
+    refused = clinic_here("run", *run_args(s), "--rules", str(broken), env={"DAGSTER_HOME": str(tmp_path / "h")})
     assert refused.returncode == 2 and "not valid YAML" in refused.stderr, refused.stderr[-3000:]
     rules.write_text(rules.read_text() + "\n# reviewed again, no change of rule\n")
-    changed = clinic("run", *run_args(s), "--rules", str(rules), env={"DAGSTER_HOME": str(tmp_path / "h")})
+    changed = clinic_here("run", *run_args(s), "--rules", str(rules), env={"DAGSTER_HOME": str(tmp_path / "h")})
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert f"changed since run {published_run[:8]}: rules" in changed.stderr
     assert "unchanged: reused" not in changed.stderr  # the same marts, other rules: every part built
-    forced = clinic("run", *run_args(s), "--force", env={"DAGSTER_HOME": str(tmp_path / "h"),
+    forced = clinic_here("run", *run_args(s), "--force", env={"DAGSTER_HOME": str(tmp_path / "h"),
                                                           "CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
     assert forced.returncode == 2 and "not a size DuckDB understands" in forced.stderr
     assert "nothing new" not in forced.stdout

@@ -109,7 +109,7 @@ def published(demo_copy):
 
 
 @pytest.mark.parametrize("slip", ["mistyped", "empty", "vanished", "changed"])
-def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, slip):
+def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, slip, clinic_here):
     before = published_files(Path(published.marts_dir))
     warehouse_before = warehouse_contents(published.warehouse)
     raw = Path(published.raw_dir)
@@ -124,7 +124,7 @@ def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, sl
     else:
         with (raw / DEMO_EXPORT.name / "patients.csv").open("a") as fh:
             fh.write("ZZZ0001,site-a,crps,ldn,F,50,2024\n")
-    out = clinic("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse)
+    out = clinic_here("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse)
     assert out.returncode == 4, out.stderr
     assert "Nothing was changed or published" in out.stderr and "Traceback" not in out.stderr
     if slip in ("vanished", "changed"):
@@ -132,27 +132,27 @@ def test_a_slip_in_the_raw_folder_publishes_nothing_less(published, tmp_path, sl
     assert published_files(Path(published.marts_dir)) == before
     assert warehouse_contents(published.warehouse) == warehouse_before
     if slip == "vanished":  # dropping it is explicit, and says what it drops
-        out = clinic("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse,
+        out = clinic_here("run", "--raw", str(raw), "--marts", published.marts_dir, "--warehouse", published.warehouse,
                      "--rebuild")
         assert out.returncode == 0, out.stderr
         assert f"dropping: export {DEMO_EXPORT.name} is gone" in out.stderr
         assert query_snapshot(published, "SELECT count(*) FROM marts.patient_response") == [(20,)]
 
 
-def test_failures_say_why(published, tmp_path):
+def test_failures_say_why(published, tmp_path, clinic_here):
     args = run_args(published)
-    bogus = clinic("run", *args, env={"CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
+    bogus = clinic_here("run", *args, env={"CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
     assert bogus.returncode == 2 and "'bogus' is not a size DuckDB understands" in bogus.stderr
-    missing = clinic("run", *args, "--rules", str(tmp_path / "no_rules.yaml"))
+    missing = clinic_here("run", *args, "--rules", str(tmp_path / "no_rules.yaml"))
     assert missing.returncode == 2 and "no_rules.yaml" in missing.stderr
     damaged = tmp_path / "damaged.duckdb"
     damaged.write_bytes(b"not a database" * 100)
-    opened = clinic("run", "--raw", published.raw_dir, "--marts", published.marts_dir, "--warehouse", str(damaged))
+    opened = clinic_here("run", "--raw", published.raw_dir, "--marts", published.marts_dir, "--warehouse", str(damaged))
     assert opened.returncode == 5 and "cannot be opened" in opened.stderr
     assert "another run" not in opened.stderr
     blocked = tmp_path / "a_file"
     blocked.write_text("")
-    step = clinic("run", "--raw", published.raw_dir, "--marts", str(blocked / "marts"), "--warehouse",
+    step = clinic_here("run", "--raw", published.raw_dir, "--marts", str(blocked / "marts"), "--warehouse",
                   str(tmp_path / "fresh.duckdb"))
     assert step.returncode == 5
     # The failing step (the fused publish step, clinic_snapshot's) and the root cause, once.
@@ -192,7 +192,7 @@ def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidie
 
 
 @pytest.mark.slow
-def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path):
+def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path, clinic_here):
     s = settings_for(tmp_path, tmp_path / "raw")
     full = generate(25, seed=4, id_prefix="O")
     export = Path(s.raw_dir) / "2026-12-04_partial"
@@ -203,7 +203,7 @@ def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path):
     (export / "doses.txt").write_text("x")
     (export / "attachments").mkdir()
     (export / "jane.doe@example.com.csv").write_text("x")
-    out = clinic("run", *run_args(s))
+    out = clinic_here("run", *run_args(s))
     assert out.returncode == 0, out.stderr
     for name in ("fiqr_items", "adverse_events", "discontinuations", "notes.csv", "doses.txt", "attachments/"):
         assert name in out.stdout, name
