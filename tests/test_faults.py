@@ -19,7 +19,7 @@ from pipelines.ingest.load import exports_awaiting_checks, ingest_table, plan_in
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
-from tests.conftest import FIXTURES, clinic, run_pipeline, settings_for
+from tests.conftest import FIXTURES, run_pipeline, settings_for
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 MESSY = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
@@ -281,7 +281,7 @@ def test_a_corrupt_block_anywhere_in_the_warehouse_is_found(tmp_path, messy_cold
     assert "cut short" in duckdb_file_damage(warehouse, ("ingest",))
 
 
-def test_a_damaged_snapshot_and_a_damaged_warehouse_are_named_and_rebuilt(tmp_path):
+def test_a_damaged_snapshot_and_a_damaged_warehouse_are_named_and_rebuilt(tmp_path, clinic_here):
     from tests.conftest import mart_contents
 
     s = settings_for(tmp_path, tmp_path / "raw")
@@ -289,20 +289,20 @@ def test_a_damaged_snapshot_and_a_damaged_warehouse_are_named_and_rebuilt(tmp_pa
         shutil.copytree(FIXTURES / "messy" / export, Path(s.raw_dir) / export)
     where = ["--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse]
     env = {"DAGSTER_HOME": str(tmp_path / "dagster_home")}
-    first = clinic("run", *where, env=env)
+    first = clinic_here("run", *where, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     published = mart_contents(s, gx_outcomes=False)
 
     _cut_in_half(Path(s.snapshot).resolve())  # the published set analysts read
     _cut_in_half(Path(s.warehouse))
 
-    stuck = clinic("run", *where, env=env)
+    stuck = clinic_here("run", *where, env=env)
     assert stuck.returncode == 5, stuck.stderr[-3000:]
     assert f"the warehouse file {s.warehouse} is damaged: the file is" in stuck.stderr
     assert "`clinic run --rebuild` rebuilds it from the raw exports" in stuck.stderr
     assert "Traceback" not in stuck.stderr
 
-    rebuilt = clinic("run", "--rebuild", *where, env=env)
+    rebuilt = clinic_here("run", "--rebuild", *where, env=env)
     assert rebuilt.returncode == 0, rebuilt.stderr[-3000:]
     assert "moved it (and its WAL) to" in rebuilt.stderr
     assert "the previous snapshot" in rebuilt.stderr and "is damaged" in rebuilt.stderr
@@ -457,12 +457,12 @@ def test_a_lock_taken_after_the_pre_check_exits_3_said_once(tmp_path):
     ({"DAGSTER_HOME": "{tmp}/a_file/dagster_home"}, "the Dagster home"),
     ({"CLINIC_DUCKDB_MEMORY_LIMIT": "1KB"}, "is below the 64 MB a run needs"),
 ])
-def test_settings_that_cannot_work_exit_2_without_a_traceback(tmp_path, env, said):
+def test_settings_that_cannot_work_exit_2_without_a_traceback(tmp_path, env, said, clinic_here):
     (tmp_path / "a_file").write_text("not a folder")
     s = settings_for(tmp_path, tmp_path / "raw")
     shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
     env = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
-    out = clinic("run", "--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse, env=env)
+    out = clinic_here("run", "--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse, env=env)
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.count(said) == 1 and "Traceback" not in out.stderr
     assert not Path(s.warehouse).exists() and not Path(s.marts_dir).exists()

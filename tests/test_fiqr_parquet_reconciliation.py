@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import duckdb
 import pandas as pd
 import pytest
@@ -61,16 +58,15 @@ def test_scoring_findings_are_counted_in_data_quality(fiqr_run):
     assert found["fiqr_total_disagrees"] == 1   # FIB01 day -7: scored 60 vs delivered 55
 
 
-def test_a_broken_reconciliation_fails_the_run_and_names_the_check(fiqr_run):
+def test_a_broken_reconciliation_fails_the_run_and_names_the_check(fiqr_run, clinic_here):
     warehouse = duckdb.connect(str(fiqr_run.warehouse))
     warehouse.execute("UPDATE ingest.applied_files SET rows_read = rows_read + 1 "
                       "WHERE table_name = 'measurements'")
     warehouse.close()
     # The exports are as published: --force, since nothing new would otherwise mean no work (the
     # warehouse was altered behind the pipeline's back, which no fingerprint of the inputs sees).
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--force", "--raw", str(fiqr_run.raw_dir),
-                          "--marts", str(fiqr_run.marts_dir), "--warehouse", str(fiqr_run.warehouse)],
-                         capture_output=True, text=True, timeout=300)
+    out = clinic_here("run", "--force", "--raw", fiqr_run.raw_dir, "--marts", fiqr_run.marts_dir,
+                      "--warehouse", fiqr_run.warehouse)
     assert out.returncode == 1
     assert "reconciliation.rows_reconcile" in out.stderr
     assert "measurements.parquet" in out.stderr

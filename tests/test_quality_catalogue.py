@@ -207,7 +207,7 @@ def test_quality_grid_shows_the_worst_export_of_each_check_not_a_pooled_rate():
 
 
 @pytest.mark.slow
-def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path):
+def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path, clinic_here):
     s = settings_for(tmp_path, tmp_path / "raw")
     raw = Path(s.raw_dir)
     generate(150, seed=21, id_prefix="A").write(raw / "2026-11-01_ug_per_g")
@@ -215,8 +215,7 @@ def test_a_unit_change_fails_its_check_and_publishes_nothing(tmp_path):
     generate(80, seed=22, id_prefix="B").write(later)
     # Calprotectin now in mg/g: every value divided by 1000, all still inside 0-10000.
     _rewrite(later, "measurements", lambda r: r if r[2] != "calprotectin_ug_g" else [*r[:3], f"{float(r[3]) / 1000:g}"])
-    out = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--raw", s.raw_dir, "--marts", s.marts_dir,
-                          "--warehouse", s.warehouse], capture_output=True, text=True, timeout=600)
+    out = clinic_here("run", "--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse)
     assert out.returncode == 1, out.stderr[-3000:]
     assert "dataset_expectations.no_fatal_expectation_failed" in out.stderr
     assert "p90_ratio" in out.stderr and "2026-11-02_mg_per_g" in out.stderr
