@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipelines.dictionary import write_comments
-from pipelines.publish.reuse import file_sha256
+from pipelines.publish.reuse import file_sha256, files_under
 from pipelines.publish.snapshot import write_parquet
 from pipelines.release.frames import hidden_cells
 from pipelines.release.relations import COUNT_COLUMNS, KEY_COLUMNS
@@ -100,7 +100,7 @@ def write_manifest(folder: Path, info: dict, audit: dict, preview: bool = False)
     arrived). A preview (what a run builds for the clinic to look at) says it is not for release."""
     from pipelines.release.grain import grains
 
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
+    files = [p for p in files_under(folder) if p.name != MANIFEST]
     manifest = {
         "bundle": PREVIEW_NOTE if preview else "clinic outcomes release (protected and audited; may leave the clinic)",
         "for_release": not preview,
