@@ -1,4 +1,4 @@
-"""Great Expectations in a process of its own, started with the run.
+"""Great Expectations in a process of its own, started with a run and kept, reset, for the next run in the same process.
 
 Importing GX takes ~2.5 s of pure Python. In the run's process that time holds the GIL
 and stalls every Dagster step (a background thread did not help); in a worker process
