@@ -160,6 +160,13 @@ def remove_stale_work_dirs(tmp_root: Path | None = None) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _absolute(path: Path | None) -> str | None:
+    """A path as the worker must get it: absolute, since its working folder is the one this
+    process had when it started (a kept worker outlives a change of folder), and GX refuses a
+    relative Data Docs folder (`clinic run --marts data/marts` failed at its last step)."""
+    return str(Path(path).absolute()) if path else None
+
+
 class GxWorker:
     """The run's side: start the worker, send it samples, stop it. Samples and the worker's
     log live in one folder named for this process, removed when the worker is closed (or,
@@ -183,8 +190,8 @@ class GxWorker:
                  ) -> tuple[int, list[ExpectationOutcome]]:
         """Rows validated and one outcome per expectation, for the rows `query` returns (the
         suite's rule references read from `rules_file`)."""
-        reply = self._validate(con, query, {"suite": str(suite_file), "table": table_name,
-                                            "rules": str(rules_file) if rules_file else None})
+        reply = self._validate(con, query, {"suite": _absolute(suite_file), "table": table_name,
+                                            "rules": _absolute(rules_file)})
         return reply["rows"], [ExpectationOutcome(**o) for o in reply["outcomes"]]
 
     def validate_groups(self, con, query: str, suite_file: Path, table_name: str, group_by: list[str],
@@ -193,9 +200,9 @@ class GxWorker:
         """Rows validated and, for each of `groups` (values of the `group_by` columns of the
         rows `query` returns), the outcomes it gets validated alone: one request for them all
         (gx_validation.validate_groups)."""
-        reply = self._validate(con, query, {"suite": str(suite_file), "table": table_name,
-                                            "rules": str(rules_file) if rules_file else None,
-                                            "group_by": list(group_by), "groups": [list(g) for g in groups]})
+        reply = self._validate(con, query, {"suite": _absolute(suite_file), "table": table_name,
+                                            "rules": _absolute(rules_file), "group_by": list(group_by),
+                                            "groups": [list(g) for g in groups]})
         return reply["rows"], [[ExpectationOutcome(**o) for o in g] for g in reply["groups"]]
 
     def _validate(self, con, query: str, request: dict) -> dict:
@@ -223,7 +230,7 @@ class GxWorker:
     def build_data_docs(self, folder: Path) -> Path:
         """Great Expectations' Data Docs of everything this worker validated, into `folder`."""
         with self._lock:
-            reply = self._ask({"data_docs": str(folder)})
+            reply = self._ask({"data_docs": _absolute(folder)})
         if "error" in reply:
             raise RuntimeError(f"Great Expectations could not build its Data Docs: {reply['error']}")
         return Path(reply["index"])
