@@ -89,19 +89,20 @@ def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = N
                for m in published_marts(manifest)}
     selects["run_info"] = (f"SELECT * REPLACE (CASE WHEN run_id = {quote_literal(run_id)} THEN 'published' "
                            "ELSE status END AS status) FROM marts.run_info ORDER BY run_time")
+    written = {"clinic.duckdb": snapshot}
     con.execute(f"ATTACH {quote_literal(str(snapshot))} AS publish_target")
     try:
         con.execute("CREATE SCHEMA publish_target.marts")
         for mart, select in selects.items():
             con.execute(f"CREATE TABLE publish_target.marts.{mart} AS {select}")
+            # The Parquet file from the table just written, in its order: the mart is read and
+            # sorted once for both files.
+            target = folder / f"{mart}.parquet"
+            write_parquet(con, f"SELECT * FROM publish_target.marts.{mart}", target)
+            written[target.name] = target
         documented = write_comments(con, "publish_target", "snapshot")
     finally:
         con.execute("DETACH publish_target")
-    written = {"clinic.duckdb": snapshot}
-    for mart in selects:
-        target = folder / f"{mart}.parquet"
-        write_parquet(con, selects[mart], target)
-        written[target.name] = target
     return written, documented
 
 
