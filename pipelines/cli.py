@@ -273,16 +273,32 @@ def print_summary(clinic, run_id: str, out=None) -> None:
         prog = sys.argv[0] if Path(sys.argv[0]).name == "clinic" else "clinic"
         print("Next:", file=out)
         for line in _columns([
-            (f"{prog} sql \"{FAILING_CHECKS_QUERY}\"", "the failing checks (any query on the marts)"),
-            (f"{prog} explain <patient_id>", "why a patient is in its category: values, days, source lines"),
+            (f"{prog} sql{_reach(clinic, 'marts_dir')} \"{FAILING_CHECKS_QUERY}\"",
+             "the failing checks (any query on the marts)"),
+            (f"{prog} explain{_reach(clinic, 'marts_dir')} <patient_id>",
+             "why a patient is in its category: values, days, source lines"),
             (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
             (str(clinic.release_preview_dir) + "/", "a preview of the next release, NOT for release"),
-            (f"{prog} release", f"makes the next release into {clinic.release_dir}/, the only folder that may "
-                               "leave the clinic (copy it with cp -rL)"),
+            (f"{prog} release{_reach(clinic, 'marts_dir', 'warehouse', 'rules_file')}",
+             f"makes the next release into {clinic.release_dir}/, the only folder that may "
+             "leave the clinic (copy it with cp -rL)"),
         ]):
             print(line, file=out)
     finally:
         con.close()
+
+
+def _reach(clinic, *names: str) -> str:
+    """The options a later command needs to read what this run wrote: each of the `names`
+    settings whose value this run took from an option, not from the environment or the default
+    that command would use by itself (`clinic sql` alone reads data/marts, not `--marts ./marts`)."""
+    import shlex
+
+    from pipelines.settings import setting_value
+
+    given = [(SETTINGS[name].flag, str(getattr(clinic, name))) for name in names]
+    return "".join(f" {flag} {shlex.quote(value)}" for (flag, value), name in zip(given, names, strict=True)
+                   if Path(value).absolute() != Path(str(setting_value(name))).absolute())
 
 
 def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | None:
@@ -509,22 +525,28 @@ def cmd_ui(args) -> int:
 # --- the parser -----------------------------------------------------------------------------
 
 
+def _default_shown(default: object) -> str:
+    """A setting's default as help shows it: a path inside the project, said to be (the
+    commands read it there from any folder, not relative to the one they are run in)."""
+    if isinstance(default, Path):
+        return f"{default.relative_to(REPO_ROOT)} in the project folder"
+    return str(default)
+
+
 def _settings_help() -> str:
     lines = ["environment (each overridden by its option where there is one):"]
     for s in SETTINGS.values():
-        default = s.default.relative_to(REPO_ROOT) if isinstance(s.default, Path) else s.default
-        lines.append(f"  {s.env:<28} {s.help} (default {default})")
+        lines.append(f"  {s.env:<28} {s.help} (default {_default_shown(s.default)})")
     lines.append(f"  {'DAGSTER_HOME':<28} the Dagster instance whose run history every run joins "
-                 "(default data/dagster_home)")
+                 "(default data/dagster_home in the project folder)")
     return "\n".join(lines)
 
 
 def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name, s in SETTINGS.items():
         if s.flag and command in s.commands:
-            default = s.default.relative_to(REPO_ROOT) if isinstance(s.default, Path) else s.default
             parser.add_argument(s.flag, dest=name, metavar=s.metavar, choices=s.choices,
-                                help=f"{s.help} (default ${s.env} or {default})")
+                                help=f"{s.help} (default ${s.env} or {_default_shown(s.default)})")
 
 
 def build_parser() -> argparse.ArgumentParser:

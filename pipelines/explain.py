@@ -212,7 +212,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("patient_id", metavar="PATIENT_ID",
                         help="the patient's pseudonym, as in marts.patient_response.patient_id (required)")
     parser.add_argument("--marts", metavar="DIR",
-                        help="publish folder holding clinic.duckdb (default: $CLINIC_MARTS_DIR or data/marts)")
+                        help="publish folder holding clinic.duckdb (default: $CLINIC_MARTS_DIR or data/marts in the project folder)")
     parser.add_argument("--all-instruments", action="store_true",
                         help="print the trajectory of every instrument of the patient, not only the primary "
                              "measure (default: the primary measure only)")

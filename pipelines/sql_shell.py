@@ -822,7 +822,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("query", nargs="?",
                         help="SQL statements or a dot command (default: read stdin; a prompt on a terminal)")
     parser.add_argument("--marts", metavar="DIR",
-                        help="publish folder holding clinic.duckdb (default: $CLINIC_MARTS_DIR or data/marts)")
+                        help="publish folder holding clinic.duckdb (default: $CLINIC_MARTS_DIR or data/marts in the project folder)")
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="output format; json prints one array of objects per statement "
                              "(default: table)")

@@ -122,14 +122,17 @@ def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next
     shown = meanings[:len({c for c, *_ in failing})]
     assert len({len(t) - len(t.split(":", 1)[1].lstrip()) for t in shown}) == 1  # the meanings line up
     tail = text[text.index("Next:"):]
-    for step in ("clinic sql", "clinic explain", str(Path(settings.marts_dir) / "data_docs" / "index.html"),
-                 str(settings.release_dir)):
+    # Each suggested command reaches this run's marts (not the project's default), as printed.
+    where = f"--marts {settings.marts_dir}"
+    for step in (f"clinic sql {where} ", f"clinic explain {where} <patient_id>",
+                 str(Path(settings.marts_dir) / "data_docs" / "index.html"),
+                 f"clinic release {where} --warehouse {settings.warehouse} ", str(settings.release_dir)):
         assert step in tail, step
     # The suggested query for the failing checks still shows which check failed on an 80-column
     # terminal (clinic sql leaves out middle columns to fit, never the first).
     from pipelines.sql_shell import display_value, fit_columns
 
-    query = tail.split('sql "', 1)[1].split('"', 1)[0]
+    query = tail.split(f'sql {where} "', 1)[1].split('"', 1)[0]
     con = duckdb.connect(str(settings.snapshot), read_only=True)
     try:
         con.execute("SET search_path = 'marts'")

@@ -209,6 +209,9 @@ def test_odd_exports_are_named_in_the_summary_and_in_data_quality(tmp_path, clin
     out = clinic_here("run", *(os.path.relpath(a) if Path(a).is_absolute() else a for a in run_args(s)))
     assert out.returncode == 0, out.stderr
     assert (Path(s.marts_dir) / "current" / "data_docs" / "index.html").exists()
+    # The summary's next steps name the folders as typed: run from here, they read this run's set.
+    assert 'clinic sql --marts marts "' in out.stdout
+    assert "clinic release --marts marts --warehouse warehouse.duckdb " in out.stdout
     for name in ("fiqr_items", "adverse_events", "discontinuations", "notes.csv", "doses.txt", "attachments/"):
         assert name in out.stdout, name
     assert "jane.doe" not in out.stdout + out.stderr
