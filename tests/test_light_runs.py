@@ -93,7 +93,8 @@ def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path, clinic_h
 
 
 @pytest.mark.slow
-def test_an_export_that_changes_only_some_marts_rebuilds_only_what_shows_them(published_copy, tmp_path):
+def test_an_export_that_changes_only_some_marts_rebuilds_only_what_shows_them(published_copy, tmp_path,
+                                                                              monkeypatch, capsys):
     """An export whose rows all go to quarantine (measurements of an unknown patient): the
     quarantine and data quality change, the patients' marts do not. The pages of those marts
     and the release preview are carried over from the published set, and equal what drawing
@@ -112,8 +113,11 @@ def test_an_export_that_changes_only_some_marts_rebuilds_only_what_shows_them(pu
         csv.writer(fh).writerows([header, *(["Q0000001", *row[1:]] for row in rows[:5])])
     (orphans / "_READY").touch()
 
+    monkeypatch.setenv("CLINIC_PROGRESS", "1")  # the progress lines `clinic run` prints
     result = run_pipeline(s)
     assert result.success
+    # No patient recomputed: patient_response's suite is not run again, and the run says so.
+    assert "(patient_response: no patient recomputed, its last outcomes stand)" in capsys.readouterr().err
     assert query_snapshot(s, "SELECT rule, count(*) FROM marts.quarantine WHERE export_id = "
                              "'2026-12-10T0600_orphans' GROUP BY rule") == [("orphan_row", 5)]
     pages = materialization(result, "dashboards").metadata
