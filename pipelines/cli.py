@@ -296,8 +296,8 @@ def _reach(clinic, *names: str) -> str:
 
     from pipelines.settings import setting_value
 
-    given = [(SETTINGS[name].flag, str(getattr(clinic, name))) for name in names]
-    return "".join(f" {flag} {shlex.quote(value)}" for (flag, value), name in zip(given, names, strict=True)
+    given = {name: str(getattr(clinic, name)) for name in names}
+    return "".join(f" {SETTINGS[name].flag} {shlex.quote(value)}" for name, value in given.items()
                    if Path(value).absolute() != Path(str(setting_value(name))).absolute())
 
 
