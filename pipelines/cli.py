@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError
+from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, default_shown
 
 # The summary's next step for the failing checks: the check's name first, so a terminal too narrow
 # for every column still shows it (clinic sql leaves out middle columns to fit).
@@ -525,18 +525,10 @@ def cmd_ui(args) -> int:
 # --- the parser -----------------------------------------------------------------------------
 
 
-def _default_shown(default: object) -> str:
-    """A setting's default as help shows it: a path inside the project, said to be (the
-    commands read it there from any folder, not relative to the one they are run in)."""
-    if isinstance(default, Path):
-        return f"{default.relative_to(REPO_ROOT)} in the project folder"
-    return str(default)
-
-
 def _settings_help() -> str:
     lines = ["environment (each overridden by its option where there is one):"]
-    for s in SETTINGS.values():
-        lines.append(f"  {s.env:<28} {s.help} (default {_default_shown(s.default)})")
+    for name, s in SETTINGS.items():
+        lines.append(f"  {s.env:<28} {s.help} (default {default_shown(name)})")
     lines.append(f"  {'DAGSTER_HOME':<28} the Dagster instance whose run history every run joins "
                  "(default data/dagster_home in the project folder)")
     return "\n".join(lines)
@@ -546,7 +538,7 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name, s in SETTINGS.items():
         if s.flag and command in s.commands:
             parser.add_argument(s.flag, dest=name, metavar=s.metavar, choices=s.choices,
-                                help=f"{s.help} (default ${s.env} or {_default_shown(s.default)})")
+                                help=f"{s.help} (default ${s.env} or {default_shown(name)})")
 
 
 def build_parser() -> argparse.ArgumentParser:

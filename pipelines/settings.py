@@ -105,6 +105,15 @@ def crossing_paths(raw_dir: object, marts_dir: object, warehouse: object) -> str
     return None
 
 
+def default_shown(name: str) -> str:
+    """A setting's default as help shows it: a path inside the project is said to be there (the
+    commands read it there from any folder, not relative to the one they are run in)."""
+    default = SETTINGS[name].default
+    if isinstance(default, Path):
+        return f"{default.relative_to(REPO_ROOT)} in the project folder"
+    return str(default)
+
+
 def setting_value(name: str, given: object = None) -> object:
     """A setting's value: given (a flag), else its environment variable, else its default."""
     setting = SETTINGS[name]
