@@ -29,9 +29,12 @@ CHECK_FAILED = "DagsterAssetCheckFailedError"
 QUIET_DAGSTER = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
+DEFAULT_DAGSTER_HOME = REPO_ROOT / "data" / "dagster_home"
+
+
 def dagster_home() -> Path:
     """The project's Dagster instance: run history, schedules and sensors (DAGSTER_HOME)."""
-    return Path(os.environ.get("DAGSTER_HOME") or REPO_ROOT / "data" / "dagster_home")
+    return Path(os.environ.get("DAGSTER_HOME") or DEFAULT_DAGSTER_HOME)
 
 
 def dagster_home_unusable() -> str | None:
@@ -44,7 +47,7 @@ def dagster_home_unusable() -> str | None:
         tempfile.TemporaryFile(dir=home).close()
     except OSError as error:
         return (f"the Dagster home {home} cannot be written ({error.strerror or error}): set DAGSTER_HOME to a "
-                "writable folder (default data/dagster_home) and run again.")
+                f"writable folder (default {DEFAULT_DAGSTER_HOME.relative_to(REPO_ROOT)}) and run again.")
     return None
 
 
@@ -530,7 +533,7 @@ def _settings_help() -> str:
     for name, s in SETTINGS.items():
         lines.append(f"  {s.env:<28} {s.help} (default {default_shown(name)})")
     lines.append(f"  {'DAGSTER_HOME':<28} the Dagster instance whose run history every run joins "
-                 "(default data/dagster_home in the project folder)")
+                 f"(default {DEFAULT_DAGSTER_HOME.relative_to(REPO_ROOT)} in the project folder)")
     return "\n".join(lines)
 
 
