@@ -1,22 +1,36 @@
-"""The benchmark works end to end at scale demo (it times nothing the suite asserts on)."""
+"""The benchmark works end to end at scale demo (it times nothing the suite asserts on), and
+its runs are the suite's check of every way of starting the job: `clinic run`, the scheduled
+path (`dagster job execute`, what the daemon does for a schedule or sensor tick) and the UI's
+"Materialize all" (`dagster asset materialize --select '*'`, the implicit asset job) each run
+in one process and publish the same marts, all in one run history."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import dagster as dg
 import pytest
 
-from benchmarks.run import main
+from benchmarks.run import SCALES, main
 from pipelines.definitions import INGEST_STEP
+from pipelines.orchestration.fingerprint import published_fingerprint
+from tests.conftest import mart_contents, query_snapshot, settings_for
 
 pytestmark = pytest.mark.slow  # every contender of the benchmark at demo scale
 
 
-def test_benchmark_runs_at_demo_scale(tmp_path):
-    out = tmp_path / "demo.json"
-    assert main(["--scale", "demo", "--repeats", "1", "--work", str(tmp_path / "work"),
-                 "--out", str(out)]) == 0
-    result = json.loads(out.read_text())
+@pytest.fixture(scope="module")
+def benchmark_at_demo(tmp_path_factory):
+    """One benchmark run at demo scale (one repeat): its JSON and its working folder."""
+    tmp = tmp_path_factory.mktemp("benchmark")
+    out = tmp / "demo.json"
+    assert main(["--scale", "demo", "--repeats", "1", "--work", str(tmp / "work"), "--out", str(out)]) == 0
+    return json.loads(out.read_text()), tmp / "work" / "demo"
+
+
+def test_the_benchmark_times_every_contender_at_demo_scale(benchmark_at_demo):
+    result, _ = benchmark_at_demo
     assert set(result["ratios"]) == {"clinic_cold/floor", "clinic_warm/clinic_cold", "peer/clinic_cold",
                                      "scheduled/clinic_cold", "ui/clinic_cold", "nothing_new/clinic_cold"}
     assert all(result[k]["seconds"] > 0 and result[k]["peak_mib"] > 0
@@ -24,3 +38,33 @@ def test_benchmark_runs_at_demo_scale(tmp_path):
                          "peer"))
     steps = result["clinic_cold_steps"]["steps"]
     assert INGEST_STEP in steps and "publish" in steps  # the fused steps (pipelines/definitions.py)
+
+
+def _outputs(work: Path, tag: str):
+    """The settings of the benchmark's `tag` runs (their warehouse and published set)."""
+    return settings_for(work / tag, work / "raw", warehouse=work / f"wh_{tag}.duckdb", marts_dir=work / f"marts_{tag}")
+
+
+def test_every_way_of_starting_the_job_publishes_the_same_marts_in_one_process(benchmark_at_demo):
+    _, work = benchmark_at_demo
+    cold, scheduled, ui = (_outputs(work, tag) for tag in ("cold", "scheduled", "ui"))
+    assert mart_contents(scheduled) == mart_contents(cold) == mart_contents(ui)
+    assert query_snapshot(ui, "SELECT count(*) FROM marts.patient_response") == [(SCALES["demo"],)]
+    assert published_fingerprint(Path(ui.marts_dir)) is not None
+    with dg.DagsterInstance.from_config(str(work / "dagster_home")) as instance:
+        history = instance.get_runs()
+        steps = {run.run_id: instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.STEP_START).records for run in history}
+        engine = {run.run_id: instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records for run in history}
+    assert all(run.is_success for run in history)
+    started = sorted((run.job_name, run.tags.get("clinic/started_by") or "") for run in history)
+    # clinic run cold, then with nothing new, then warm; the scheduled path (no tag); the UI's path
+    assert started == [("__ASSET_JOB", ""), ("clinic_nothing_new", "clinic run"), ("clinic_pipeline", ""),
+                       ("clinic_pipeline", "clinic run"), ("clinic_pipeline", "clinic run")]
+    for run in history:
+        if run.tags.get("clinic/started_by"):
+            continue  # clinic run: its own process by construction (run_job in process)
+        assert len(steps[run.run_id]) > 1 and len({r.event_log_entry.dagster_event.pid
+                                                   for r in steps[run.run_id]}) == 1, run.job_name
+        assert any("in process" in (r.event_log_entry.user_message or "").lower() for r in engine[run.run_id])

@@ -265,31 +265,6 @@ def test_nothing_published_yet_means_work(tmp_path):
     assert decision.previous is None and not decision.nothing_new
 
 
-@pytest.mark.slow
-def test_the_implicit_asset_job_runs_in_one_process_and_publishes(tmp_path):
-    """`dagster asset materialize --select '*'` (the UI's "Materialize all") on the demo export:
-    every step in the same process, in process executor, and a published set."""
-    s = settings_for(tmp_path, tmp_path / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {"DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": s.raw_dir, "CLINIC_MARTS_DIR": s.marts_dir,
-           "CLINIC_WAREHOUSE": s.warehouse}
-    out = subprocess.run([sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions",
-                          "--select", "*"], capture_output=True, text=True, timeout=900, env={**os.environ, **env})
-    assert out.returncode == 0, out.stderr[-3000:]
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        [run] = instance.get_runs()
-        starts = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_START).records
-        engine = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
-    assert run.is_success and run.job_name == "__ASSET_JOB"
-    assert len(starts) > 1 and len({r.event_log_entry.dagster_event.pid for r in starts}) == 1
-    assert any("in process" in (r.event_log_entry.user_message or "").lower() for r in engine)
-    assert query_snapshot(s, "SELECT count(*) FROM marts.patient_response") == [(230,)]
-    assert published_fingerprint(Path(s.marts_dir)) is not None
-
-
 def _pins(lock: Path) -> dict[str, str]:
     return {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1].strip()
             for line in lock.read_text().splitlines() if "==" in line and not line.startswith("#")}

@@ -18,7 +18,7 @@ import pytest
 
 from pipelines.demo.generator import generate
 from pipelines.orchestration.schedules import clinic_job, new_export_sensor
-from tests.conftest import DEMO_EXPORT, clinic, mart_contents, query_snapshot, settings_for
+from tests.conftest import DEMO_EXPORT, clinic, query_snapshot, settings_for
 
 
 def run_args(s) -> list[str]:
@@ -46,35 +46,8 @@ def warehouse_contents(path: str) -> dict[str, list]:
 
 
 def test_the_job_runs_in_process_on_every_path():
+    """Its definition; tests/test_benchmark.py runs the scheduled and the UI path in one process."""
     assert clinic_job.executor_def is dg.in_process_executor
-
-
-@pytest.mark.slow
-def test_the_scheduled_path_and_clinic_run_give_the_same_marts_in_one_run_history(tmp_path):
-    """`dagster job execute` (what the daemon does for a schedule or sensor tick) and `clinic
-    run`, against one Dagster home: same marts, both in its run history."""
-    home = tmp_path / "dagster_home"
-    runs = {}
-    for how in ("scheduled", "cli"):
-        s = settings_for(tmp_path / how, tmp_path / how / "raw")
-        shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
-        env = {"DAGSTER_HOME": str(home), "CLINIC_RAW_DIR": s.raw_dir, "CLINIC_MARTS_DIR": s.marts_dir,
-               "CLINIC_WAREHOUSE": s.warehouse}
-        if how == "scheduled":
-            home.mkdir()
-            (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-            out = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "pipelines.definitions",
-                                  "-j", "clinic_pipeline"], capture_output=True, text=True, timeout=600,
-                                 env={**os.environ, **env})
-        else:
-            out = clinic("run", *run_args(s), env={"DAGSTER_HOME": str(home)})
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs[how] = s
-    assert mart_contents(runs["scheduled"]) == mart_contents(runs["cli"])
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        history = instance.get_runs()
-    assert len(history) == 2 and all(r.job_name == "clinic_pipeline" and r.is_success for r in history)
-    assert {r.tags.get("clinic/started_by") for r in history} == {None, "clinic run"}
 
 
 def test_the_sensor_asks_the_ledger_not_its_cursor(demo_run, tmp_path):
