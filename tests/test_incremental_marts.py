@@ -5,7 +5,6 @@ recomputes every patient."""
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import pytest
@@ -22,8 +21,7 @@ from tests.conftest import (
 
 pytestmark = pytest.mark.slow  # cold and warm runs of the whole job
 
-FIRST, CORRECTION, LATE_PATIENT = ("2026-11-01T0600_demo", "2026-11-02T0600_correction",
-                                   "2026-11-03T0600_late_patient")
+FIRST, CORRECTION, LATE_PATIENT = DEMO_EXPORT.name, "2026-11-02T0600_correction", "2026-11-03T0600_late_patient"
 
 
 def refresh_of(result, asset: str) -> tuple[str, int]:
@@ -45,11 +43,9 @@ def rows_of(export: Path, table: str) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
-    warm = settings_for(tmp_path / "warm", tmp_path / "warm" / "raw")
-    shutil.copytree(DEMO_EXPORT, Path(warm.raw_dir) / FIRST)
-    first = run_pipeline(warm)
-    assert refresh_of(first, "patient_response") == ("full", 230)
+def test_new_exports_recompute_only_the_patients_they_touch(demo_run, demo_copy, tmp_path):
+    warm = demo_copy  # the first run: the demo export applied and published
+    assert refresh_of(demo_run[1], "patient_response") == ("full", 230)
     first_outcomes = query_snapshot(warm, "SELECT check_name, rows_checked FROM marts.data_quality WHERE "
                                           "table_name = 'measurements' AND level = 'dataset' ORDER BY ALL")
 
@@ -93,7 +89,7 @@ def test_new_exports_recompute_only_the_patients_they_touch(tmp_path):
     assert refresh_of(third, "patient_response") == ("incremental", 1)
     assert query_snapshot(warm, "SELECT count(*) FROM marts.patient_response WHERE patient_id LIKE 'Z%'") == [(1,)]
 
-    cold = settings_for(tmp_path / "cold", warm.raw_dir)
+    cold = settings_for(tmp_path / "cold", Path(warm.raw_dir))
     assert refresh_of(run_pipeline(cold), "patient_response")[0] == "full"
     assert mart_contents(warm, gx_outcomes=False) == mart_contents(cold, gx_outcomes=False)
 
