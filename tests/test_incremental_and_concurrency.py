@@ -25,32 +25,34 @@ pytestmark = pytest.mark.slow  # cold and warm runs of the whole job
 EXPORTS = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
 
 
-def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path):
+@pytest.fixture(scope="module")
+def cold_run_of_both(tmp_path_factory):
+    """Both messy exports in one cold run: what every order of applying them must publish."""
+    cold = settings_for(tmp_path_factory.mktemp("cold"), tmp_path_factory.mktemp("cold_raw"))
+    for export in EXPORTS:
+        shutil.copytree(FIXTURES / "messy" / export, Path(cold.raw_dir) / export)
+    assert run_pipeline(cold).success
+    return cold
+
+
+def test_warm_run_over_a_new_export_equals_a_cold_run(tmp_path, cold_run_of_both):
     warm = settings_for(tmp_path / "warm", tmp_path / "warm" / "raw")
     shutil.copytree(FIXTURES / "messy" / EXPORTS[0], Path(warm.raw_dir) / EXPORTS[0])
     assert run_pipeline(warm).success
     shutil.copytree(FIXTURES / "messy" / EXPORTS[1], Path(warm.raw_dir) / EXPORTS[1])
     assert run_pipeline(warm).success
-
-    cold = settings_for(tmp_path / "cold", tmp_path / "cold" / "raw")
-    for export in EXPORTS:
-        shutil.copytree(FIXTURES / "messy" / export, Path(cold.raw_dir) / export)
-    assert run_pipeline(cold).success
-
-    assert mart_contents(warm, gx_outcomes=False) == mart_contents(cold, gx_outcomes=False)
+    assert mart_contents(warm, gx_outcomes=False) == mart_contents(cold_run_of_both, gx_outcomes=False)
     modes = query_snapshot(warm, "SELECT ingest_mode FROM marts.run_info ORDER BY run_time")
     assert modes == [("cold",), ("incremental",)]
 
 
-def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path):
+def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path, cold_run_of_both):
     s = settings_for(tmp_path, tmp_path / "raw")
     shutil.copytree(FIXTURES / "messy" / EXPORTS[1], Path(s.raw_dir) / EXPORTS[1])
     assert run_pipeline(s).success
     shutil.copytree(FIXTURES / "messy" / EXPORTS[0], Path(s.raw_dir) / EXPORTS[0])
     assert run_pipeline(s).success
-    cold = settings_for(tmp_path / "cold", s.raw_dir)
-    assert run_pipeline(cold).success
-    assert mart_contents(s) == mart_contents(cold)
+    assert mart_contents(s) == mart_contents(cold_run_of_both)
 
 
 def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_copy):

@@ -134,7 +134,7 @@ def test_failures_say_why(published, tmp_path, clinic_here):
         assert "Traceback" not in out.stderr
 
 
-def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidies_up(published):
+def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidies_up(published, clinic_here):
     marts = Path(published.marts_dir)
     current = os.readlink(marts / "current")
     before = published_files(marts)
@@ -156,7 +156,7 @@ def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidie
                                   [str(marts / "run_info.parquet")]).fetchall()
     assert runs_in_snapshot == runs_in_parquet
     assert list((marts / "versions").glob(".building-*"))  # the killed run's leftovers...
-    out = clinic("run", *run_args(published))
+    out = clinic_here("run", *run_args(published))  # the next run: in this process (the killed one was not)
     assert out.returncode == 0, out.stderr
     assert not list((marts / "versions").glob(".building-*"))  # ...are gone after the next run
     assert not list(marts.glob(".*.tmp*"))
