@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -620,5 +621,22 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args)
 
 
+def entry() -> None:
+    """The `clinic` command (pyproject's script, and `python -m pipelines.cli`): main(), then an
+    exit that skips the interpreter's teardown of every module a command loaded (Dagster, pandas,
+    Plotly, pyarrow...), 0.9 s at the end of every `clinic run`, measured at demo and at 10^5
+    patients. The exit handlers run first (the GX worker is stopped, logging flushed) and the
+    output is flushed; every file and connection a command opens is closed by then. Tests call
+    main() and keep their interpreter."""
+    code = main()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # a reader that left (`| head`), or a closed stream
+            pass
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -55,15 +56,20 @@ def test_an_export_sorting_before_applied_ones_rebuilds(tmp_path, cold_run_of_bo
     assert mart_contents(s) == mart_contents(cold_run_of_both)
 
 
-def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_copy):
+def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_copy, tmp_path):
+    """... and the run's process, which ends without the interpreter's teardown (`cli.entry`),
+    still runs its exit handlers: the GX worker it started is stopped and its folder removed."""
     s = demo_copy  # the demo export applied and published
     before = mart_contents(s)["patient_response"]
     generate(60, seed=9, id_prefix="N").write(Path(s.raw_dir) / "2026-12-01_new_patients")
 
+    run_tmp = tmp_path / "tmp"  # the run's temp folder: where its GX worker keeps its files
+    run_tmp.mkdir()
     run = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", "--raw", str(s.raw_dir),
                             "--marts", str(s.marts_dir), "--warehouse", str(s.warehouse)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    seen, reads, mid_run = set(), 0, None
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "TMPDIR": str(run_tmp)})
+    seen, reads, mid_run, worker_seen = set(), 0, None, False
     try:
         while run.poll() is None:
             if mid_run is None:  # the command-line reader, while the run holds the warehouse
@@ -81,6 +87,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_c
             assert n_patients == n_flow
             seen.add(n_patients)
             reads += 1
+            worker_seen = worker_seen or any(run_tmp.glob("clinic-gx-*"))
             time.sleep(0.05)
     finally:
         run.wait(timeout=300)
@@ -89,6 +96,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_c
     assert reads >= 5
     assert seen <= {len(before), len(before) + 60}
     assert mart_contents(s)["patient_response"] != before
+    assert worker_seen and not list(run_tmp.glob("clinic-gx-*"))  # started, then stopped at exit
 
 
 def test_a_second_writer_is_told_to_wait(tmp_path):
