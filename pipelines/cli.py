@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, default_shown
+from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, default_shown, default_source, setting_value
 
 # The summary's next step for the failing checks: the check's name first, so a terminal too narrow
 # for every column still shows it (clinic sql leaves out middle columns to fit).
@@ -298,8 +298,6 @@ def _reach(clinic, *names: str) -> str:
     that command would use by itself (`clinic sql` alone reads data/marts, not `--marts ./marts`)."""
     import shlex
 
-    from pipelines.settings import setting_value
-
     given = {name: str(getattr(clinic, name)) for name in names}
     return "".join(f" {SETTINGS[name].flag} {shlex.quote(value)}" for name, value in given.items()
                    if Path(value).absolute() != Path(str(setting_value(name))).absolute())
@@ -542,7 +540,7 @@ def _add_settings(parser: argparse.ArgumentParser, command: str) -> None:
     for name, s in SETTINGS.items():
         if s.flag and command in s.commands:
             parser.add_argument(s.flag, dest=name, metavar=s.metavar, choices=s.choices,
-                                help=f"{s.help} (default ${s.env} or {default_shown(name)})")
+                                help=f"{s.help} (default {default_source(name)})")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from pipelines.response.rules import CRITERIA, DECISION_ORDER
-from pipelines.settings import SETTINGS, default_shown, setting_value
+from pipelines.settings import add_marts_option, setting_value
 from pipelines.sqlfiles import has_table
 
 EXIT_OK, EXIT_UNKNOWN_PATIENT, EXIT_NO_SNAPSHOT = 0, 1, 2
@@ -211,9 +211,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                           f"in the snapshot, {EXIT_NO_SNAPSHOT} no usable snapshot")
     parser.add_argument("patient_id", metavar="PATIENT_ID",
                         help="the patient's pseudonym, as in marts.patient_response.patient_id (required)")
-    parser.add_argument("--marts", metavar="DIR",
-                        help=f"publish folder holding clinic.duckdb (default: ${SETTINGS['marts_dir'].env} or "
-                             f"{default_shown('marts_dir')})")
+    add_marts_option(parser)
     parser.add_argument("--all-instruments", action="store_true",
                         help="print the trajectory of every instrument of the patient, not only the primary "
                              "measure (default: the primary measure only)")

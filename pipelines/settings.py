@@ -114,6 +114,17 @@ def default_shown(name: str) -> str:
     return str(default)
 
 
+def default_source(name: str) -> str:
+    """Where a setting comes from when its option is not given, as help says it."""
+    return f"${SETTINGS[name].env} or {default_shown(name)}"
+
+
+def add_marts_option(parser) -> None:
+    """`--marts` as `clinic sql` and `clinic explain` take it: the published snapshot they read."""
+    parser.add_argument(SETTINGS["marts_dir"].flag, dest="marts", metavar="DIR",
+                        help=f"publish folder holding clinic.duckdb (default: {default_source('marts_dir')})")
+
+
 def setting_value(name: str, given: object = None) -> object:
     """A setting's value: given (a flag), else its environment variable, else its default."""
     setting = SETTINGS[name]

@@ -32,7 +32,7 @@ from typing import IO
 import duckdb
 
 from pipelines.csv_safe import SafeWriter
-from pipelines.settings import SETTINGS, ConfigError, default_shown, setting_value
+from pipelines.settings import SETTINGS, ConfigError, add_marts_option, setting_value
 from pipelines.sqlfiles import quote_literal
 
 FORMATS = ("table", "csv", "json", "markdown")
@@ -821,9 +821,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("query", nargs="?",
                         help="SQL statements or a dot command (default: read stdin; a prompt on a terminal)")
-    parser.add_argument("--marts", metavar="DIR",
-                        help=f"publish folder holding clinic.duckdb (default: ${SETTINGS['marts_dir'].env} or "
-                             f"{default_shown('marts_dir')})")
+    add_marts_option(parser)
     parser.add_argument("--format", choices=FORMATS, default="table",
                         help="output format; json prints one array of objects per statement "
                              "(default: table)")
