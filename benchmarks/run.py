@@ -176,6 +176,11 @@ def rows_differing(duckdb_marts: Path, spark_marts: Path) -> dict:
     return {"patients": rows, "only_duckdb": only["duckdb"], "only_spark": only["spark"]}
 
 
+def outputs_of(work: Path, tag: str) -> tuple[Path, Path]:
+    """The warehouse and published set of the benchmark's `tag` runs (cold, warm, scheduled, ...)."""
+    return work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
+
+
 def median_of(runs: list[tuple[float, float]]) -> dict:
     return {"seconds": round(statistics.median(r[0] for r in runs), 3),
             "peak_mib": round(max(r[1] for r in runs), 1), "runs": [round(r[0], 3) for r in runs]}
@@ -211,7 +216,7 @@ def main(argv=None) -> int:
     home = {"DAGSTER_HOME": str(work / "dagster_home")}  # the benchmark's runs, not the project's history
 
     def fresh_outputs(tag: str) -> tuple[Path, Path]:
-        wh, marts = work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
+        wh, marts = outputs_of(work, tag)
         wh.unlink(missing_ok=True)
         shutil.rmtree(marts, ignore_errors=True)
         return wh, marts
@@ -219,12 +224,12 @@ def main(argv=None) -> int:
     def copy_outputs(source: str, tag: str) -> None:
         """The warehouse and published set of the `source` runs, copied for the `tag` runs
         (`current` and the published paths are relative links: kept as links)."""
-        wh, marts = fresh_outputs(tag)
-        shutil.copy(work / f"wh_{source}.duckdb", wh)
-        shutil.copytree(work / f"marts_{source}", marts, symlinks=True)
+        (wh, marts), (source_wh, source_marts) = fresh_outputs(tag), outputs_of(work, source)
+        shutil.copy(source_wh, wh)
+        shutil.copytree(source_marts, marts, symlinks=True)
 
     def clinic(raw_dir: Path, tag: str, fresh: bool, *extra: str):
-        wh, marts = fresh_outputs(tag) if fresh else (work / f"wh_{tag}.duckdb", work / f"marts_{tag}")
+        wh, marts = fresh_outputs(tag) if fresh else outputs_of(work, tag)
         return measure([py, "-m", "pipelines.cli", "run", "--raw", str(raw_dir), "--warehouse", str(wh),
                         "--marts", str(marts), *extra], env=home)
 
@@ -277,7 +282,7 @@ def main(argv=None) -> int:
     if args.spark:  # Spark's local mode beside DuckDB (not a target: one machine favours DuckDB)
         results["spark_cold"] = median_of([clinic(raw, "spark", True, "--engine", "spark")
                                            for _ in range(args.repeats)])
-        results["spark_differs_from_duckdb"] = rows_differing(work / "marts_cold", work / "marts_spark")
+        results["spark_differs_from_duckdb"] = rows_differing(outputs_of(work, "cold")[1], outputs_of(work, "spark")[1])
         print(f"spark cold: {results['spark_cold']}, patient_response rows differing from DuckDB's: "
               f"{results['spark_differs_from_duckdb']}", file=sys.stderr)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from benchmarks.run import SCALES, main
+from benchmarks.run import SCALES, main, outputs_of
 from pipelines.definitions import INGEST_STEP
 from pipelines.orchestration.fingerprint import published_fingerprint
 from tests.conftest import mart_contents, query_snapshot, settings_for
@@ -42,7 +42,8 @@ def test_the_benchmark_times_every_contender_at_demo_scale(benchmark_at_demo):
 
 def _outputs(work: Path, tag: str):
     """The settings of the benchmark's `tag` runs (their warehouse and published set)."""
-    return settings_for(work / tag, work / "raw", warehouse=work / f"wh_{tag}.duckdb", marts_dir=work / f"marts_{tag}")
+    warehouse, marts = outputs_of(work, tag)
+    return settings_for(work / tag, work / "raw", warehouse=warehouse, marts_dir=marts)
 
 
 def test_every_way_of_starting_the_job_publishes_the_same_marts_in_one_process(benchmark_at_demo):

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from pipelines.demo.generator import generate
+from pipelines.quality.gx_worker import WORK_PREFIX
 from tests.conftest import (
     FIXTURES,
     mart_contents,
@@ -87,7 +88,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_c
             assert n_patients == n_flow
             seen.add(n_patients)
             reads += 1
-            worker_seen = worker_seen or any(run_tmp.glob("clinic-gx-*"))
+            worker_seen = worker_seen or any(run_tmp.glob(f"{WORK_PREFIX}*"))
             time.sleep(0.05)
     finally:
         run.wait(timeout=300)
@@ -96,7 +97,7 @@ def test_snapshot_readers_work_and_see_whole_snapshots_while_a_run_writes(demo_c
     assert reads >= 5
     assert seen <= {len(before), len(before) + 60}
     assert mart_contents(s)["patient_response"] != before
-    assert worker_seen and not list(run_tmp.glob("clinic-gx-*"))  # started, then stopped at exit
+    assert worker_seen and not list(run_tmp.glob(f"{WORK_PREFIX}*"))  # started, then stopped at exit
 
 
 def test_a_second_writer_is_told_to_wait(tmp_path):
