@@ -176,6 +176,11 @@ def rows_differing(duckdb_marts: Path, spark_marts: Path) -> dict:
     return {"patients": rows, "only_duckdb": only["duckdb"], "only_spark": only["spark"]}
 
 
+def dagster_home_of(work: Path) -> Path:
+    """The Dagster home every run of the benchmark records in (not the project's history)."""
+    return work / "dagster_home"
+
+
 def outputs_of(work: Path, tag: str) -> tuple[Path, Path]:
     """The warehouse and published set of the benchmark's `tag` runs (cold, warm, scheduled, ...)."""
     return work / f"wh_{tag}.duckdb", work / f"marts_{tag}"
@@ -213,7 +218,7 @@ def main(argv=None) -> int:
     results["floor"] = median_of(runs)
     print(f"floor: {results['floor']}", file=sys.stderr)
 
-    home = {"DAGSTER_HOME": str(work / "dagster_home")}  # the benchmark's runs, not the project's history
+    home = {"DAGSTER_HOME": str(dagster_home_of(work))}
 
     def fresh_outputs(tag: str) -> tuple[Path, Path]:
         wh, marts = outputs_of(work, tag)
@@ -247,12 +252,12 @@ def main(argv=None) -> int:
                         "*"], env={**home, "CLINIC_RAW_DIR": str(raw), "CLINIC_WAREHOUSE": str(wh),
                                    "CLINIC_MARTS_DIR": str(marts)})
 
-    (work / "dagster_home").mkdir(parents=True, exist_ok=True)
+    dagster_home_of(work).mkdir(parents=True, exist_ok=True)
     cold_runs = [clinic(raw, "cold", True) for _ in range(args.repeats)]
     results["clinic_cold"] = median_of(cold_runs)
     print(f"clinic cold: {results['clinic_cold']}", file=sys.stderr)
     # seconds per step of the last cold run, from its Dagster event log (no extra run)
-    results["clinic_cold_steps"] = last_run_steps(work / "dagster_home", cold_runs[-1][0])
+    results["clinic_cold_steps"] = last_run_steps(dagster_home_of(work), cold_runs[-1][0])
     # the same command again on the last cold run's outputs: nothing new, so no work
     results["clinic_nothing_new"] = median_of([clinic(raw, "cold", False) for _ in range(args.repeats)])
     print(f"clinic, nothing new: {results['clinic_nothing_new']}", file=sys.stderr)

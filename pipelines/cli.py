@@ -10,7 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.settings import REPO_ROOT, SETTINGS, ConfigError, default_shown, default_source, setting_value
+from pipelines.settings import (
+    REPO_ROOT,
+    SETTINGS,
+    ConfigError,
+    default_shown,
+    default_source,
+    in_project,
+    setting_value,
+)
 
 # The summary's next step for the failing checks: the check's name first, so a terminal too narrow
 # for every column still shows it (clinic sql leaves out middle columns to fit).
@@ -532,7 +540,7 @@ def _settings_help() -> str:
     for name, s in SETTINGS.items():
         lines.append(f"  {s.env:<28} {s.help} (default {default_shown(name)})")
     lines.append(f"  {'DAGSTER_HOME':<28} the Dagster instance whose run history every run joins "
-                 f"(default {DEFAULT_DAGSTER_HOME.relative_to(REPO_ROOT)} in the project folder)")
+                 f"(default {in_project(DEFAULT_DAGSTER_HOME)})")
     return "\n".join(lines)
 
 

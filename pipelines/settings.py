@@ -105,13 +105,16 @@ def crossing_paths(raw_dir: object, marts_dir: object, warehouse: object) -> str
     return None
 
 
+def in_project(path: Path) -> str:
+    """A default path inside the project as help says it: the commands read it there from any
+    folder, not relative to the one they are run in."""
+    return f"{path.relative_to(REPO_ROOT)} in the project folder"
+
+
 def default_shown(name: str) -> str:
-    """A setting's default as help shows it: a path inside the project is said to be there (the
-    commands read it there from any folder, not relative to the one they are run in)."""
+    """A setting's default as help shows it (a path: in_project)."""
     default = SETTINGS[name].default
-    if isinstance(default, Path):
-        return f"{default.relative_to(REPO_ROOT)} in the project folder"
-    return str(default)
+    return in_project(default) if isinstance(default, Path) else str(default)
 
 
 def default_source(name: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from benchmarks.run import SCALES, main, outputs_of
+from benchmarks.run import SCALES, dagster_home_of, main, outputs_of
 from pipelines.definitions import INGEST_STEP
 from pipelines.orchestration.fingerprint import published_fingerprint
 from tests.conftest import mart_contents, query_snapshot, settings_for
@@ -52,7 +52,7 @@ def test_every_way_of_starting_the_job_publishes_the_same_marts_in_one_process(b
     assert mart_contents(scheduled) == mart_contents(cold) == mart_contents(ui)
     assert query_snapshot(ui, "SELECT count(*) FROM marts.patient_response") == [(SCALES["demo"],)]
     assert published_fingerprint(Path(ui.marts_dir)) is not None
-    with dg.DagsterInstance.from_config(str(work / "dagster_home")) as instance:
+    with dg.DagsterInstance.from_config(str(dagster_home_of(work))) as instance:
         history = instance.get_runs()
         steps = {run.run_id: instance.get_records_for_run(
             run.run_id, of_type=dg.DagsterEventType.STEP_START).records for run in history}
