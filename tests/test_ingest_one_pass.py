@@ -1,16 +1,21 @@
 """The ingest's shortcuts (issue 20, item 4) give what the full work gives: the guarded trim
-equals trimming every cell, and flagging rows with line breaks, then counting them only when
-one holds a break, numbers and quarantines every row as counting them always does."""
+equals trimming every cell, and reading a file without counting the line breaks in its fields,
+then counting them only when its records and lines do not line up, numbers and quarantines
+every row as counting them always does."""
 
 from __future__ import annotations
+
+import re
 
 import duckdb
 import pytest
 
 from pipelines.ingest.contract import load_contract
 from pipelines.ingest.exports import export_files
-from pipelines.ingest.load import _read_and_classify, number_lines, read_and_classify, trimmed
+from pipelines.ingest.lines import count_lines, scan
+from pipelines.ingest.load import _read_and_classify, lines_of, number_lines, read_and_classify, trimmed
 from pipelines.settings import RULES_DIR
+from pipelines.sqlfiles import run_sql
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 SPACES = ["", " ", "  a", "a  ", " a b ", "\ta\t", "\u00a0a", "a\u3000", "\u2009", "é", "aé", "é ",
@@ -27,29 +32,52 @@ def test_the_guarded_trim_equals_trimming_every_cell():
     assert con.execute(f"SELECT count(*) FROM cells WHERE {trimmed('c')} IS NULL").fetchone()[0] == 5
 
 
-MEASUREMENTS = {
-    "quoted, one line each": '"patient_id","study_day","instrument","value"\n"PAT0001",1,"pain_nrs",5\n'
-                             '"PAT0001",2," pain_nrs ",50\n\n"PAT0001",3,"pain_nrs"," 4 "\n',
-    "a quoted line break": 'patient_id,study_day,instrument,value\nPAT0001,1,pain_nrs,5\n'
-                           '"PAT\n0001",2,pain_nrs,5\nPAT0001,3,pain_nrs,"1\n1"\nPAT0001,4,pain_nrs,3\n',
+MEASUREMENTS = {  # the file, and each record's (line_number, __failed_check)
+    "plain, one line each": ('patient_id,study_day,instrument,value\nPAT0001,1,pain_nrs,5\n'
+                             'PAT0001,2,pain_nrs,50\nPAT0001,3,pain_nrs,4',  # the last line is cut short
+                             [(2, None), (3, 15), (4, 16)]),
+    "quoted, one line each": ('"patient_id","study_day","instrument","value"\n"PAT0001",1,"pain_nrs",5\n'
+                              '"PAT0001",2," pain_nrs ",50\n\n"PAT0001",3,"pain_nrs"," 4 "\n',
+                              [(2, None), (3, 15), (5, None)]),  # line 4 is empty
+    "CRLF, one line each": ('patient_id,study_day,instrument,value\r\nPAT0001,1,pain_nrs,5\r\n'
+                            'PAT0001,2,pain_nrs,50\r\n', [(2, None), (3, 15)]),
+    "CRLF, a quoted line break": ('patient_id,study_day,instrument,value\r\nPAT0001,1,pain_nrs,"1\r\n1"\r\n'
+                                  'PAT0001,2,pain_nrs,3\r\n', [(2, 14), (4, None)]),
+    "a quoted line break": ('patient_id,study_day,instrument,value\nPAT0001,1,pain_nrs,5\n'
+                            '"PAT\n0001",2,pain_nrs,5\nPAT0001,3,pain_nrs,"1\n1"\nPAT0001,4,pain_nrs,3\n',
+                            [(2, None), (3, 7), (5, 14), (7, None)]),  # a break in the id, in the value
 }
 
 
 @pytest.mark.parametrize("case", sorted(MEASUREMENTS))
-def test_flagging_line_breaks_first_numbers_rows_as_counting_them_always(tmp_path, case):
+def test_counting_line_breaks_only_when_lines_disagree_numbers_rows_as_counting_them_always(tmp_path, case):
+    text, expected = MEASUREMENTS[case]
     folder = tmp_path / "2026-01-05_a"
     folder.mkdir()
-    (folder / "measurements.csv").write_text(MEASUREMENTS[case])
+    (folder / "measurements.csv").write_bytes(text.encode())
     table = CONTRACT.tables["measurements"]
     ef = next(f for f in export_files(folder, list(CONTRACT.tables)) if f.table == "measurements")
     rows = "SELECT * EXCLUDE (__key_hash) FROM classified_file ORDER BY line_number"
     con = duckdb.connect()
-    number_lines(con, _read_and_classify(con, CONTRACT, table, ef, count_breaks=True))
+    line_map, unterminated = lines_of(con, _read_and_classify(con, CONTRACT, table, ef, count_breaks=True))
+    number_lines(con, line_map)
+    if unterminated:
+        run_sql(con, "ingest", "quarantine_truncated_line")
     always = con.execute(rows).fetchall()
     read_and_classify(con, CONTRACT, table, ef)
     assert con.execute(rows).fetchall() == always
-    lines_and_checks = [(row[0], row[-4]) for row in always]  # line_number, __failed_check
-    expected = [(2, None), (3, 15), (5, None)] if case == "quoted, one line each" else [
-        (2, None), (3, 7), (5, 14), (7, None)]  # out of range; a break in the id, in the value
-    assert lines_and_checks == expected
+    assert [(row[0], row[-4]) for row in always] == expected  # line_number, __failed_check
 
+
+@pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"a\nb", b"a\n\nb\n\n", b"\n", b"a\r\nb", b"a\rb\r",
+                                  b'"a\nb",c\n', b"a\n" * 100_000 + b"b"])
+def test_counting_lines_agrees_with_the_scan_or_leaves_the_file_to_it(tmp_path, data):
+    path = tmp_path / "f.csv"
+    path.write_bytes(data)
+    counted, shape = count_lines(path), scan(path)
+    if b"\r" in data or not data:
+        assert counted is None  # the scan's work
+        return
+    lines = len(re.findall(rb"\n", data)) + (not data.endswith(b"\n"))  # as an editor shows them
+    assert (counted.lines, counted.unterminated) == (lines, shape.unterminated)
+    assert counted.lines >= shape.last_content_line

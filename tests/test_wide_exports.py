@@ -45,7 +45,8 @@ def wide_export(raw: Path, name: str, extras: int) -> Path:
 def classify_statement(folder: Path) -> str:
     table = CONTRACT.tables["measurements"]
     ef = next(f for f in export_files(folder, list(CONTRACT.tables)) if f.table == "measurements")
-    return classify_sql(CONTRACT, table, raw_source(CONTRACT, table, ef, duckdb.connect()))[1]
+    # the widest statement: the one that also lists each field's line breaks
+    return classify_sql(CONTRACT, table, raw_source(CONTRACT, table, ef, duckdb.connect(), count_breaks=True))[1]
 
 
 def loads_with_its_findings(raw: Path, warehouse: Path, extras: int) -> None:

@@ -94,6 +94,32 @@ def _empty_lines_in(chunk: bytes, breaks_before: int) -> list[int]:
     return (np.flatnonzero(followed_by_break) + breaks_before + 2).tolist()
 
 
+@dataclass(frozen=True)
+class LineCount:
+    """A file's lines counted in one cheap pass, for files whose breaks are all LF."""
+
+    lines: int  # physical lines, the last one counted whether or not a break ends it
+    unterminated: bool  # the last line holds characters but no line break
+
+
+def count_lines(path: Path) -> LineCount | None:
+    """The file's lines when every break is an LF (no CR byte anywhere), else None. If the
+    records DuckDB read fill exactly the lines after the header, no record spans two lines
+    and no line is empty, so the records are the lines and `scan` is not needed: it looks
+    for empty lines and costs several times this (0.7 s against 0.2 s at 10^7 rows)."""
+    breaks, tail = 0, b""
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(CHUNK_BYTES), b""):
+            if b"\r" in block:
+                return None
+            breaks += block.count(b"\n")
+            tail = block[-1:]
+    if not tail:
+        return None
+    unterminated = tail != b"\n"
+    return LineCount(breaks + unterminated, unterminated)
+
+
 def scan(path: Path) -> FileShape:
     """One pass over the bytes: quote characters, empty lines and the last line with content."""
     has_quotes, empty, breaks, size, tail = False, [], 0, 0, b""

@@ -32,7 +32,7 @@ from pipelines.ingest.contract import (
     typed_ref,
 )
 from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files, unfit_exports
-from pipelines.ingest.lines import FileShape, LineMap, LinesDisagree, scan, walk
+from pipelines.ingest.lines import FileShape, LineCount, LineMap, LinesDisagree, count_lines, scan, walk
 from pipelines.migrations import migrate
 from pipelines.sqlfiles import has_table, quote_ident, quote_literal, run_sql, sql
 
@@ -363,10 +363,12 @@ class SourceFile:
     fragment: str
     extras: list[Extra]
     first_line: int  # physical line of the first data record (Parquet: row 1)
-    shape: FileShape | None = None  # CSV only
+    path: Path | None = None  # CSV only: the file, whose lines number the records
     positions: dict[str, int] = field(default_factory=dict)  # contract column -> its field in the file
     counts_breaks: bool = False  # the fragment lists each field's line breaks (__breaks)
     flags_breaks: bool = False  # the fragment says whether any field of the row holds one (__any_break)
+    counted: LineCount | None = None  # the file's lines, when all its breaks are LF
+    shape: FileShape | None = None  # the file's scan, when it was needed
 
 
 BREAKS_COLUMN = "__breaks"
@@ -400,16 +402,19 @@ def _field_select(table: Table, positions: dict[str, int], extras: list[Extra], 
 
 
 def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: bool = True,
-               count_breaks: bool = True, shape: FileShape | None = None) -> SourceFile:
+               count_breaks: bool = False, known: SourceFile | None = None) -> SourceFile:
     """Read one file's header and build the fragment that reads its rows. Header problems
-    reject the file here, before any row is read. When the file has a quote character at all,
-    `count_breaks` lists the line breaks in each field, else each row is flagged when a field
-    holds one; `shape`: the file's scan, when it was scanned already."""
+    reject the file here, before any row is read. `count_breaks` lists the line breaks in
+    each field (read_and_classify asks for it only when some record spans lines). The file's
+    lines are counted (or, when it holds a CR, scanned: then rows whose fields hold a break
+    are flagged, as a CR can split a CRLF between two records); `known`: a reading of the same
+    file that did that already."""
     if ef.path.suffix.lower() == ".csv":
         names, header_lines = _csv_header(ef.path)
         extras = _check_header(contract, table, names)
-        shape = shape or scan(ef.path)
-        count_breaks, flag_breaks = count_breaks and shape.has_quotes, not count_breaks and shape.has_quotes
+        counted = known.counted if known else count_lines(ef.path)
+        shape = known.shape if known else (scan(ef.path) if counted is None else None)
+        flag_breaks = not count_breaks and shape is not None and shape.has_quotes
         positions = {}
         for i, n in enumerate(names, 1):
             positions.setdefault(_normalise(n), i)
@@ -419,7 +424,8 @@ def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: 
                                flag_breaks)
         fragment = sql("ingest", "read_csv_file", path=literal_path(ef.path), columns=columns,
                        fields=f"{select}, {OVERFLOW_COLUMN}", parallel=str(parallel).lower())
-        return SourceFile(fragment, extras, header_lines + 1, shape, positions, count_breaks, flag_breaks)
+        return SourceFile(fragment, extras, header_lines + 1, ef.path, positions, count_breaks, flag_breaks,
+                          counted, shape)
     try:
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({literal_path(ef.path)})").fetchall()]
@@ -466,50 +472,76 @@ def _safe_reason(error: Exception) -> str:
 def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> list[Extra]:
     """Read and check one file into classified_file (with each record's physical line); a
     file DuckDB cannot read, or whose records cannot be lined up with its lines, is rejected.
-    The line breaks inside each field are listed only when some field holds one: listing them
-    for every row costs about as much as all the checks, so a file with quotes is first read
-    flagging the rows that hold a break (cheap), and read once more, counting them, only when a
-    row does (the result is the same either way: no break, no shift and no offset)."""
+    The line breaks inside each field are listed only when some record spans lines: listing
+    them for every row costs about as much as all the checks, so the file is read without, and
+    read once more, counting them, only when one does (see lines_of)."""
     source = _read_and_classify(con, contract, table, ef, count_breaks=False)
-    if source.flags_breaks and con.execute("SELECT 1 FROM classified_rows WHERE __inner_breaks > 0 LIMIT 1"
-                                           ).fetchall():
-        source = _read_and_classify(con, contract, table, ef, count_breaks=True, shape=source.shape)
-    number_lines(con, source)
-    if source.shape is not None and source.shape.unterminated:
+    try:
+        line_map, unterminated = lines_of(con, source)
+    except RecordsSpanLines:
+        source = _read_and_classify(con, contract, table, ef, count_breaks=True, known=source)
+        line_map, unterminated = lines_of(con, source)
+    number_lines(con, line_map)
+    if unterminated:
         run_sql(con, "ingest", "quarantine_truncated_line")
     return source.extras
 
 
 def _read_and_classify(con, contract: Contract, table: Table, ef: ExportFile, count_breaks: bool,
-                       shape: FileShape | None = None) -> SourceFile:
+                       known: SourceFile | None = None) -> SourceFile:
     """classified_rows and check_names for one file (see classify_file)."""
     for parallel in (True, False):
         source = None
         try:
-            source = raw_source(contract, table, ef, con, parallel=parallel, count_breaks=count_breaks, shape=shape)
+            source = raw_source(contract, table, ef, con, parallel=parallel, count_breaks=count_breaks,
+                                known=known)
             classify_file(con, contract, table, source)
             return source
         except duckdb.Error as error:
             if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
-                shape = source.shape if source is not None else shape  # scanned once
+                known = source or known  # its lines counted once
                 continue
             raise FileRejected("unreadable_file", _safe_reason(error)) from None
     raise AssertionError("unreachable: the serial reader either reads the file or raises")
 
 
-def number_lines(con, source: SourceFile) -> None:
-    """classified_file: classified_rows with each record's physical line (see lines.py)."""
-    line_map = LineMap(source.first_line)
-    if source.shape is not None:
-        records = _count(con, "SELECT count(*) FROM classified_rows")
-        inner = dict(con.execute("SELECT rowid, __inner_breaks FROM classified_rows WHERE __inner_breaks > 0"
-                                 ).fetchall()) if source.counts_breaks else {}
-        try:
-            line_map = walk(records, source.first_line, source.shape, inner)
-        except LinesDisagree as error:
-            raise FileRejected("unreadable_file", f"the file cannot be split into lines as an editor shows "
-                                                  f"them ({error}); check its line endings and quotes",
-                               rows=records) from None
+class RecordsSpanLines(Exception):
+    """Some record of the file spans lines: read it again, counting the breaks in its fields."""
+
+
+def lines_of(con, source: SourceFile) -> tuple[LineMap, bool]:
+    """Each record's physical line (see lines.py) and whether the file's last line is cut
+    short, from classified_rows and the file's lines. In a file whose breaks are all LF, the
+    records fill the lines after the header exactly when each record is one line and no line
+    is empty: then the lines need only be counted (count_lines), not scanned. Else, with the
+    scan, a record spanning lines shows as records that do not line up with the lines past
+    the empty ones (LF breaks only: each break in a field is a line of the record) or, in a
+    file holding a CR, as a flagged row: either raises RecordsSpanLines (read again, counting
+    them). A file whose records cannot be lined up with its lines is rejected."""
+    if source.path is None:  # Parquet: row k is record k
+        return LineMap(source.first_line), False
+    records = _count(con, "SELECT count(*) FROM classified_rows")
+    counted = source.counted
+    if counted is not None and records == counted.lines - source.first_line + 1:
+        return LineMap(source.first_line), counted.unterminated
+    shape = source.shape or scan(source.path)
+    if source.flags_breaks and con.execute("SELECT 1 FROM classified_rows WHERE __inner_breaks > 0 LIMIT 1"
+                                           ).fetchall():
+        raise RecordsSpanLines()
+    inner = dict(con.execute("SELECT rowid, __inner_breaks FROM classified_rows WHERE __inner_breaks > 0"
+                             ).fetchall()) if source.counts_breaks else {}
+    try:
+        return walk(records, source.first_line, shape, inner), shape.unterminated
+    except LinesDisagree as error:
+        if shape.has_quotes and not source.counts_breaks and not source.flags_breaks:
+            raise RecordsSpanLines() from None
+        raise FileRejected("unreadable_file", f"the file cannot be split into lines as an editor shows "
+                                              f"them ({error}); check its line endings and quotes",
+                           rows=records) from None
+
+
+def number_lines(con, line_map: LineMap) -> None:
+    """classified_file: classified_rows with each record's physical line."""
     con.execute("CREATE OR REPLACE TEMP TABLE line_shifts (from_record BIGINT, shift BIGINT)")
     if line_map.breakpoints:
         con.executemany("INSERT INTO line_shifts VALUES (?, ?)", list(line_map.breakpoints))
@@ -554,7 +586,7 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile) -> tuple[
             for first, c in checks if c.columns or c.field in source.positions)
         line_offset = f"coalesce(list_sum({BREAKS_COLUMN}[1:(CASE {field_of} END) - 1]), 0)"
         inner_breaks = f"coalesce(list_sum({BREAKS_COLUMN}), 0)"
-    else:  # with only a flag, a row holding a break is read again, counting them (read_and_classify)
+    else:  # no record spans lines, or the file is read again counting them (read_and_classify)
         line_offset, inner_breaks = "0", f"CAST({ANY_BREAK_COLUMN} AS INTEGER)" if source.flags_breaks else "0"
     return names, sql("ingest", "classify_rows", source=source.fragment,
                       trimmed_columns=", ".join(f"{trimmed(c)} AS {quote_ident(c)}" for c in table.column_names),
