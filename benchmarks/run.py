@@ -105,7 +105,11 @@ def measure(cmd: list[str], cwd: Path = ROOT, env: dict | None = None) -> tuple[
 
 def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
     """What a data team without this project would write in Great Expectations for the raw
-    tables, from the export contract: not-null, codes, ranges and patterns, per table."""
+    tables, from the export contract: not-null, codes, ranges and patterns, per table. A range
+    that depends on another column (a measurement's value, by its instrument) is one
+    expectation per code, on the rows of that code (GX's row_condition); an exclusive minimum
+    is strict. Not here: the identifier-value screen of every cell, the foreign key and the
+    whole-number check, which the contract has and a GX suite of the raw tables would not."""
     from pipelines.ingest.contract import load_contract
 
     suites = {}
@@ -119,7 +123,13 @@ def contract_suites(contract_file: Path) -> dict[str, list[dict]]:
                               "kwargs": {"column": col.name, "value_set": list(col.values)}})
             if col.minimum is not None and col.maximum is not None:
                 found.append({"type": "expect_column_values_to_be_between",
-                              "kwargs": {"column": col.name, "min_value": col.minimum, "max_value": col.maximum}})
+                              "kwargs": {"column": col.name, "min_value": col.minimum, "max_value": col.maximum,
+                                         "strict_min": col.min_exclusive}})
+            if col.ranges_by:
+                found.extend({"type": "expect_column_values_to_be_between",
+                              "kwargs": {"column": col.name, "min_value": low, "max_value": high,
+                                         "row_condition": f"{col.ranges_by}=={code!r}", "condition_parser": "pandas"}}
+                             for code, (low, high) in table.ranges.items())
             if col.pattern:
                 found.append({"type": "expect_column_values_to_match_regex",
                               "kwargs": {"column": col.name, "regex": col.pattern}})
