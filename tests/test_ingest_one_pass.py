@@ -81,3 +81,17 @@ def test_counting_lines_agrees_with_the_scan_or_leaves_the_file_to_it(tmp_path, 
     lines = len(re.findall(rb"\n", data)) + (not data.endswith(b"\n"))  # as an editor shows them
     assert (counted.lines, counted.unterminated) == (lines, shape.unterminated)
     assert counted.lines >= shape.last_content_line
+
+
+@pytest.mark.parametrize("case", ["quoted, one line each", "CRLF, a quoted line break", "a quoted line break"])
+def test_a_file_is_scanned_at_most_once_even_when_read_twice(tmp_path, monkeypatch, case):
+    import pipelines.ingest.load as load
+
+    scans = []
+    monkeypatch.setattr(load, "scan", lambda path: scans.append(path) or scan(path))
+    folder = tmp_path / "2026-01-05_a"
+    folder.mkdir()
+    (folder / "measurements.csv").write_bytes(MEASUREMENTS[case][0].encode())
+    ef = next(f for f in export_files(folder, list(CONTRACT.tables)) if f.table == "measurements")
+    read_and_classify(duckdb.connect(), CONTRACT, CONTRACT.tables["measurements"], ef)
+    assert scans == [ef.path]

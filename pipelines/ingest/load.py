@@ -15,7 +15,7 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -478,8 +478,9 @@ def read_and_classify(con, contract: Contract, table: Table, ef: ExportFile) -> 
     source = _read_and_classify(con, contract, table, ef, count_breaks=False)
     try:
         line_map, unterminated = lines_of(con, source)
-    except RecordsSpanLines:
-        source = _read_and_classify(con, contract, table, ef, count_breaks=True, known=source)
+    except RecordsSpanLines as spanning:  # the file's scan is kept for the second reading
+        source = _read_and_classify(con, contract, table, ef, count_breaks=True,
+                                    known=replace(source, shape=spanning.shape))
         line_map, unterminated = lines_of(con, source)
     number_lines(con, line_map)
     if unterminated:
@@ -506,7 +507,12 @@ def _read_and_classify(con, contract: Contract, table: Table, ef: ExportFile, co
 
 
 class RecordsSpanLines(Exception):
-    """Some record of the file spans lines: read it again, counting the breaks in its fields."""
+    """Some record of the file spans lines: read it again, counting the breaks in its fields
+    (`shape`: the file's scan, which found it)."""
+
+    def __init__(self, shape: FileShape):
+        super().__init__("a record spans lines")
+        self.shape = shape
 
 
 def lines_of(con, source: SourceFile) -> tuple[LineMap, bool]:
@@ -527,14 +533,14 @@ def lines_of(con, source: SourceFile) -> tuple[LineMap, bool]:
     shape = source.shape or scan(source.path)
     if source.flags_breaks and con.execute("SELECT 1 FROM classified_rows WHERE __inner_breaks > 0 LIMIT 1"
                                            ).fetchall():
-        raise RecordsSpanLines()
+        raise RecordsSpanLines(shape)
     inner = dict(con.execute("SELECT rowid, __inner_breaks FROM classified_rows WHERE __inner_breaks > 0"
                              ).fetchall()) if source.counts_breaks else {}
     try:
         return walk(records, source.first_line, shape, inner), shape.unterminated
     except LinesDisagree as error:
         if shape.has_quotes and not source.counts_breaks and not source.flags_breaks:
-            raise RecordsSpanLines() from None
+            raise RecordsSpanLines(shape) from None
         raise FileRejected("unreadable_file", f"the file cannot be split into lines as an editor shows "
                                               f"them ({error}); check its line endings and quotes",
                            rows=records) from None
