@@ -10,13 +10,12 @@ engine (and, for Spark, that pyspark and a Java runtime are there), the SQL fold
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
-from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value
+from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value, size_in_bytes
 
 RELEASE_PREVIEW = "release-preview"  # the folder a run builds for the clinic: not for release
 
@@ -32,18 +31,6 @@ def below_release_floor(min_cell_size: int) -> str | None:
     return (f"CLINIC_MIN_CELL_SIZE={min_cell_size} is below the spec's {SPEC_MIN_CELL_SIZE}, the floor for a "
             f"release (counts of {min_cell_size} to {SPEC_MIN_CELL_SIZE - 1} patients would leave the clinic)")
 MEMORY_LIMIT_FLOOR = 64 * 2**20  # below this DuckDB cannot run the pipeline's queries at all
-_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def size_in_bytes(size: str) -> int | None:
-    """A size as DuckDB reads it (`1KB`, `512 MiB`, `2GB`), in bytes; None for other forms."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(size))
-    if not match or match.group(2).lower() not in _UNITS:
-        return None
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
-
-
 def _from_env(name: str):
     """A field whose default is read when the resource is made: its variable, then the default."""
     return Field(default_factory=lambda: setting_value(name), description=f"{SETTINGS[name].help} "

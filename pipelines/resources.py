@@ -1,6 +1,7 @@
 """Resources the assets get injected: the configuration, the warehouse, Great Expectations."""
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -51,11 +52,15 @@ class Warehouse(DuckDBResource):
 
 
 def remove_stale_spill_files(spill_dir: Path) -> None:
-    """DuckDB's spill files of a process that was killed (`duckdb_temp_<pid>_...`): DuckDB
-    leaves them, and they hold warehouse rows. Safe once this run holds the warehouse."""
-    for path in spill_dir.glob("duckdb_temp_*"):
-        pid = path.name.split("_")[2]
-        if pid.isdigit() and not process_alive(int(pid)):
+    """The spill files of a process that was killed: DuckDB's (`duckdb_temp_<pid>_...`) and the
+    ingest's scratch database (`clinic_ingest_<pid>.duckdb`, pipelines/ingest/load.py). Both are
+    left behind, and they hold warehouse rows. Safe once this run holds the warehouse."""
+    from pipelines.ingest.load import SCRATCH_FILE
+
+    owner = re.compile(r"(?:duckdb_temp_|" + re.escape(SCRATCH_FILE.split("{pid}")[0]) + r")(\d+)(?:[_.]|$)")
+    for path in spill_dir.glob("*"):
+        found = owner.match(path.name)
+        if found and not process_alive(int(found.group(1))):
             path.unlink(missing_ok=True)
 
 

@@ -5,6 +5,7 @@ resource; this module stays free of Dagster so `clinic sql` starts fast)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +143,15 @@ def setting_value(name: str, given: object = None) -> object:
         except ValueError:
             raise ConfigError(f"{setting.env}={raw!r} is not a whole number") from None
     return raw
+
+
+_UNITS = {"": 1, "b": 1, "byte": 1, "bytes": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def size_in_bytes(size: str) -> int | None:
+    """A size as DuckDB reads it (`1KB`, `512 MiB`, `2GB`), in bytes; None for other forms."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(size))
+    if not match or match.group(2).lower() not in _UNITS:
+        return None
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])

@@ -7,6 +7,7 @@ ingest functions on a real DuckDB file."""
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 from pathlib import Path
 
@@ -127,13 +128,59 @@ def messy_cold(tmp_path_factory):
     return tmp / "raw", state
 
 
-@pytest.mark.parametrize("fault_at", ["merge_export", "quarantine_conflicting_keys", "stage_file_rows",
-                                      "number_lines"])
-def test_a_failure_inside_one_tables_ingest_leaves_nothing_half_applied(tmp_path, monkeypatch, messy_cold,
-                                                                        fault_at):
+def classify_on_disk(monkeypatch) -> list:
+    """Every file classified in the scratch database, as a file too big for memory is; returns
+    where each file's rows were classified, as the ingest chose."""
+    import pipelines.ingest.load as load
+
+    chosen, choose = [], load.classified_rows_for
+    monkeypatch.setattr(load, "SCRATCH_ABOVE", 0)
+    monkeypatch.setattr(load, "classified_rows_for", lambda con, path: chosen.append(choose(con, path)) or chosen[-1])
+    return chosen
+
+
+def test_files_classified_on_disk_are_ingested_as_in_memory_and_leave_no_scratch(tmp_path, monkeypatch,
+                                                                                messy_cold):
+    """The scratch database for files too big for memory: the same rows accepted, quarantined
+    at the same lines and counted the same as through the temp table, and nothing of it left."""
     import pipelines.ingest.load as load
 
     raw, cold = messy_cold
+    chosen = classify_on_disk(monkeypatch)
+    warehouse = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(warehouse))
+    ingest_all(con, raw)
+    assert chosen and set(chosen) == {load.ON_DISK}
+    assert ingest_state(con) == cold
+    assert con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [load.SCRATCH]
+                       ).fetchone()[0] == 0
+    con.close()
+    assert not list(Path(f"{warehouse}.tmp").glob("clinic_ingest_*"))
+
+
+def test_a_killed_runs_spill_and_scratch_files_are_removed_and_a_live_ones_kept(tmp_path):
+    from pipelines.resources import remove_stale_spill_files
+
+    dead = 2**22 + 12345  # above Linux's default pid_max: no process has it
+    names = [f"duckdb_temp_{dead}_block-1.block", f"clinic_ingest_{dead}.duckdb", f"clinic_ingest_{dead}.duckdb.wal",
+             f"duckdb_temp_{os.getpid()}_block-1.block", f"clinic_ingest_{os.getpid()}.duckdb", "clinic_ingest_x.duckdb",
+             "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_text("rows")
+    remove_stale_spill_files(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[3:])
+
+
+@pytest.mark.parametrize("on_disk", [False, True], ids=["in memory", "on disk"])
+@pytest.mark.parametrize("fault_at", ["merge_export", "quarantine_conflicting_keys", "stage_file_rows",
+                                      "number_lines"])
+def test_a_failure_inside_one_tables_ingest_leaves_nothing_half_applied(tmp_path, monkeypatch, messy_cold,
+                                                                        fault_at, on_disk):
+    import pipelines.ingest.load as load
+
+    raw, cold = messy_cold
+    if on_disk:
+        classify_on_disk(monkeypatch)
     real_run_sql = load.run_sql
     calls = {"n": 0}
 
@@ -149,6 +196,7 @@ def test_a_failure_inside_one_tables_ingest_leaves_nothing_half_applied(tmp_path
     monkeypatch.setattr(load, "run_sql", fails_in_the_second_export)
     with pytest.raises(InjectedFault):
         ingest_all(con, raw)
+    assert not list(Path(f"{warehouse}.tmp").glob("clinic_ingest_*"))  # the scratch goes with the export
     monkeypatch.undo()
     con.close()
 

@@ -1,6 +1,8 @@
 -- Read one file and give every row its typed values, the number of the first check it
--- fails (NULL when it passes) and that check's detail, in one pass. The checks come from
--- rules/contract.yaml; a detail never quotes text, only values that parsed as numbers.
+-- fails (NULL when it passes) and that check's detail, in one pass (into a temp table, or for
+-- a file too big for memory a table of a scratch database: classified_rows_for in load.py).
+-- The checks come from rules/contract.yaml; a detail never quotes text, only values that
+-- parsed as numbers.
 -- Numbers, typed values and identifier flags are computed once per row, then checked;
 -- the hash of the natural key rides along for the search for repeated keys. Every
 -- working column starts with "__" and the source fragment holds only contract columns
@@ -12,7 +14,7 @@
 -- projection in time growing faster than its number of expressions: 5,000 columns took minutes).
 -- The contract columns arrive as text and are trimmed first (empty is NULL), before any check.
 SET preserve_insertion_order = true;
-CREATE OR REPLACE TEMP TABLE classified_rows AS
+CREATE OR REPLACE ${create} ${classified_rows} AS
 SELECT ${typed_columns}, hash(${typed_key}) AS __key_hash, __failed_check,
        CASE ${detail_cases} END AS __failure_detail,
        ${line_offset} AS __line_offset, ${inner_breaks} AS __inner_breaks

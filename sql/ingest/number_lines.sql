@@ -5,4 +5,4 @@
 -- no join). No window function, which would make the whole pass serial.
 CREATE OR REPLACE TEMP VIEW classified_file AS
 SELECT c.rowid + ${first_line} + ${shift} AS line_number, c.*
-FROM classified_rows c ${shifts};
+FROM ${classified_rows} c ${shifts};

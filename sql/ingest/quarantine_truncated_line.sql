@@ -3,8 +3,8 @@
 -- line and not loaded (a record failing another check already is quarantined by that one).
 -- Its check number follows the contract's checks.
 INSERT INTO check_names SELECT coalesce(max(check_no), 0) + 1, 'truncated_line', '' FROM check_names;
-UPDATE classified_rows SET
+UPDATE ${classified_rows} SET
     __failed_check = (SELECT max(check_no) FROM check_names),
     __failure_detail = 'the last line of the file has no line break: the file looks cut short here; deliver it whole',
     __line_offset = __inner_breaks
-WHERE rowid = (SELECT max(rowid) FROM classified_rows) AND __failed_check IS NULL;
+WHERE rowid = (SELECT max(rowid) FROM ${classified_rows}) AND __failed_check IS NULL;

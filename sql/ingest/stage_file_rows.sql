@@ -11,7 +11,7 @@
 CREATE OR REPLACE TEMP TABLE file_repeated_hashes AS
 SELECT DISTINCT __key_hash FROM (
     SELECT __key_hash, lag(__key_hash) OVER (ORDER BY __key_hash) AS __previous_hash
-    FROM classified_rows WHERE __failed_check IS NULL)
+    FROM ${classified_rows} WHERE __failed_check IS NULL)
 WHERE __key_hash = __previous_hash;
 
 INSERT INTO ${single_key_rows_into}
