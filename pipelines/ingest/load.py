@@ -8,6 +8,7 @@ ledger `ingest.applied_files` records the three counts per file for reconciliati
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -505,7 +506,7 @@ def classified_rows_for(con, path: Path | None) -> ClassifiedRows:
         folder = Path(spill_dir)
         folder.mkdir(parents=True, exist_ok=True)
         scratch = folder / SCRATCH_FILE.format(pid=os.getpid())
-        _remove_database_file(scratch)  # left by an earlier export of this process that failed to detach
+        _remove_database_file(scratch)  # a killed process's that had this pid (the next run keeps a live pid's)
         con.execute(f"ATTACH {quote_literal(str(scratch))} AS {SCRATCH}")
     return ON_DISK
 
@@ -683,9 +684,9 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     reader, aborts a transaction); what it writes to warehouse tables, inside it (`begin`)."""
     literal = {k: quote_literal(v) for k, v in
                (("export_id", ef.export_id), ("table_name", table.name), ("source_file", ef.source_file))}
-    rows = classified_rows_for(con, ef.path)
+    classified = classified_rows_for(con, ef.path)
     try:
-        extras = read_and_classify(con, contract, table, ef, rows)
+        extras = read_and_classify(con, contract, table, ef, classified)
     except FileRejected as rejected:
         rows = rejected.rows if rejected.rows is not None else _count_rows(con, ef.path)
         con.execute("INSERT INTO batch_quarantine VALUES (?, ?, ?, NULL, ?, ?, ?, ?)",
@@ -695,7 +696,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     if extras:  # one statement for any number of extra columns
         con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
                     [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
-    rows_read = _count(con, f"SELECT count(*) FROM {rows.name}")  # one row per record, as numbered
+    rows_read = _count(con, f"SELECT count(*) FROM {classified.name}")  # one row per record, as numbered
     if straight_to_core:
         begin()
     failed = run_sql(con, "ingest", "quarantine_failed_rows", **literal).fetchone()[0]  # the rows inserted
@@ -703,12 +704,12 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
             single_key_rows_into=f"core.{table.name}" if straight_to_core else "export_batch",
             file_order_column="" if straight_to_core else f", {file_order}",
-            key=", ".join(quote_ident(k) for k in table.key), classified_rows=rows.name, **literal)
+            key=", ".join(quote_ident(k) for k in table.key), classified_rows=classified.name, **literal)
     staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
     if straight_to_core:  # the core table was empty and this is its export's only file: all of it is this file's
         staged += _count(con, f"SELECT count(*) FROM core.{table.name}")
-    if rows == IN_MEMORY:  # free its memory before the next file or the merge (a scratch file goes whole)
-        con.execute(f"DROP TABLE {rows.name}")
+    if classified == IN_MEMORY:  # free its memory before the next file or the merge (a scratch file goes whole)
+        con.execute(f"DROP TABLE {classified.name}")
     return FileResult(ef, rows_read=rows_read, failed=failed,
                       duplicates=rows_read - failed - staged, staged=staged)
 
@@ -758,8 +759,11 @@ def apply_export(con, contract: Contract, table: Table, export_dir: Path,
                        if files else [])
             transaction.begin()
             con.execute("INSERT INTO ingest.applied_exports VALUES (?, ?, now())", [export_dir.name, table.name])
-    finally:  # after the commit or the rollback: a transaction writes to one database only
-        drop_scratch(con)
+    except BaseException:  # the scratch goes too, without hiding why the export failed
+        with contextlib.suppress(duckdb.Error, OSError):
+            drop_scratch(con)
+        raise
+    drop_scratch(con)  # after the commit: a transaction writes to one database only
     return results
 
 
