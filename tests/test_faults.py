@@ -134,8 +134,13 @@ def classify_on_disk(monkeypatch) -> list:
     import pipelines.ingest.load as load
 
     chosen, choose = [], load.classified_rows_for
+
+    def recorded(con, path):
+        chosen.append(choose(con, path))
+        return chosen[-1]
+
     monkeypatch.setattr(load, "SCRATCH_ABOVE", 0)
-    monkeypatch.setattr(load, "classified_rows_for", lambda con, path: chosen.append(choose(con, path)) or chosen[-1])
+    monkeypatch.setattr(load, "classified_rows_for", recorded)
     return chosen
 
 
