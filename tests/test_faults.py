@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.demo.generator import generate
 from pipelines.ingest.contract import load_contract
-from pipelines.ingest.load import exports_awaiting_checks, ingest_table, plan_ingest
+from pipelines.ingest.load import SCRATCH_FILE, exports_awaiting_checks, ingest_table, plan_ingest
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
@@ -157,19 +157,18 @@ def test_files_classified_on_disk_are_ingested_as_in_memory_and_leave_no_scratch
     ingest_all(con, raw)
     assert chosen and set(chosen) == {load.ON_DISK}
     assert ingest_state(con) == cold
-    assert con.execute("SELECT count(*) FROM duckdb_databases() WHERE database_name = ?", [load.SCRATCH]
-                       ).fetchone()[0] == 0
+    assert load._scratch_path(con) is None
     con.close()
-    assert not list(Path(f"{warehouse}.tmp").glob("clinic_ingest_*"))
+    assert not list(Path(f"{warehouse}.tmp").glob(SCRATCH_FILE.format(pid="*")))
 
 
 def test_a_killed_runs_spill_and_scratch_files_are_removed_and_a_live_ones_kept(tmp_path):
     from pipelines.resources import remove_stale_spill_files
 
     dead = 2**22 + 12345  # above Linux's default pid_max: no process has it
-    names = [f"duckdb_temp_{dead}_block-1.block", f"clinic_ingest_{dead}.duckdb", f"clinic_ingest_{dead}.duckdb.wal",
-             f"duckdb_temp_{os.getpid()}_block-1.block", f"clinic_ingest_{os.getpid()}.duckdb", "clinic_ingest_x.duckdb",
-             "notes.txt"]
+    scratch = SCRATCH_FILE.format
+    names = [f"duckdb_temp_{dead}_block-1.block", scratch(pid=dead), scratch(pid=dead) + ".wal",
+             f"duckdb_temp_{os.getpid()}_block-1.block", scratch(pid=os.getpid()), scratch(pid="x"), "notes.txt"]
     for name in names:
         (tmp_path / name).write_text("rows")
     remove_stale_spill_files(tmp_path)
@@ -201,7 +200,7 @@ def test_a_failure_inside_one_tables_ingest_leaves_nothing_half_applied(tmp_path
     monkeypatch.setattr(load, "run_sql", fails_in_the_second_export)
     with pytest.raises(InjectedFault):
         ingest_all(con, raw)
-    assert not list(Path(f"{warehouse}.tmp").glob("clinic_ingest_*"))  # the scratch goes with the export
+    assert not list(Path(f"{warehouse}.tmp").glob(SCRATCH_FILE.format(pid="*")))  # the scratch goes with the export
     monkeypatch.undo()
     con.close()
 

@@ -502,7 +502,7 @@ def classified_rows_for(con, path: Path | None) -> ClassifiedRows:
     if path is None or database is None or not spill_dir or limit is None \
             or path.stat().st_size <= SCRATCH_ABOVE * limit:
         return IN_MEMORY
-    if not con.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?", [SCRATCH]).fetchall():
+    if _scratch_path(con) is None:
         folder = Path(spill_dir)
         folder.mkdir(parents=True, exist_ok=True)
         scratch = folder / SCRATCH_FILE.format(pid=os.getpid())
@@ -511,12 +511,18 @@ def classified_rows_for(con, path: Path | None) -> ClassifiedRows:
     return ON_DISK
 
 
+def _scratch_path(con) -> Path | None:
+    """The scratch database's file, when it is attached."""
+    found = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [SCRATCH]).fetchall()
+    return Path(found[0][0]) if found else None
+
+
 def drop_scratch(con) -> None:
     """Detach and delete the scratch database, if a file of this export needed one."""
-    found = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?", [SCRATCH]).fetchall()
-    if found:
+    path = _scratch_path(con)
+    if path is not None:
         con.execute(f"DETACH {SCRATCH}")
-        _remove_database_file(Path(found[0][0]))
+        _remove_database_file(path)
 
 
 def _remove_database_file(path: Path) -> None:
