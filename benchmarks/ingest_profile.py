@@ -46,6 +46,12 @@ class TimedConnection:
         self._con, self.timings = con, []
 
     def execute(self, query, *args):
+        """Each statement of a script (several statements in one string) is timed on its own."""
+        parts = duckdb.extract_statements(query) if isinstance(query, str) and not args else []
+        if len(parts) > 1:
+            for part in parts:
+                result = self.execute(part.query)
+            return result
         started, cpu = time.perf_counter(), cpu_seconds()
         result = self._con.execute(query, *args)
         name = next((line for line in str(query).splitlines() if line and not line.startswith("--")), "")
