@@ -11,6 +11,7 @@ Dagster fails the step after it, so later steps do not run), as separate steps d
 
 import typing
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
@@ -51,10 +52,26 @@ def in_dependency_order(items: Sequence[T], key: Callable[[T], Hashable],
     return ordered
 
 
+class _Done:
+    """A member's result, run in the step's own thread, with a future's face."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self):
+        return self._value
+
+
 def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition] = (),
-          description: str = "") -> dg.AssetsDefinition:
+          description: str = "", threads: int = 1) -> dg.AssetsDefinition:
     """One step (an op called `name`) that materialises `assets` in dependency order, each
-    followed by its `checks`. At most one member takes a config (it becomes the step's config)."""
+    followed by its `checks`. At most one member takes a config (it becomes the step's config).
+    With `threads` > 1, a member starts as soon as the members it depends on are done, beside
+    the others running (for members that mostly wait on DuckDB or on another process, which
+    do not hold the GIL); its events are still reported in dependency order."""
     assets = in_dependency_order(assets, lambda a: a.key, lambda a: (d.asset_key for d in a.get_asset_spec().deps))
     configs = [c for c in (_config_class(a) for a in assets) if c is not None]
     if len(configs) > 1:
@@ -66,6 +83,27 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
         raise ValueError(f"step {name}: a check of an asset outside it: {unplaced}")
     blocking = {spec.key for c in checks for spec in c.check_specs if spec.blocking}
     resources = set().union(*(a.required_resource_keys for a in assets), *(c.required_resource_keys for c in checks))
+    in_step = {a.key for a in assets}
+
+    def member(asset, context, config) -> tuple[list, bool]:
+        """The events of one member (its materialisation, then its checks'), and whether a
+        failed blocking check stops what depends on it."""
+        events, stops = [], False
+        if asset.key in context.selected_asset_keys:
+            result = _call(asset, context, config) or dg.MaterializeResult()
+            events.append(dg.MaterializeResult(asset_key=asset.key, metadata=result.metadata,
+                                               data_version=result.data_version, tags=result.tags))
+        for check in checks_of[asset.key]:  # a check selected alone (the UI's "Execute") runs too
+            [key] = check.check_keys
+            if key not in context.selected_asset_check_keys:
+                continue
+            found = _call(check, context, config)
+            events.append(dg.AssetCheckResult(asset_key=asset.key, check_name=key.name, passed=found.passed,
+                                              severity=found.severity, description=found.description,
+                                              metadata=found.metadata))
+            if key in blocking and not found.passed and found.severity == dg.AssetCheckSeverity.ERROR:
+                stops = True
+        return events, stops
 
     @dg.multi_asset(
         name=name, description=description, can_subset=True, required_resource_keys=resources,
@@ -74,24 +112,30 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
         check_specs=[spec for c in checks for spec in c.check_specs])
     def _step(context: dg.AssetExecutionContext) -> Iterator:
         config = config_class(**(context.op_execution_context.op_config or {})) if config_class else None
+        if threads == 1:
+            futures = None
+            run = lambda asset: _Done(member(asset, context, config))  # noqa: E731 - here, in this thread
+        else:  # cancel_futures: a member not started when another fails (or the run is stopped) never starts
+            futures = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
+            run = lambda asset: futures.submit(member, asset, context, config)  # noqa: E731
         stopped = set()  # members not run: downstream of a failed blocking check
-        for asset in assets:
-            if {d.asset_key for d in asset.get_asset_spec().deps} & stopped:
-                stopped.add(asset.key)
-                continue
-            if asset.key in context.selected_asset_keys:
-                result = _call(asset, context, config) or dg.MaterializeResult()
-                yield dg.MaterializeResult(asset_key=asset.key, metadata=result.metadata,
-                                           data_version=result.data_version, tags=result.tags)
-            for check in checks_of[asset.key]:  # a check selected alone (the UI's "Execute") runs too
-                [key] = check.check_keys
-                if key not in context.selected_asset_check_keys:
-                    continue
-                found = _call(check, context, config)
-                yield dg.AssetCheckResult(asset_key=asset.key, check_name=key.name, passed=found.passed,
-                                          severity=found.severity, description=found.description,
-                                          metadata=found.metadata)
-                if key in blocking and not found.passed and found.severity == dg.AssetCheckSeverity.ERROR:
+        started = {}  # asset key -> its (future) events and whether it stops its dependents, in order
+        reported = 0
+        try:
+            for asset in assets:
+                deps = {d.asset_key for d in asset.get_asset_spec().deps} & in_step
+                stopped |= {d for d in deps & started.keys() if started[d].result()[1]}  # waits for what it reads
+                if deps & stopped:
                     stopped.add(asset.key)
+                    continue
+                started[asset.key] = run(asset)
+                while reported < len(started) and (done := list(started.values())[reported]).done():
+                    yield from done.result()[0]  # the events of finished members, in order
+                    reported += 1
+            for done in list(started.values())[reported:]:
+                yield from done.result()[0]
+        finally:
+            if futures:
+                futures.shutdown(wait=True, cancel_futures=True)
 
     return _step

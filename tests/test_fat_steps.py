@@ -5,9 +5,11 @@ what depends on it."""
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from pipelines.cli import run_job
 from pipelines.definitions import build_definitions
@@ -83,8 +85,9 @@ def never_passes() -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=False, description="on purpose")
 
 
-def test_a_failed_blocking_check_stops_what_depends_on_it_inside_and_after_its_step():
-    step = fused("gated", [after_checked, checked, beside], [never_passes])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_failed_blocking_check_stops_what_depends_on_it_inside_and_after_its_step(threads):
+    step = fused("gated", [after_checked, checked, beside], [never_passes], threads=threads)
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([step, later_step], instance=instance, raise_on_error=False)
     assert not result.success
@@ -105,3 +108,56 @@ def test_clinic_run_rebuild_reaches_export_plan_inside_the_ingest_step(demo_copy
     assert result.success
     [plan] = [e for e in _events(result, "ASSET_MATERIALIZATION") if e.asset_key == dg.AssetKey("export_plan")]
     assert plan.event_specific_data.materialization.metadata["dropped_by_rebuild"].value != []
+
+
+both_running = threading.Barrier(2, timeout=10)  # passed only when two members run at once
+finished: list[str] = []
+
+
+@dg.asset
+def waits_for_its_neighbour() -> dg.MaterializeResult:
+    both_running.wait()
+    finished.append("waits_for_its_neighbour")
+    return dg.MaterializeResult()
+
+
+@dg.asset
+def its_neighbour() -> dg.MaterializeResult:
+    both_running.wait()
+    finished.append("its_neighbour")
+    return dg.MaterializeResult()
+
+
+@dg.asset(deps=[waits_for_its_neighbour, its_neighbour])
+def reads_both() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"ran_after": list(finished)})
+
+
+@dg.asset(deps=[reads_both])
+def fails() -> dg.MaterializeResult:
+    raise RuntimeError("on purpose")
+
+
+@dg.asset(deps=[fails])
+def after_the_failure() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+def test_a_step_with_threads_runs_independent_members_at_once_and_reports_them_in_order():
+    """Two members that each wait for the other finish only side by side; what reads them
+    starts after both, and the events come in dependency order; a member that fails fails the
+    step, and what depends on it never runs."""
+    both_running.reset()
+    finished.clear()
+    step = fused("side_by_side", [after_the_failure, fails, reads_both, its_neighbour, waits_for_its_neighbour],
+                 threads=2)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([step], instance=instance, raise_on_error=False)
+    assert not result.success
+    materialised = _events(result, "ASSET_MATERIALIZATION")
+    assert [e.asset_key.to_user_string() for e in materialised] == [
+        "its_neighbour", "waits_for_its_neighbour", "reads_both"]  # in the order fused put them
+    assert sorted(materialised[-1].event_specific_data.materialization.metadata["ran_after"].value) == [
+        "its_neighbour", "waits_for_its_neighbour"]
+    [failure] = _events(result, "STEP_FAILURE")
+    assert "on purpose" in failure.event_specific_data.error.to_string()

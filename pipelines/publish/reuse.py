@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,16 +123,20 @@ def reusable(previous: Path | None, part: str, inputs: str | None) -> ReusablePa
     return ReusablePart(previous, str(record.get("run_id", "")), dict(files), extra)
 
 
+_RECORDING = threading.Lock()
+
+
 def record_part(folder: Path, run_id: str, part: str, inputs: str | None, files: list[Path], **extra) -> None:
     """Store what `part` of a set being built was built from and the files it wrote (a part
     with no inputs digest is not recorded: it is built every run)."""
     if inputs is None:
         return
     folder = Path(folder)
-    record = _stored(folder) or {"run_id": run_id, "parts": {}}
-    record["parts"][part] = {"inputs": inputs, **extra,
-                             "files": {str(f.relative_to(folder)): file_sha256(f) for f in sorted(files)}}
-    (folder / PARTS_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    entry = {"inputs": inputs, **extra, "files": {str(f.relative_to(folder)): file_sha256(f) for f in sorted(files)}}
+    with _RECORDING:  # the publish step's members record side by side (pipelines/definitions.py, THREADS)
+        record = _stored(folder) or {"run_id": run_id, "parts": {}}
+        record["parts"][part] = entry
+        (folder / PARTS_FILE).write_text(json.dumps(record, indent=2, sort_keys=True, default=str), encoding="utf-8")
 
 
 def files_under(folder: Path) -> list[Path]:
