@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -599,6 +600,37 @@ def restamp_page(source: Path, target: Path, old_stamp: str, new_stamp: str) -> 
     return True
 
 
+class _DefaultTemplate:
+    """Plotly's default template set to `name` while any build is in this block, and put back
+    when the last one leaves. Every figure starts from plotly_white: set at construction,
+    unvalidated, where setting it on each figure afterwards deep-copies and validates the
+    template (~0.15 s a figure). The default is process-wide and the publish step builds the
+    pages and the release preview's pages side by side, so it is counted, not saved per build
+    (one build putting back what another set would draw the other's last pages unstyled)."""
+
+    def __init__(self, name: str):
+        self.name, self._lock, self._inside, self._before = name, threading.Lock(), 0, None
+
+    def __enter__(self):
+        import plotly.io as pio
+
+        with self._lock:
+            if self._inside == 0:
+                self._before, pio.templates.default = pio.templates.default, self.name
+            self._inside += 1
+
+    def __exit__(self, *exc):
+        import plotly.io as pio
+
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                pio.templates.default = self._before
+
+
+PLOTLY_WHITE = _DefaultTemplate("plotly_white")
+
+
 def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path | None = None,
                      carry: CarriedPages | None = None) -> list[Path]:
     """Build every page of a snapshot (internal, or a release bundle's database, which has no
@@ -606,7 +638,6 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
     rules file (the clinic's belief, each indication's primary measure). `previous`: the
     snapshot published before this run's, for the front page's "what changed". `carry`: pages
     to carry over from the published set instead of drawing them (their inputs unchanged)."""
-    import plotly.io as pio
     from plotly.offline import get_plotlyjs
 
     from pipelines.dictionary import load_dictionary
@@ -619,11 +650,8 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plotly.min.js").write_text(get_plotlyjs(), encoding="utf-8")
     con = duckdb.connect(str(snapshot), read_only=True)
-    # Every figure starts from plotly_white: set at construction, unvalidated, where setting it
-    # on each figure afterwards deep-copies and validates the template (~0.15 s a figure).
-    template, pio.templates.default = pio.templates.default, "plotly_white"
     try:
-        with labels_from(dictionary):  # the dictionary read once for the whole build
+        with PLOTLY_WHITE, labels_from(dictionary):  # the dictionary read once for the whole build
             run = _run_label(con)
             if carry:
                 carry.new_stamp = run.stamp()
@@ -646,6 +674,5 @@ def build_dashboards(snapshot: Path, out_dir: Path, rules: dict, previous: Path 
                     write_page(path, run, slug, "Clinic outcomes" if slug == "index" else title, builders[slug]())
                 written.append(path)
     finally:
-        pio.templates.default = template
         con.close()
     return written

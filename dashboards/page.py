@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,7 +16,10 @@ import plotly.graph_objects as go
 
 # Keep "download as PNG"; no share / Chart Studio / cloud link of any kind (plotly.js 4 shows a
 # "Share chart..." button that uploads the data unless told not to).
-PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False, "showEditInChartStudio": False, "showLink": False,
+# Only options plotly.py knows (it warns on others; showLink and showEditInChartStudio are gone
+# from the plotly.js it ships): no warning to silence, which `warnings.catch_warnings` would do
+# for the whole process while the publish step draws two sets of pages side by side.
+PLOT_CONFIG = {"displaylogo": False, "showSendToCloud": False,
                "modeBarButtonsToRemove": ["sendDataToCloud", "editInChartStudio"]}
 
 # (file stem, title, what it answers); data_quality is internal only.
@@ -150,16 +152,14 @@ def write_page(path: Path, run: RunLabel, slug: str, title: str, parts: list[go.
     """One page: navigation, title, the run it shows, then its parts (charts or HTML) in order.
     Plotly is loaded from the local plotly.min.js beside the pages, once per page."""
     body, first_chart = [], True
-    with warnings.catch_warnings():  # plotly.py does not list every plotly.js option it passes on
-        warnings.filterwarnings("ignore", message=r"\s*Unrecognized config options")
-        for i, part in enumerate(parts):
-            if isinstance(part, go.Figure):
-                chart = part.to_html(full_html=False, include_plotlyjs="directory" if first_chart else False,
-                                     div_id=f"chart-{i}", config=PLOT_CONFIG)
-                body.append(f"<section class='chart'>{chart}</section>")
-                first_chart = False
-            else:
-                body.append(part)
+    for i, part in enumerate(parts):
+        if isinstance(part, go.Figure):
+            chart = part.to_html(full_html=False, include_plotlyjs="directory" if first_chart else False,
+                                 div_id=f"chart-{i}", config=PLOT_CONFIG)
+            body.append(f"<section class='chart'>{chart}</section>")
+            first_chart = False
+        else:
+            body.append(part)
     path.write_text(
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)} · clinic outcomes"
         f"</title><style>{STYLE}</style></head><body>{nav(run, slug)}<h1>{html.escape(title)}</h1>"

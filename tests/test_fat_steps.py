@@ -161,3 +161,57 @@ def test_a_step_with_threads_runs_independent_members_at_once_and_reports_them_i
         "its_neighbour", "waits_for_its_neighbour"]
     [failure] = _events(result, "STEP_FAILURE")
     assert "on purpose" in failure.event_specific_data.error.to_string()
+
+
+def test_two_page_builds_side_by_side_both_draw_with_plotly_white_and_put_the_default_back():
+    """The publish step draws the pages and the release preview's pages at once: the first
+    build to finish must not take plotly_white away from the other."""
+    import plotly.io as pio
+
+    from dashboards.build import PLOTLY_WHITE
+
+    before = pio.templates.default
+    both_inside, first_left = threading.Barrier(2, timeout=10), threading.Event()
+    seen = []
+
+    def first():
+        with PLOTLY_WHITE:
+            both_inside.wait()
+        first_left.set()
+
+    def second():
+        with PLOTLY_WHITE:
+            both_inside.wait()
+            first_left.wait(10)
+            seen.append(pio.templates.default)  # still drawing after the first build is done
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == ["plotly_white"]
+    assert pio.templates.default == before
+
+
+def test_drawing_a_page_warns_nothing_and_leaves_the_process_warning_filters_alone(tmp_path):
+    """`warnings.catch_warnings` swaps the filters of the whole process: two pages drawn at once
+    would each put back what the other changed. A page passes plotly only options it knows."""
+    import warnings
+
+    import plotly.graph_objects as go
+
+    from dashboards.page import PLOT_CONFIG, RunLabel, write_page
+
+    def draw():
+        write_page(tmp_path / "p.html", RunLabel("r1", "2026-12-07 06:00", "1"), "outcomes", "Outcomes",
+                   [go.Figure(go.Bar(x=[1], y=[2]))])
+
+    draw()  # plotly adds filters of its own when its modules are first imported
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inside = list(warnings.filters)
+        go.Figure().to_html(config=PLOT_CONFIG)  # plotly.py warns on an option it does not know
+        draw()
+        assert warnings.filters == inside
+    assert "chart-0" in (tmp_path / "p.html").read_text(encoding="utf-8")
