@@ -85,25 +85,29 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
     resources = set().union(*(a.required_resource_keys for a in assets), *(c.required_resource_keys for c in checks))
     in_step = {a.key for a in assets}
 
-    def member(asset, context, config) -> tuple[list, bool]:
-        """The events of one member (its materialisation, then its checks'), and whether a
-        failed blocking check stops what depends on it."""
+    def member(asset, context, config) -> tuple[list, bool, Exception | None]:
+        """The events of one member (its materialisation, then its checks'), whether a failed
+        blocking check stops what depends on it, and what it raised: a check that raises still
+        leaves its asset's materialisation reported, as when each was yielded at once."""
         events, stops = [], False
-        if asset.key in context.selected_asset_keys:
-            result = _call(asset, context, config) or dg.MaterializeResult()
-            events.append(dg.MaterializeResult(asset_key=asset.key, metadata=result.metadata,
-                                               data_version=result.data_version, tags=result.tags))
-        for check in checks_of[asset.key]:  # a check selected alone (the UI's "Execute") runs too
-            [key] = check.check_keys
-            if key not in context.selected_asset_check_keys:
-                continue
-            found = _call(check, context, config)
-            events.append(dg.AssetCheckResult(asset_key=asset.key, check_name=key.name, passed=found.passed,
-                                              severity=found.severity, description=found.description,
-                                              metadata=found.metadata))
-            if key in blocking and not found.passed and found.severity == dg.AssetCheckSeverity.ERROR:
-                stops = True
-        return events, stops
+        try:
+            if asset.key in context.selected_asset_keys:
+                result = _call(asset, context, config) or dg.MaterializeResult()
+                events.append(dg.MaterializeResult(asset_key=asset.key, metadata=result.metadata,
+                                                   data_version=result.data_version, tags=result.tags))
+            for check in checks_of[asset.key]:  # a check selected alone (the UI's "Execute") runs too
+                [key] = check.check_keys
+                if key not in context.selected_asset_check_keys:
+                    continue
+                found = _call(check, context, config)
+                events.append(dg.AssetCheckResult(asset_key=asset.key, check_name=key.name, passed=found.passed,
+                                                  severity=found.severity, description=found.description,
+                                                  metadata=found.metadata))
+                if key in blocking and not found.passed and found.severity == dg.AssetCheckSeverity.ERROR:
+                    stops = True
+        except Exception as error:  # noqa: BLE001 - raised again by the step, after its events
+            return events, stops, error
+        return events, stops, None
 
     @dg.multi_asset(
         name=name, description=description, can_subset=True, required_resource_keys=resources,
@@ -119,21 +123,34 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
             futures = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=name)
             run = lambda asset: futures.submit(member, asset, context, config)  # noqa: E731
         stopped = set()  # members not run: downstream of a failed blocking check
-        started = {}  # asset key -> its (future) events and whether it stops its dependents, in order
-        reported = 0
+        started = []  # (asset key, its (future) member result), in dependency order
+        results = {}  # asset key -> its member result, once waited for
+
+        def report(everything: bool) -> Iterator:
+            """The events of the members started, in order, up to the first still running
+            (`everything`: waiting for each); what a member raised is raised after its events."""
+            while len(results) < len(started) and (everything or started[len(results)][1].done()):
+                key, pending = started[len(results)]
+                results[key] = events, _, error = pending.result()
+                yield from events
+                if error is not None:
+                    raise error
+
         try:
             for asset in assets:
                 deps = {d.asset_key for d in asset.get_asset_spec().deps} & in_step
-                stopped |= {d for d in deps & started.keys() if started[d].result()[1]}  # waits for what it reads
+                waiting_for = [pending for key, pending in started if key in deps]
+                for pending in waiting_for:  # what it reads: done first (or it raised: reported below)
+                    pending.result()
+                if any(pending.result()[2] for pending in waiting_for):
+                    break
+                stopped |= {key for key, pending in started if key in deps and pending.result()[1]}
                 if deps & stopped:
                     stopped.add(asset.key)
                     continue
-                started[asset.key] = run(asset)
-                while reported < len(started) and (done := list(started.values())[reported]).done():
-                    yield from done.result()[0]  # the events of finished members, in order
-                    reported += 1
-            for done in list(started.values())[reported:]:
-                yield from done.result()[0]
+                started.append((asset.key, run(asset)))
+                yield from report(everything=False)
+            yield from report(everything=True)
         finally:
             if futures:
                 futures.shutdown(wait=True, cancel_futures=True)

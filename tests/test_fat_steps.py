@@ -215,3 +215,29 @@ def test_drawing_a_page_warns_nothing_and_leaves_the_process_warning_filters_alo
         draw()
         assert warnings.filters == inside
     assert "chart-0" in (tmp_path / "p.html").read_text(encoding="utf-8")
+
+
+@dg.asset
+def checked_by_a_broken_check() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"rows": 1})
+
+
+@dg.asset_check(asset=checked_by_a_broken_check, blocking=True)
+def raises() -> dg.AssetCheckResult:
+    raise RuntimeError("the check itself broke")
+
+
+@dg.asset(deps=[checked_by_a_broken_check])
+def after_the_broken_check() -> dg.MaterializeResult:
+    return dg.MaterializeResult()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_check_that_raises_fails_the_step_after_its_asset_is_reported(threads):
+    step = fused("broken_check", [after_the_broken_check, checked_by_a_broken_check], [raises], threads=threads)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([step], instance=instance, raise_on_error=False)
+    assert not result.success
+    assert [e.asset_key for e in _events(result, "ASSET_MATERIALIZATION")] == [dg.AssetKey("checked_by_a_broken_check")]
+    [failure] = _events(result, "STEP_FAILURE")
+    assert "the check itself broke" in failure.event_specific_data.error.to_string()
