@@ -9,6 +9,7 @@ SQL is generated from that declaration.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass, field
@@ -194,20 +195,18 @@ def check_identifier_pattern(p: IdentifierPattern, con=None) -> None:
         raise ContractError(f"{where}: Python cannot read the pattern: {error}") from None
     if not p.matches:
         raise ContractError(f"{where}: give at least one example under `matches`")
-    if con is None:
-        with duckdb.connect() as con:
-            return check_identifier_pattern(p, con)
-    try:
-        con.execute("SELECT regexp_matches('', ?, 'i')", [p.pattern]).fetchall()
-    except duckdb.Error as error:
-        raise ContractError(f"{where}: DuckDB cannot read the pattern: {str(error).splitlines()[0]}") from None
-    for text in (*p.matches, *p.does_not_match):
-        in_sql = con.execute("SELECT regexp_matches(trim(?), ?, 'i')", [text, p.pattern]).fetchall()[0][0]
-        in_python = compiled.search(text.strip()) is not None
-        expected = text in p.matches
-        if in_sql != in_python or in_sql != expected:
-            raise ContractError(f"{where}: example {text!r} should {'' if expected else 'not '}match; "
-                                f"DuckDB says {in_sql}, Python says {in_python}")
+    with contextlib.nullcontext(con) if con is not None else duckdb.connect() as con:  # closed only if opened here
+        try:
+            con.execute("SELECT regexp_matches('', ?, 'i')", [p.pattern]).fetchall()
+        except duckdb.Error as error:
+            raise ContractError(f"{where}: DuckDB cannot read the pattern: {str(error).splitlines()[0]}") from None
+        for text in (*p.matches, *p.does_not_match):
+            in_sql = con.execute("SELECT regexp_matches(trim(?), ?, 'i')", [text, p.pattern]).fetchall()[0][0]
+            in_python = compiled.search(text.strip()) is not None
+            expected = text in p.matches
+            if in_sql != in_python or in_sql != expected:
+                raise ContractError(f"{where}: example {text!r} should {'' if expected else 'not '}match; "
+                                    f"DuckDB says {in_sql}, Python says {in_python}")
 
 
 def _instruments(path: Path, doc: dict) -> dict[str, Instrument]:
