@@ -124,14 +124,15 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
             run = lambda asset: futures.submit(member, asset, context, config)  # noqa: E731
         stopped = set()  # members not run: downstream of a failed blocking check
         started = []  # (asset key, its (future) member result), in dependency order
-        results = {}  # asset key -> its member result, once waited for
+        reported = 0  # how many of them have had their events reported
 
         def report(everything: bool) -> Iterator:
             """The events of the members started, in order, up to the first still running
             (`everything`: waiting for each); what a member raised is raised after its events."""
-            while len(results) < len(started) and (everything or started[len(results)][1].done()):
-                key, pending = started[len(results)]
-                results[key] = events, _, error = pending.result()
+            nonlocal reported
+            while reported < len(started) and (everything or started[reported][1].done()):
+                events, _, error = started[reported][1].result()
+                reported += 1
                 yield from events
                 if error is not None:
                     raise error
@@ -139,12 +140,10 @@ def fused(name: str, assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.
         try:
             for asset in assets:
                 deps = {d.asset_key for d in asset.get_asset_spec().deps} & in_step
-                waiting_for = [pending for key, pending in started if key in deps]
-                for pending in waiting_for:  # what it reads: done first (or it raised: reported below)
-                    pending.result()
-                if any(pending.result()[2] for pending in waiting_for):
-                    break
-                stopped |= {key for key, pending in started if key in deps and pending.result()[1]}
+                read = {key: pending.result() for key, pending in started if key in deps}  # done first
+                if any(error for _, _, error in read.values()):
+                    break  # what it reads raised: reported below
+                stopped |= {key for key, (_, stops, _) in read.items() if stops}
                 if deps & stopped:
                     stopped.add(asset.key)
                     continue
