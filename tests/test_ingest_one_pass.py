@@ -1,7 +1,8 @@
 """The ingest's shortcuts (issue 20, item 4) give what the full work gives: the guarded trim
 equals trimming every cell, and reading a file without counting the line breaks in its fields,
 then counting them only when its records and lines do not line up, numbers and quarantines
-every row as counting them always does."""
+every row as counting them always does (which also checks every id row by row, where the
+shortcut checks each distinct id once)."""
 
 from __future__ import annotations
 
@@ -53,6 +54,13 @@ MEASUREMENTS = {  # the file, and each record's (line_number, __failed_check)
     "a quoted line break": ('patient_id,study_day,instrument,value\nPAT0001,1,pain_nrs,5\n'
                             '"PAT\n0001",2,pain_nrs,5\nPAT0001,3,pain_nrs,"1\n1"\nPAT0001,4,pain_nrs,3\n',
                             [(2, None), (3, 7), (5, 14), (7, None)]),  # a break in the id, in the value
+    # An id's checks run once per distinct id, after the row's other checks, when no record spans
+    # lines: the first failing check still wins, whichever of the two found it.
+    "ids failing beside other checks": ('patient_id,study_day,instrument,value\n123-45-6789,1,pain_nrs,5\n'
+                                        '123-45-6789,,pain_nrs,5\n-bad,1,pain_nrs,5\n-bad,9999,pain_nrs,5\n'
+                                        '-bad,1,pain_nrs,5,extra\nPAT0001,1,pain_nrs,5\n'
+                                        'PAT0001,1,pain_nrs,555-123-4567\n-bad,2,pain_nrs,555-123-4567\n',
+                                        [(2, 1), (3, 1), (4, 7), (5, 7), (6, 5), (7, None), (8, 4), (9, 4)]),
 }
 
 

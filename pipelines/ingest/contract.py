@@ -320,6 +320,9 @@ class RowCheck:
     field: str = ""  # the contract column it reads; "" for the row or a family
     columns: tuple[str, ...] = ()
     which: str = ""
+    # It reads one text cell and nothing else (looks like an identifier, matches the pattern):
+    # the loader may try it once per distinct value instead of once per row (value_checks).
+    value_only: bool = False
 
     @property
     def numbers(self) -> int:
@@ -363,12 +366,13 @@ def _identifier_pattern(contract: Contract) -> str:
     return "|".join(f"(?:{p.pattern})" for p in contract.identifier_values)
 
 
-def derived_columns(contract: Contract, table: Table, extras: list[Extra]) -> tuple[list[str], list[str]]:
+def derived_columns(contract: Contract, table: Table, extras: list[Extra],
+                    per_value: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Select items computed once per row before the checks: numbers, typed values and
     whether a cell looks like an identifier. Two layers, as the typed values use the numbers.
-    The extra columns are checked together, over their list: one expression for any width."""
+    The extra columns are checked together, over their list: one expression for any width.
+    A column in `per_value` is not looked at here (its value checks run per distinct value)."""
     numbers, derived = [], []
-    pattern = quote_literal(_identifier_pattern(contract))
     for col in table.columns:
         v = quote_ident(col.name)
         if col.type in ("integer", "decimal"):
@@ -376,23 +380,31 @@ def derived_columns(contract: Contract, table: Table, extras: list[Extra]) -> tu
             numbers.append(f"CASE WHEN NOT contains({v}, '_') THEN TRY_CAST({v} AS DOUBLE) END"
                            f" AS {_ref(col.name, 'num')}")
         derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
-        # A valid number or code cannot be an identifier, except a long digit string (a phone).
-        if col.type in ("integer", "decimal"):
-            guard = f"({_ref(col.name, 'num')} IS NULL OR length({v}) >= 10)"
-        elif col.type == "enum":
-            guard = f"{typed_ref(col)} IS NULL"
-        else:
-            guard = "true"
-        # CASE, not AND: DuckDB evaluates both sides of AND in a projection, but a THEN
-        # branch only for the rows its WHEN selects, so most rows skip the regex.
-        derived.append(f"CASE WHEN length({v}) >= 6 AND {guard} "
-                       f"THEN coalesce(regexp_matches({v}, {pattern}, 'i'), false) ELSE false END"
-                       f" AS {_ref(col.name, 'identifier')}")
+        derived.append("false AS " + _ref(col.name, "identifier") if col.name in per_value
+                       else looks_like_identifier(contract, col))
+    pattern = quote_literal(_identifier_pattern(contract))
     if extras:  # list_position: NULL when no cell matches
         looks = (f"lambda x: CASE WHEN length(trim(x)) >= 6 "
                  f"THEN coalesce(regexp_matches(trim(x), {pattern}, 'i'), false) ELSE false END")
         derived.append(f"list_position(list_transform({EXTRAS_COLUMN}, {looks}), true) AS {EXTRA_IDENTIFIER}")
     return numbers, derived
+
+
+def looks_like_identifier(contract: Contract, col: Column) -> str:
+    """The select item saying whether a cell of `col` looks like an identifier."""
+    v = quote_ident(col.name)
+    # A valid number or code cannot be an identifier, except a long digit string (a phone).
+    if col.type in ("integer", "decimal"):
+        guard = f"({_ref(col.name, 'num')} IS NULL OR length({v}) >= 10)"
+    elif col.type == "enum":
+        guard = f"{typed_ref(col)} IS NULL"
+    else:
+        guard = "true"
+    # CASE, not AND: DuckDB evaluates both sides of AND in a projection, but a THEN
+    # branch only for the rows its WHEN selects, so most rows skip the regex.
+    return (f"CASE WHEN length({v}) >= 6 AND {guard} THEN "
+            f"coalesce(regexp_matches({v}, {quote_literal(_identifier_pattern(contract))}, 'i'), false) "
+            f"ELSE false END AS {_ref(col.name, 'identifier')}")
 
 
 def _identifier_label(contract: Contract, v: str) -> str:
@@ -409,9 +421,10 @@ def row_checks(contract: Contract, table: Table, extras: list[Extra]) -> list[Ro
     (which passed the header's identifier check)."""
     checks: list[RowCheck] = []
     redacted = "'value redacted: looks like ' || "
-    for name in table.column_names:
-        checks.append(RowCheck("identifier_value", name, _ref(name, "identifier"),
-                               redacted + _identifier_label(contract, quote_ident(name)), name))
+    for col in table.columns:
+        checks.append(RowCheck("identifier_value", col.name, _ref(col.name, "identifier"),
+                               redacted + _identifier_label(contract, quote_ident(col.name)), col.name,
+                               value_only=col.type == "text"))
     if extras:
         cell = f"trim({EXTRAS_COLUMN}[{EXTRA_IDENTIFIER}])"
         checks.append(RowCheck("identifier_value", "", f"{EXTRA_IDENTIFIER} IS NOT NULL",
@@ -445,6 +458,7 @@ def row_checks(contract: Contract, table: Table, extras: list[Extra]) -> list[Ro
                     f"{v} IS NOT NULL AND NOT regexp_full_match({v}, {quote_literal(col.pattern)})",
                     f"'{col.name} does not match ' || {quote_literal(col.pattern)}",
                     col.name,
+                    value_only=True,
                 )
             )
         elif col.type == "enum":

@@ -28,6 +28,7 @@ from pipelines.ingest.contract import (
     Extra,
     Table,
     derived_columns,
+    looks_like_identifier,
     numbered,
     row_checks,
     typed_ref,
@@ -628,6 +629,21 @@ def classify_file(con, contract: Contract, table: Table, source: SourceFile,
     con.execute("INSERT INTO check_names SELECT unnest(?), unnest(?), unnest(?)",
                 [list(column) for column in zip(*names, strict=True)])
     con.execute(statement)
+    checks, per_value = numbered(row_checks(contract, table, source.extras)), per_value_columns(table, source)
+    for col in table.columns:
+        if col.name in per_value:
+            mine = [(first, c) for first, c in checks if c.value_only and c.field == col.name]
+            run_sql(con, "ingest", "value_checks", column=quote_ident(col.name), classified_rows=rows.name,
+                    identifier=looks_like_identifier(contract, col),
+                    failure_cases=" ".join(f"WHEN {c.condition} THEN {first}" for first, c in mine),
+                    detail_cases=" ".join(f"WHEN __failed_check = {first} THEN {c.detail}" for first, c in mine))
+
+
+def per_value_columns(table: Table, source: SourceFile) -> frozenset[str]:
+    """The text columns whose value-only checks run once per distinct value (value_checks.sql),
+    after the rest of the row's checks. Not when the file is read counting the line breaks in
+    its fields: the line of a failing cell is worked out from those, in the same pass."""
+    return frozenset() if source.counts_breaks else frozenset(c.name for c in table.columns if c.type == "text")
 
 
 def classify_sql(contract: Contract, table: Table, source: SourceFile, rows: ClassifiedRows = IN_MEMORY,
@@ -637,6 +653,7 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile, rows: Cla
     index of the column that failed, so the SQL grows linearly with the width of the file."""
     checks = numbered(row_checks(contract, table, source.extras))
     names = [(first + k, c.rule, column) for first, c in checks for k, column in enumerate(c.columns or [c.column])]
+    per_value = per_value_columns(table, source)
 
     def number(first, c) -> str:
         return f"{first} - 1 + {c.which}" if c.columns else str(first)
@@ -644,9 +661,10 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile, rows: Cla
     def numbers(first, c) -> str:
         return f"BETWEEN {first} AND {first + c.numbers - 1}"
 
-    failure_cases = " ".join(f"WHEN {c.condition} THEN {number(first, c)}" for first, c in checks)
+    failure_cases = " ".join(f"WHEN {c.condition} THEN {number(first, c)}" for first, c in checks
+                             if not (c.value_only and c.field in per_value))
     detail_cases = " ".join(f"WHEN __failed_check {numbers(first, c)} THEN {c.detail}" for first, c in checks)
-    numbers_, derived = derived_columns(contract, table, source.extras)
+    numbers_, derived = derived_columns(contract, table, source.extras, per_value)
     typed = ", ".join(f"{typed_ref(c)} AS {quote_ident(c.name)}" for c in table.columns)
     if source.counts_breaks:  # the line of the field holding the failing value: the breaks before it
         extra_fields = "[" + ", ".join(str(e.position) for e in source.extras) + "]"
