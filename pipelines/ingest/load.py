@@ -722,6 +722,9 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
         con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
                     [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
     rows_read = _count(con, f"SELECT count(*) FROM {classified.name}")  # one row per record, as numbered
+    repeats = _count(con, f"SELECT count(*) - count(DISTINCT __key_hash) FROM {classified.name} "
+                          "WHERE __failed_check IS NULL")
+    run_sql(con, "ingest", "repeated_key_hashes", classified_rows=classified.name, search=str(repeats > 0).lower())
     if straight_to_core:
         begin()
     failed = run_sql(con, "ingest", "quarantine_failed_rows", **literal).fetchone()[0]  # the rows inserted

@@ -1,19 +1,10 @@
 -- Rows of the file that passed every check go to export_batch; exact duplicates (same
 -- typed values in the same file) are dropped after their first occurrence and counted.
--- Only keys seen more than once can hold duplicates or contradictions. They are found by
--- the hash of the key (one integer to group on; a collision only sends a few extra rows
--- down the exact path), so the grouping by every column runs on those few rows and the
--- rest streams through. The repeated hashes are found by sorting them (neighbours equal), not by
--- grouping: one group per row of a file of unique keys made a hash table of 10^7 entries,
--- a third slower than the sort. Into a fresh warehouse with one file per table (a cold run),
+-- Only keys seen more than once (file_repeated_hashes: repeated_key_hashes.sql) can hold
+-- duplicates or contradictions, so the grouping by every column runs on those few rows and
+-- the rest streams through. Into a fresh warehouse with one file per table (a cold run),
 -- the rows with a key seen once cannot contradict anything, so they go straight to the
 -- core table instead of through export_batch (one copy of 10^7 rows fewer).
-CREATE OR REPLACE TEMP TABLE file_repeated_hashes AS
-SELECT DISTINCT __key_hash FROM (
-    SELECT __key_hash, lag(__key_hash) OVER (ORDER BY __key_hash) AS __previous_hash
-    FROM ${classified_rows} WHERE __failed_check IS NULL)
-WHERE __key_hash = __previous_hash;
-
 INSERT INTO ${single_key_rows_into}
 SELECT ${columns}, ${export_id}, ${source_file}, line_number${file_order_column}
 FROM classified_file c
