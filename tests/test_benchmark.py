@@ -69,3 +69,18 @@ def test_every_way_of_starting_the_job_publishes_the_same_marts_in_one_process(b
         assert len(steps[run.run_id]) > 1 and len({r.event_log_entry.dagster_event.pid
                                                    for r in steps[run.run_id]}) == 1, run.job_name
         assert any("in process" in (r.event_log_entry.user_message or "").lower() for r in engine[run.run_id])
+
+
+def test_the_report_answers_the_loading_target_from_the_ingest_profile(tmp_path):
+    """benchmarks.report reads ingest_profile's output at L beside the runs' JSON files."""
+    from benchmarks.report import report
+
+    run = {"floor": {"seconds": 10.0, "peak_mib": 700.0}, "clinic_cold": {"seconds": 120.0, "peak_mib": 1900.0}}
+    (tmp_path / "L.json").write_text(json.dumps(run))
+    assert "loading measurements" not in report(tmp_path)
+    profile = {"scale": "L", "table": "measurements", "floor_read_seconds": 15.0, "loading_seconds": 63.0,
+               "loading/floor_read, cpu": 3.9}
+    (tmp_path / "ingest_L.json").write_text(json.dumps(profile))
+    table = report(tmp_path)
+    assert "| loading measurements at L / the floor's read of them <= 4 | 4.20 (CPU 3.90) | **no** |" in table
+    assert table.splitlines()[0] == "| contender | L |"  # the profile is no contender column
