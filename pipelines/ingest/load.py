@@ -680,7 +680,6 @@ def classify_sql(contract: Contract, table: Table, source: SourceFile, rows: Cla
     return names, sql("ingest", "classify_rows", source=source.fragment, create=rows.create,
                       classified_rows=rows.name,
                       trimmed_columns=", ".join(f"{trimmed(c)} AS {quote_ident(c)}" for c in table.column_names),
-                      typed_key=", ".join(typed_ref(c) for c in table.columns if c.name in table.key),
                       number_columns=", ".join(numbers_) or "1 AS __no_numbers",
                       derived_columns=", ".join(derived), typed_columns=typed,
                       failure_cases=failure_cases, detail_cases=detail_cases,
@@ -722,9 +721,11 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
         con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
                     [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
     rows_read = _count(con, f"SELECT count(*) FROM {classified.name}")  # one row per record, as numbered
-    repeats = _count(con, f"SELECT count(*) - count(DISTINCT __key_hash) FROM {classified.name} "
+    key = ", ".join(quote_ident(k) for k in table.key)
+    repeats = _count(con, f"SELECT count(*) - count(DISTINCT hash({key})) FROM {classified.name} "
                           "WHERE __failed_check IS NULL")
-    run_sql(con, "ingest", "repeated_key_hashes", classified_rows=classified.name, search=str(repeats > 0).lower())
+    run_sql(con, "ingest", "repeated_key_hashes", classified_rows=classified.name, key=key,
+            search=str(repeats > 0).lower())
     if straight_to_core:
         begin()
     failed = run_sql(con, "ingest", "quarantine_failed_rows", **literal).fetchone()[0]  # the rows inserted
@@ -732,7 +733,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
     run_sql(con, "ingest", "stage_file_rows", columns=columns, file_order=file_order,
             single_key_rows_into=f"core.{table.name}" if straight_to_core else "export_batch",
             file_order_column="" if straight_to_core else f", {file_order}",
-            key=", ".join(quote_ident(k) for k in table.key), classified_rows=classified.name, **literal)
+            key=key, classified_rows=classified.name, **literal)
     staged = _count(con, f"SELECT count(*) FROM export_batch WHERE source_file = {literal['source_file']}")
     if straight_to_core:  # the core table was empty and this is its export's only file: all of it is this file's
         staged += _count(con, f"SELECT count(*) FROM core.{table.name}")

@@ -3,8 +3,7 @@
 -- a file too big for memory a table of a scratch database: classified_rows_for in load.py).
 -- The checks come from rules/contract.yaml; a detail never quotes text, only values that
 -- parsed as numbers.
--- Numbers, typed values and identifier flags are computed once per row, then checked;
--- the hash of the natural key rides along for the search for repeated keys. Every
+-- Numbers, typed values and identifier flags are computed once per row, then checked. Every
 -- working column starts with "__" and the source fragment holds only contract columns
 -- and "__" aliases, so a file's column can never stand in for one of them.
 -- __line_offset: how many lines below the record's first line the failing field starts
@@ -15,7 +14,7 @@
 -- The contract columns arrive as text and are trimmed first (empty is NULL), before any check.
 SET preserve_insertion_order = true;
 CREATE OR REPLACE ${create} ${classified_rows} AS
-SELECT ${typed_columns}, hash(${typed_key}) AS __key_hash, __failed_check,
+SELECT ${typed_columns}, __failed_check,
        CASE ${detail_cases} END AS __failure_detail,
        ${line_offset} AS __line_offset, ${inner_breaks} AS __inner_breaks
 FROM (

@@ -8,14 +8,14 @@
 INSERT INTO ${single_key_rows_into}
 SELECT ${columns}, ${export_id}, ${source_file}, line_number${file_order_column}
 FROM classified_file c
-WHERE c.__failed_check IS NULL AND __key_hash NOT IN (SELECT __key_hash FROM file_repeated_hashes);
+WHERE c.__failed_check IS NULL AND hash(${key}) NOT IN (SELECT __key_hash FROM file_repeated_hashes);
 
 INSERT INTO export_batch
 SELECT ${columns}, ${export_id}, ${source_file}, min(line_number), ${file_order}
 FROM classified_file c
-WHERE c.__failed_check IS NULL AND __key_hash IN (SELECT __key_hash FROM file_repeated_hashes)
+WHERE c.__failed_check IS NULL AND hash(${key}) IN (SELECT __key_hash FROM file_repeated_hashes)
 GROUP BY ${columns};
 
 INSERT INTO export_repeated_keys
 SELECT DISTINCT ${key} FROM classified_file
-WHERE __failed_check IS NULL AND __key_hash IN (SELECT __key_hash FROM file_repeated_hashes);
+WHERE __failed_check IS NULL AND hash(${key}) IN (SELECT __key_hash FROM file_repeated_hashes);
