@@ -366,6 +366,15 @@ def _identifier_pattern(contract: Contract) -> str:
     return "|".join(f"(?:{p.pattern})" for p in contract.identifier_values)
 
 
+def _looks_like_identifier(contract: Contract, text: str, guard: str = "") -> str:
+    """Whether the SQL text `text` looks like an identifier: at least 6 characters (and `guard`)
+    and one of the privacy patterns. CASE, not AND: DuckDB evaluates both sides of AND in a
+    projection, but a THEN branch only for the rows its WHEN selects, so most rows skip the regex."""
+    when = f"length({text}) >= 6" + (f" AND {guard}" if guard else "")
+    return (f"CASE WHEN {when} THEN coalesce(regexp_matches({text}, "
+            f"{quote_literal(_identifier_pattern(contract))}, 'i'), false) ELSE false END")
+
+
 def derived_columns(contract: Contract, table: Table, extras: list[Extra],
                     per_value: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
     """Select items computed once per row before the checks: numbers, typed values and
@@ -381,16 +390,14 @@ def derived_columns(contract: Contract, table: Table, extras: list[Extra],
                            f" AS {_ref(col.name, 'num')}")
         derived.append(f"{_typed_expr(col)} AS {typed_ref(col)}")
         derived.append("false AS " + _ref(col.name, "identifier") if col.name in per_value
-                       else looks_like_identifier(contract, col))
-    pattern = quote_literal(_identifier_pattern(contract))
+                       else identifier_flag(contract, col))
     if extras:  # list_position: NULL when no cell matches
-        looks = (f"lambda x: CASE WHEN length(trim(x)) >= 6 "
-                 f"THEN coalesce(regexp_matches(trim(x), {pattern}, 'i'), false) ELSE false END")
+        looks = f"lambda x: {_looks_like_identifier(contract, 'trim(x)')}"
         derived.append(f"list_position(list_transform({EXTRAS_COLUMN}, {looks}), true) AS {EXTRA_IDENTIFIER}")
     return numbers, derived
 
 
-def looks_like_identifier(contract: Contract, col: Column) -> str:
+def identifier_flag(contract: Contract, col: Column) -> str:
     """The select item saying whether a cell of `col` looks like an identifier."""
     v = quote_ident(col.name)
     # A valid number or code cannot be an identifier, except a long digit string (a phone).
@@ -399,12 +406,8 @@ def looks_like_identifier(contract: Contract, col: Column) -> str:
     elif col.type == "enum":
         guard = f"{typed_ref(col)} IS NULL"
     else:
-        guard = "true"
-    # CASE, not AND: DuckDB evaluates both sides of AND in a projection, but a THEN
-    # branch only for the rows its WHEN selects, so most rows skip the regex.
-    return (f"CASE WHEN length({v}) >= 6 AND {guard} THEN "
-            f"coalesce(regexp_matches({v}, {quote_literal(_identifier_pattern(contract))}, 'i'), false) "
-            f"ELSE false END AS {_ref(col.name, 'identifier')}")
+        guard = ""
+    return f"{_looks_like_identifier(contract, v, guard)} AS {_ref(col.name, 'identifier')}"
 
 
 def _identifier_label(contract: Contract, v: str) -> str:

@@ -29,7 +29,7 @@ from pipelines.ingest.contract import (
     Extra,
     Table,
     derived_columns,
-    looks_like_identifier,
+    identifier_flag,
     numbered,
     row_checks,
     typed_ref,
@@ -635,7 +635,7 @@ def classify_file(con, contract: Contract, table: Table, source: SourceFile,
         if col.name in per_value:
             mine = [(first, c) for first, c in checks if c.value_only and c.field == col.name]
             run_sql(con, "ingest", "value_checks", column=quote_ident(col.name), classified_rows=rows.name,
-                    identifier=looks_like_identifier(contract, col),
+                    identifier=identifier_flag(contract, col),
                     failure_cases=" ".join(f"WHEN {c.condition} THEN {first}" for first, c in mine),
                     detail_cases=" ".join(f"WHEN __failed_check = {first} THEN {c.detail}" for first, c in mine))
 
