@@ -721,7 +721,7 @@ def load_file(con, contract: Contract, table: Table, ef: ExportFile, file_order:
         con.execute("INSERT INTO batch_extra_columns SELECT ?, ?, ?, unnest(?)",
                     [ef.export_id, table.name, ef.source_file, [e.name for e in extras]])
     rows_read = _count(con, f"SELECT count(*) FROM {classified.name}")  # one row per record, as numbered
-    key = ", ".join(quote_ident(k) for k in table.key)
+    key = _key_sql(table)["key"]
     repeats = _count(con, f"SELECT count(*) - count(DISTINCT hash({key})) FROM {classified.name} "
                           "WHERE __failed_check IS NULL")
     run_sql(con, "ingest", "repeated_key_hashes", classified_rows=classified.name, key=key,
