@@ -64,19 +64,31 @@ print(r.category.value_counts().to_dict())
 """
 
 
-def _tree_rss_kb(pid: int) -> int:
-    total = 0
-    try:
-        children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
-                                  text=True).stdout.split()
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        total += sum(_tree_rss_kb(int(c)) for c in children)
-    except (FileNotFoundError, ProcessLookupError, ValueError):
-        pass
-    return total
+def tree_rss_kb(root: int) -> int:
+    """Resident memory (KiB) of `root` and every process under it, read from /proc in this
+    process. Spawning `ps` per process every sample, as this used to, took ~8 ms of CPU a call:
+    on 2 cores that load slowed the process it measured (a cold run at L: 181 s against 156 s
+    unmeasured)."""
+    parent_and_rss: dict[int, tuple[int, int]] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:  # the process ended between the listing and the read
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()  # after the command name, which may hold spaces
+        parent_and_rss[int(name)] = (int(fields[1]), int(fields[21]))  # ppid, rss in pages
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _) in parent_and_rss.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += parent_and_rss.get(pid, (0, 0))[1]
+        todo.extend(children.get(pid, []))
+    return total * (os.sysconf("SC_PAGE_SIZE") // 1024)
 
 
 def measure(cmd: list[str], cwd: Path = ROOT, env: dict | None = None) -> tuple[float, float]:
@@ -90,7 +102,7 @@ def measure(cmd: list[str], cwd: Path = ROOT, env: dict | None = None) -> tuple[
     def sample():
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, _tree_rss_kb(proc.pid))
+            peak = max(peak, tree_rss_kb(proc.pid))
             time.sleep(0.05)
 
     t = threading.Thread(target=sample, daemon=True)

@@ -84,3 +84,28 @@ def test_the_report_answers_the_loading_target_from_the_ingest_profile(tmp_path)
     table = report(tmp_path)
     assert "| loading measurements at L / the floor's read of them <= 4 | 4.20 (CPU 3.90) | **no** |" in table
     assert table.splitlines()[0] == "| contender | L |"  # the profile is no contender column
+
+
+def test_peak_memory_counts_the_whole_process_tree():
+    """A parent whose child holds ~200 MiB: the tree's figure has the child's memory, and the
+    parent alone has not (the clinic's GX worker is such a child)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from benchmarks.run import tree_rss_kb
+
+    child = "import time; block = bytearray(200 * 2**20); print('ready', flush=True); time.sleep(30)"
+    parent = (f"import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', {child!r}], stdout=sys.stdout); "
+              "c.wait()")
+    proc = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        with open(f"/proc/{proc.pid}/status") as fh:
+            parent_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
+        assert parent_kb < 100 * 1024
+        assert tree_rss_kb(proc.pid) >= parent_kb + 200 * 1024
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the parent and its child
+        proc.wait()
