@@ -8,7 +8,7 @@ import csv
 import duckdb
 import pytest
 
-from tests.conftest import run_pipeline, settings_for
+from tests.conftest import query_snapshot, run_pipeline, settings_for
 
 VALUES = {-7: 60, 30: 50, 42: 40, 55: 45, 100: 35, 168: 30}
 
@@ -85,6 +85,28 @@ def test_rank_quantiles_equal_percentile_cont():
                    count(*) OVER (PARTITION BY g) AS n FROM v WHERE x IS NOT NULL)
             GROUP BY g ORDER BY g""").fetchall()
         assert [(g, round(q, 9)) for g, q in got] == [(g, round(q, 9)) for g, q in expected], p
+
+
+def test_the_published_quartiles_are_percentile_conts_over_the_patients_points(demo_run):
+    """measure_trajectory aggregates only the rows at the ranks its quantiles read
+    (rank_is_read): every quartile it publishes is percentile_cont's over the patient points."""
+    settings, _ = demo_run
+    by_group = """SELECT p.indication, t.instrument, t.visit_week, p.category, count(*),
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY t.value), percentile_cont(0.25) WITHIN GROUP (ORDER BY t.value),
+        percentile_cont(0.75) WITHIN GROUP (ORDER BY t.value),
+        percentile_cont(0.5) WITHIN GROUP (ORDER BY t.pct_change),
+        percentile_cont(0.25) WITHIN GROUP (ORDER BY t.pct_change),
+        percentile_cont(0.75) WITHIN GROUP (ORDER BY t.pct_change)
+        FROM marts.patient_trajectory t JOIN marts.patient_response p USING (patient_id) GROUP BY ALL ORDER BY ALL"""
+    published = """SELECT indication, instrument, visit_week, category, n_patients, value_median, value_p25, value_p75,
+        pct_change_median, pct_change_p25, pct_change_p75 FROM marts.measure_trajectory ORDER BY ALL"""
+
+    def rounded(rows):
+        return [tuple(round(v, 9) if isinstance(v, float) else v for v in row) for row in rows]
+
+    expected = rounded(query_snapshot(settings, by_group))
+    assert len(expected) > 50  # indication x instrument x week x category
+    assert rounded(query_snapshot(settings, published)) == expected
 
 
 def test_wilson_intervals_are_exactly_0_and_100_at_the_ends():

@@ -24,3 +24,7 @@ CREATE OR REPLACE TEMP MACRO rank_quantile(v, r, n, p) AS
     max(CASE WHEN r = floor((n - 1) * p) THEN v END)
     + ((max(n) - 1) * p - floor((max(n) - 1) * p))
       * (max(CASE WHEN r = ceil((n - 1) * p) THEN v END) - max(CASE WHEN r = floor((n - 1) * p) THEN v END));
+-- Whether rank_quantile(v, r, n, p) reads the value at rank r (floor or ceil of (n - 1) * p, the
+-- integers less than 1 away; written without floor and ceil, which cost more than the rest): a
+-- filter so that it aggregates only those rows.
+CREATE OR REPLACE TEMP MACRO rank_is_read(r, n, p) AS abs(r - (n - 1) * p) < 1;

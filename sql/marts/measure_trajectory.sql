@@ -44,6 +44,10 @@ quantiles AS (
            rank_quantile(r.pct_change, r.rc, g.nc, 0.75) AS pct_change_p75
     FROM ranked r
     JOIN groups g USING (group_id)
+    -- Only the rows at the ranks these quantiles read (the same p's): every row through the six
+    -- aggregates took 8.1 s against 5.4 s at 10^8 measurement rows.
+    WHERE rank_is_read(r.r, g.n, 0.5) OR rank_is_read(r.r, g.n, 0.25) OR rank_is_read(r.r, g.n, 0.75)
+       OR rank_is_read(r.rc, g.nc, 0.5) OR rank_is_read(r.rc, g.nc, 0.25) OR rank_is_read(r.rc, g.nc, 0.75)
     GROUP BY r.group_id
 )
 SELECT g.indication, g.instrument, g.visit_week, g.category, g.n AS n_patients,
