@@ -149,5 +149,4 @@ SELECT patient_id, site_id, indication, indication_group, regimen, sex,
                  || CAST(CAST(floor(age_years / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END AS age_band,
        start_year, primary_measure, baseline_day, baseline_value, assessment_day, assessment_value,
        change_abs, change_pct, improvement_pct, category, reason, criterion, rules_version, baseline_source, assessment_source
-FROM categorised
-ORDER BY patient_id;
+FROM categorised;  -- unordered: the snapshot publishes it by patient_id (its .yml's publish_order)
