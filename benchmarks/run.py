@@ -30,8 +30,8 @@ from benchmarks.profile import last_run_steps
 SCALES = {"demo": 200, "S": 10_000, "M": 100_000, "L": 1_000_000}
 DIARY_EVERY = 5  # days: a diary value every 5 days gives the spec's ~100 measurement rows per patient
 # The floor is the denominator of every ratio to it, and one reading of it is noisy (at L 6.8, 7.8
-# and 10.7 s within an hour on this machine, the clinic's cold run 94 s each time): it is cheap,
-# so its median is of at least this many runs whatever --repeats says (L runs one of the rest).
+# and 10.7 s within an hour on this machine, the clinic's cold run 90-94 s each time): it is
+# cheap, so its median is of at least this many runs whatever --repeats says.
 FLOOR_RUNS_AT_LEAST = 3
 ROOT = Path(__file__).resolve().parent.parent
 
