@@ -87,3 +87,53 @@ def test_a_parked_worker_serves_the_next_run_with_none_of_the_last_runs_validati
         assert "run aaaaaaaa" not in site
     finally:
         second.close()
+
+
+def _suite(tmp_path, name, *expectations, meta=None):
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps({"name": name, "meta": meta or {}, "expectations": list(expectations)}))
+    return path
+
+
+def test_the_columns_a_suite_reads_are_those_its_expectations_name(tmp_path):
+    """What the run hands GX: the columns named in kwargs, the words of row conditions, the
+    suite's names_rows_by and the validation's group columns; everything for a suite that reads
+    the table's columns as such, or that cannot be read (the worker then names the problem)."""
+    from pipelines.quality.gx_validation import columns_read
+
+    suite = _suite(tmp_path, "named",
+                   {"type": "expect_column_values_to_be_between",
+                    "kwargs": {"column": "value", "min_value": 0, "row_condition": 'instrument == "pain_nrs"',
+                               "condition_parser": "pandas"}},
+                   {"type": "expect_column_pair_values_a_to_be_greater_than_b",
+                    "kwargs": {"column_A": "study_day", "column_B": "baseline_day"}},
+                   {"type": "expect_compound_columns_to_be_unique", "kwargs": {"column_list": ["patient_id", "visit"]}},
+                   meta={"names_rows_by": "site"})
+    assert columns_read(suite, ("export_id",)) == sorted(
+        ["value", "instrument", "pain_nrs", "study_day", "baseline_day", "patient_id", "visit", "site", "export_id"])
+    every = _suite(tmp_path, "every", {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}},
+                   {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": ["a", "b"]}})
+    assert columns_read(every) is None
+    assert columns_read(tmp_path / "missing.json") is None
+
+
+def test_a_narrowed_sample_gets_the_outcomes_of_the_whole_one(worker, tmp_path):
+    """The worker gets only the columns the suite reads; its outcomes are those of GX on every
+    column, row conditions included, and a suite that checks the table's columns gets them all."""
+    con = duckdb.connect()
+    wide = f"SELECT *, repeat('x', 200) AS unused_text, value * 2 AS unused_number FROM ({ROWS})"
+    conditioned = _suite(tmp_path, "conditioned",
+                         {"type": "expect_column_values_to_be_between",
+                          "kwargs": {"column": "value", "min_value": 0, "max_value": 100,
+                                     "row_condition": 'instrument == "pain_nrs"', "condition_parser": "pandas"}},
+                         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "study_day"}})
+    rows, outcomes = worker.validate(con, wide, conditioned, "t")
+    assert rows == 1000
+    assert outcomes == validate_frame(con.execute(wide).df(), conditioned, "t")
+    assert not outcomes[0].success and outcomes[0].rows_failed > 0  # the condition was applied, values above 100 fail
+    columns = ["patient_id", "study_day", "instrument", "value", "unused_text", "unused_number"]
+    table_wide = _suite(tmp_path, "table_wide",
+                        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "patient_id"}},
+                        {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": columns}})
+    _, [_, matched] = worker.validate(con, wide, table_wide, "t")
+    assert matched.success

@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
-from pipelines.quality.gx_validation import ExpectationOutcome
+from pipelines.quality.gx_validation import ExpectationOutcome, columns_read
 from pipelines.sqlfiles import quote_literal
 
 
@@ -206,7 +206,12 @@ class GxWorker:
         return reply["rows"], [[ExpectationOutcome(**o) for o in g] for g in reply["groups"]]
 
     def _validate(self, con, query: str, request: dict) -> dict:
-        """Hand the rows of `query` over as Parquet with `request`; the worker's reply."""
+        """Hand the rows of `query` over as Parquet with `request`, only the columns its suite
+        reads (gx_validation.columns_read); the worker's reply."""
+        columns = columns_read(Path(request["suite"]), tuple(request.get("group_by", ())))
+        if columns is not None:
+            names = ", ".join(map(quote_literal, columns))
+            query = f"SELECT COLUMNS(lambda c: list_contains([{names}], c)) FROM ({query})"
         with self._lock:
             data = self._work / "sample.parquet"
             con.execute(f"COPY ({query}) TO {quote_literal(str(data))} (FORMAT parquet)")
