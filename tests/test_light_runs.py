@@ -296,3 +296,28 @@ def test_engine_spark_without_pyspark_says_how_to_install_it(tmp_path, monkeypat
     assert code == 2, err
     assert "needs the Python package pyspark" in err and "pip install -r requirements-test.lock" in err
     assert not (tmp_path / "w.duckdb").exists()
+
+
+@pytest.mark.parametrize(("command", "runs_a_job"), [
+    (["asset", "materialize", "-m", "pipelines.definitions", "--select", "*"], True),  # the benchmark's UI path
+    (["job", "execute", "-m", "pipelines.definitions", "-j", "clinic_pipeline"], True),  # the scheduled path
+    (["api", "execute_run", "{}"], True),  # a run launched from the UI or by the daemon
+    (["api", "grpc", "-m", "pipelines.definitions"], False),  # the UI's code server: it never runs a job
+])
+def test_a_dagster_process_that_runs_a_job_starts_the_gx_worker_as_it_loads_the_definitions(
+        monkeypatch, command, runs_a_job):
+    """As `clinic run` does, so GX's import overlaps the run's start; built once per process."""
+    from pipelines import definitions
+    from pipelines.quality import gx_worker
+
+    monkeypatch.setattr(sys, "argv", [str(Path(dg.__file__).parent / "__main__.py"), *command])
+    monkeypatch.setattr(gx_worker, "_spare", [])
+    definitions.defs.load_fn.cache_clear()
+    try:
+        loaded = definitions.defs()
+        assert definitions.defs() is loaded
+        assert len(gx_worker._spare) == (1 if runs_a_job else 0)
+    finally:
+        for worker in gx_worker._spare:
+            worker.close()
+        definitions.defs.load_fn.cache_clear()
