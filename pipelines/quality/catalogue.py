@@ -18,7 +18,7 @@ from pathlib import Path
 from pipelines.declared import load_yaml
 from pipelines.ingest.contract import Contract, row_checks
 from pipelines.manifest import Manifest, load_manifest
-from pipelines.quality.gx_validation import gx_check_name
+from pipelines.quality.gx_validation import expectation_columns, gx_check_name
 
 LEVELS = ("file", "row", "table", "dataset", "mart")
 SEVERITIES = ("fatal", "warning", "info")
@@ -68,10 +68,8 @@ def suite_rows(path: Path, contract: Contract, manifest: Manifest | None = None)
         severity = GX_SEVERITY.get(e.get("severity", "critical"))
         if severity is None:
             raise CatalogueError(f"{path.name}: {e['type']} has severity {e.get('severity')!r}")
-        columns = [kwargs.get("column"), *(kwargs.get("column_list") or []), kwargs.get("column_A"),
-                   kwargs.get("column_B")]
         rows += [CatalogueRow(
-            gx_check_name(e["type"], kwargs), table, ",".join(c for c in columns if c), level,
+            gx_check_name(e["type"], kwargs), table, ",".join(expectation_columns(kwargs)), level,
             "great_expectations", round(100 * (1 - float(kwargs.get("mostly", 1.0))), 6), severity,
             e.get("description") or e["type"].replace("_", " ")) for table in tables]
     return rows
