@@ -84,7 +84,7 @@ def test_counting_line_breaks_only_when_lines_disagree_numbers_rows_as_counting_
     assert [(row[0], row[-4]) for row in always] == expected  # line_number, __failed_check
 
 
-@pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"a\nb", b"a\n\nb\n\n", b"\n", b"a\r\nb", b"a\rb\r",
+@pytest.mark.parametrize("data", [b"", b"a", b"a\n", b"a \nb", "a\n\u00e9".encode(), b"a\nb", b"a\n\nb\n\n", b"\n", b"a\r\nb", b"a\rb\r",
                                   b'"a\nb",c\n', b"a\n" * 100_000 + b"b"])
 def test_counting_lines_agrees_with_the_scan_or_leaves_the_file_to_it(tmp_path, data):
     path = tmp_path / "f.csv"
@@ -95,6 +95,7 @@ def test_counting_lines_agrees_with_the_scan_or_leaves_the_file_to_it(tmp_path, 
         return
     lines = len(re.findall(rb"\n", data)) + (not data.endswith(b"\n"))  # as an editor shows them
     assert (counted.lines, counted.unterminated) == (lines, shape.unterminated)
+    assert counted.spaceless_ascii == (b" " not in data and data.isascii())
     assert counted.lines >= shape.last_content_line
 
 
