@@ -27,7 +27,7 @@ from pipelines.sqlfiles import run_sql
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 SPACES = ["", " ", "  a", "a  ", " a b ", "\ta\t", "\u00a0a", "a\u3000", "\u2009", "é", "aé", "é ",
-          "\u200ba", " \u00a0 ", "a\n", "\n", "P7BEA68-0000001", None]
+          "\u200ba", " \u00a0 ", "a\n", "\n", "P7BEA68-0000001", "!", " !", "\x1fa", None]
 
 
 def test_the_guarded_trim_equals_trimming_every_cell():
