@@ -13,8 +13,8 @@ NOTHING_NEW_SINCE = "clinic/nothing_new_since"
 
 def nothing_new_message(previous_run: str) -> str:
     return (f"nothing new since run {previous_run[:8]}: the same exports, rules, contract, checks, "
-            "expectations, SQL and code; the published set stays as it is (to run everything anyway: "
-            "clinic run --force)")
+            "expectations, SQL and code; the published set stays as it is (to run anyway, reusing what "
+            "did not change: clinic run --force)")
 
 
 @dg.op(description="Says that the inputs are those the published set was built from, and which run built it.")
