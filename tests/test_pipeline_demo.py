@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
-from pipelines.publish.snapshot import published_marts
+from pipelines.publish import snapshot
+from pipelines.publish.snapshot import published_marts, sort_keys
 
 MARTS = [m.name for m in published_marts()]  # the snapshot's marts, from their .yml
 
@@ -35,6 +37,31 @@ def test_snapshot_holds_every_mart_with_rules_version(demo_run):
         missing = con.execute(f"SELECT count(*) FROM marts.{mart} WHERE rules_version IS NULL "
                               "OR rules_version <> '1'").fetchone()[0]
         assert missing == 0, mart
+
+
+def test_snapshot_stores_each_mart_in_its_publish_order(demo_run):
+    settings, _ = demo_run
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    ordered = [m for m in published_marts() if m.publish_order]
+    assert "patient_trajectory" in {m.name for m in ordered}
+    for mart in ordered:
+        stored = con.execute(f"SELECT * FROM marts.{mart.name}").fetchall()
+        assert stored == con.execute(f"SELECT * FROM marts.{mart.name} ORDER BY {mart.publish_order}").fetchall()
+
+
+@pytest.mark.parametrize("most_values", [1000, 2])
+def test_sort_keys_give_the_publish_order_as_text_sorts(monkeypatch, most_values):
+    """A text key compared as an ENUM sorts as the text does (byte order: capitals first,
+    accents last, NULL last); one with more values than the limit stays text."""
+    monkeypatch.setattr(snapshot, "ENUM_KEY_MAX_VALUES", most_values)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE m (p VARCHAR, k VARCHAR, w INTEGER)")
+    con.execute("INSERT INTO m VALUES ('b', 'beta', 2), ('a', 'Zeta', 1), ('b', NULL, 1), ('a', 'élan', 0), "
+                "('a', 'alpha', 3), ('b', 'beta', 1), ('a', 'Zeta', 0), ('c', 'alpha', 9), ('b', 'alpha', 4)")
+    keys = sort_keys(con, "m", "p, k, w")
+    assert ("ENUM" in keys) == (most_values >= 4)
+    assert (con.execute(f"SELECT * FROM m ORDER BY {keys}").fetchall()
+            == con.execute("SELECT * FROM m ORDER BY p, k, w").fetchall())
 
 
 def test_every_demo_patient_gets_one_category_and_sources_point_at_real_lines(demo_run):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from pipelines.dictionary import write_comments
 from pipelines.manifest import Manifest, Model, load_manifest
-from pipelines.sqlfiles import quote_literal
+from pipelines.sqlfiles import quote_ident, quote_literal
 
 VERSIONS, CURRENT, BUILDING = "versions", "current", ".building-"
 
@@ -85,7 +85,8 @@ def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = N
     this run's row of run_info reads `published`: it is only seen once the set is switched in.
     Marts refreshed patient by patient are published in a stable order all the same."""
     snapshot = folder / "clinic.duckdb"
-    selects = {m.name: f"SELECT * FROM {m.relation}" + (f" ORDER BY {m.publish_order}" if m.publish_order else "")
+    selects = {m.name: f"SELECT * FROM {m.relation}" + (f" ORDER BY {sort_keys(con, m.relation, m.publish_order)}"
+                                                       if m.publish_order else "")
                for m in published_marts(manifest)}
     selects["run_info"] = (f"SELECT * REPLACE (CASE WHEN run_id = {quote_literal(run_id)} THEN 'published' "
                            "ELSE status END AS status) FROM marts.run_info ORDER BY run_time")
@@ -104,6 +105,30 @@ def write_snapshot(con, folder: Path, run_id: str, manifest: Manifest | None = N
     finally:
         con.execute("DETACH publish_target")
     return written, documented
+
+
+# A text key after the first with at most this many values is sorted as an ENUM of them.
+ENUM_KEY_MAX_VALUES = 1000
+
+
+def sort_keys(con, relation: str, publish_order: str) -> str:
+    """The ORDER BY keys of a mart's `publish_order`, giving the same order faster: a text key
+    after the first (compared only where the keys before it tie) with few values is compared
+    as an ENUM of its values in DuckDB's own text order, a small integer, instead of as text.
+    patient_trajectory at L: 3.5 s -> 2.3 s to copy it into the snapshot in its order."""
+    columns = [c.strip() for c in publish_order.split(",")]
+    types = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE {relation})").fetchall())
+    keys = [quote_ident(columns[0])]
+    for column in columns[1:]:
+        key = quote_ident(column)
+        if types.get(column) == "VARCHAR":
+            values = [v for (v,) in con.execute(
+                f"SELECT DISTINCT {key} FROM {relation} WHERE {key} IS NOT NULL ORDER BY 1 "
+                f"LIMIT {ENUM_KEY_MAX_VALUES + 1}").fetchall()]
+            if 0 < len(values) <= ENUM_KEY_MAX_VALUES:
+                key = f"CAST({key} AS ENUM({', '.join(map(quote_literal, values))}))"
+        keys.append(key)
+    return ", ".join(keys)
 
 
 def write_parquet(con, select: str, target: Path) -> None:
