@@ -137,3 +137,30 @@ def test_a_narrowed_sample_gets_the_outcomes_of_the_whole_one(worker, tmp_path):
                         {"type": "expect_table_columns_to_match_set", "kwargs": {"column_set": columns}})
     _, [_, matched] = worker.validate(con, wide, table_wide, "t")
     assert matched.success
+
+
+@pytest.mark.parametrize("large", [True, False])
+def test_the_worker_steps_back_while_the_run_loads_a_large_file(monkeypatch, tmp_path, large):
+    """A load at least LARGE_LOAD_BYTES lowers the GX worker's priority (its import then takes
+    the cores DuckDB leaves idle); a smaller one leaves it as it was."""
+    import dagster as dg
+
+    from pipelines.ingest import assets as ingest_assets
+    from pipelines.quality import gx_worker
+    from pipelines.resources import build_resources
+    from tests.conftest import DEMO_EXPORT, settings_for
+
+    size = (DEMO_EXPORT / "measurements.csv").stat().st_size
+    monkeypatch.setattr(ingest_assets, "LARGE_LOAD_BYTES", size if large else size + 1)
+    monkeypatch.setattr(gx_worker, "_live", set())  # this test's worker only, not a parked one
+    worker = GxWorker()
+    try:
+        before = worker.priority()  # this process's, inherited (0 unless the tests run niced)
+        settings = settings_for(tmp_path, DEMO_EXPORT.parent)
+        result = dg.materialize([ingest_assets.export_plan, *ingest_assets.loaded_table_assets(["measurements"])],
+                                resources=build_resources(settings))
+        assert result.success
+        assert worker.priority() == (max(before, gx_worker.STEP_BACK_NICENESS) if large else before)
+    finally:
+        worker.close()
+    assert worker not in gx_worker._live
