@@ -20,7 +20,7 @@ from pipelines.ingest.load import SCRATCH_FILE, exports_awaiting_checks, ingest_
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
-from tests.conftest import FIXTURES, run_pipeline, settings_for
+from tests.conftest import DEMO_EXPORT, FIXTURES, run_pipeline, settings_for
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 MESSY = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
@@ -613,3 +613,39 @@ def test_exports_a_failed_run_applied_are_named_unpublished_then_published_by_th
     assert "CLINIC_MIN_CELL_SIZE=5 is below the spec's 11" in published.err
     preview = json.loads((Path(s.release_preview_dir) / "manifest.json").read_text())
     assert preview["for_release"] is False and "`clinic release` refuses" in preview["below_release_floor"]
+
+
+def test_a_load_that_runs_out_of_memory_fails_the_run_and_quarantines_nothing(tmp_path, monkeypatch):
+    """Out of memory while a file is read is the machine's failure, not the file's: the run
+    fails saying what to do, no row is quarantined as unreadable, the export is not applied,
+    and the next run (with memory) loads every row of it."""
+    import pipelines.ingest.load as load
+    from pipelines.cli import run_failures
+
+    s = settings_for(tmp_path, tmp_path / "raw")
+    shutil.copytree(DEMO_EXPORT, Path(s.raw_dir) / DEMO_EXPORT.name)
+    classify = load.classify_file
+
+    def with_too_little_memory(con, *args, **kwargs):  # DuckDB's own error, raised for real
+        con.execute("SET memory_limit = '1MB'")
+        try:
+            return classify(con, *args, **kwargs)
+        finally:
+            con.execute("RESET memory_limit")
+
+    monkeypatch.setattr(load, "classify_file", with_too_little_memory)
+    result = run_pipeline(s)
+    assert not result.success
+    [(_, line)] = run_failures(result)
+    assert "Out of Memory" in line and "CLINIC_DUCKDB_MEMORY_LIMIT" in line
+    assert warehouse_rows(s, "SELECT count(*) FROM ingest.quarantine WHERE rule = 'unreadable_file'") == [(0,)]
+    assert warehouse_rows(s, "SELECT count(*) FROM ingest.applied_exports") == [(0,)]
+    assert not Path(s.snapshot).exists()
+
+    monkeypatch.setattr(load, "classify_file", classify)
+    assert run_pipeline(s).success
+    assert warehouse_rows(s, "SELECT count(*) FROM ingest.quarantine WHERE rule = 'unreadable_file'") == [(0,)]
+    with (DEMO_EXPORT / "measurements.csv").open(newline="") as f:
+        delivered = sum(1 for _ in csv.DictReader(f))
+    [(accounted,)] = warehouse_rows(s, "SELECT sum(rows_read) FROM ingest.applied_files WHERE table_name = 'measurements'")
+    assert accounted == delivered

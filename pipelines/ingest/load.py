@@ -434,7 +434,7 @@ def raw_source(contract: Contract, table: Table, ef: ExportFile, con, parallel: 
         names = [r[0] for r in con.execute(
             f"DESCRIBE SELECT * FROM read_parquet({literal_path(ef.path)})").fetchall()]
     except duckdb.Error as error:
-        raise FileRejected("unreadable_file", _safe_reason(error)) from None
+        raise rejected_file(error) from None
     extras = _check_header(contract, table, names)
     positions = {}
     for i, n in enumerate(names, 1):
@@ -463,6 +463,23 @@ def _count_rows(con, path: Path) -> int:
         with path.open("rb") as fh:
             lines = sum(1 for line in fh if line.strip(b"\r\n"))
         return max(lines - 1, 0)
+
+
+# What DuckDB raises when the machine, not the file, failed the read: out of memory, a disk full
+# while spilling, an interrupted or broken engine. The file is then no more unreadable than
+# before, and quarantining it whole would record its rows as bad data and apply the export
+# without them: the run fails instead (`clinic run` says what to do), and the next one reads
+# the file again.
+NOT_THE_FILES_FAULT = (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.InterruptException,
+                       duckdb.FatalException, duckdb.InternalException)
+
+
+def rejected_file(error: duckdb.Error) -> FileRejected:
+    """The file's rejection for a DuckDB error reading it, or the error raised again when the
+    machine failed, not the file (NOT_THE_FILES_FAULT)."""
+    if isinstance(error, NOT_THE_FILES_FAULT):
+        raise error
+    return FileRejected("unreadable_file", _safe_reason(error))
 
 
 def _safe_reason(error: Exception) -> str:
@@ -566,7 +583,7 @@ def _read_and_classify(con, contract: Contract, table: Table, ef: ExportFile, co
             if parallel and "parallel" in str(error):  # quoted newlines need the serial reader
                 known = source or known  # its lines counted once
                 continue
-            raise FileRejected("unreadable_file", _safe_reason(error)) from None
+            raise rejected_file(error) from None
     raise AssertionError("unreachable: the serial reader either reads the file or raises")
 
 
