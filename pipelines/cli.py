@@ -21,8 +21,10 @@ from pipelines.settings import (
 )
 
 # The summary's next step for the failing checks: the check's name first, so a terminal too narrow
-# for every column still shows it (clinic sql leaves out middle columns to fit).
-FAILING_CHECKS_QUERY = "SELECT check_name, severity, export_id, rows_failed FROM data_quality WHERE status = 'fail'"
+# for every column still shows it (clinic sql shows the leading columns that fit), then the table and
+# columns, which tell apart the rows of one check failing in several places.
+FAILING_CHECKS_QUERY = ("SELECT check_name, table_name, column_name, severity, export_id, rows_failed "
+                        "FROM data_quality WHERE status = 'fail'")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_CONFIG, EXIT_BUSY, EXIT_INPUTS_MISSING, EXIT_STEP_FAILED = 0, 1, 2, 3, 4, 5
 EXIT_CODES = {
@@ -281,8 +283,8 @@ def print_summary(clinic, run_id: str, out=None) -> None:
             print(f"  {row[0]:<22}{row[1]:>7}{row[2]:>12}{row[3]:>9}{row[4]:>12}{row[5]:>16}", file=out)
         print(f"Published: {clinic.snapshot}  dashboards: {clinic.dashboards_dir / 'index.html'}", file=out)
         marts = Path(clinic.marts_dir)
-        # The command as it was typed (`.venv/bin/clinic` outside an activated venv), so each line runs as shown.
-        prog = sys.argv[0] if Path(sys.argv[0]).name == "clinic" else "clinic"
+        prog = _prog()
+        refused = _preview_refusal(clinic.release_preview_dir)
         print("Next:", file=out)
         for line in _columns([
             (f"{prog} sql{_reach(clinic, 'marts_dir')} \"{FAILING_CHECKS_QUERY}\"",
@@ -292,12 +294,32 @@ def print_summary(clinic, run_id: str, out=None) -> None:
             (str(marts / "data_docs" / "index.html"), "Great Expectations' Data Docs of this run's validations"),
             (str(clinic.release_preview_dir) + "/", "a preview of the next release, NOT for release"),
             (f"{prog} release{_reach(clinic, 'marts_dir', 'warehouse', 'rules_file')}",
+             f"would refuse now: {refused}" if refused else
              f"makes the next release into {clinic.release_dir}/, the only folder that may "
              "leave the clinic (copy it with cp -rL)"),
         ]):
             print(line, file=out)
     finally:
         con.close()
+
+
+def _preview_refusal(preview: Path) -> str | None:
+    """Why `clinic release` would refuse the published set, as its release preview's manifest
+    says (None: it would not, or there is no preview)."""
+    import json
+
+    from pipelines.config import RELEASE_MANIFEST
+
+    try:
+        return json.loads((preview / RELEASE_MANIFEST).read_text(encoding="utf-8")).get("refused")
+    except (OSError, ValueError):
+        return None
+
+
+def _prog() -> str:
+    """The command as it was typed (`.venv/bin/clinic` outside an activated venv), so a next
+    step printed with it runs as shown."""
+    return sys.argv[0] if Path(sys.argv[0]).name == "clinic" else "clinic"
 
 
 def _reach(clinic, *names: str) -> str:
@@ -422,6 +444,7 @@ def cmd_run(args) -> int:
     engine = "duckdb" if clinic.engine == "duckdb" else f"spark on {clinic.spark_remote}"
     print(f"clinic run: raw {clinic.raw_dir} -> warehouse {clinic.warehouse}, engine {engine} "
           f"(Dagster home {dagster_home()})", file=sys.stderr)
+    warehouse_existed = Path(clinic.warehouse).exists()
     with project_instance() as instance:
         result = run_job(clinic, instance, rebuild=args.rebuild, tags={"clinic/started_by": "clinic run"})
     checks, failures = failed_checks(result), run_failures(result)
@@ -431,7 +454,13 @@ def cmd_run(args) -> int:
             print(f"  blocking check failed: {line}", file=sys.stderr)
         for _, line in failures:
             print(f"  {line}", file=sys.stderr)
-        print("The last published set is still what analysts and dashboards read.", file=sys.stderr)
+        if not warehouse_existed and EXIT_INPUTS_MISSING in (code for code, _ in failures):
+            # Stopped before applying anything: the empty warehouse it opened goes too (a path
+            # given by mistake leaves nothing behind).
+            for path in (Path(clinic.warehouse), Path(f"{clinic.warehouse}.wal")):
+                path.unlink(missing_ok=True)
+        print("The last published set is still what analysts and dashboards read." if clinic.snapshot.exists()
+              else f"Nothing is published in {clinic.marts_dir} yet.", file=sys.stderr)
         pending = applied_not_published(clinic)
         if pending:
             print(f"Applied to the warehouse, not published: {', '.join(pending)}; the next run checks them "
@@ -503,8 +532,11 @@ def cmd_demo_data(args) -> int:
                           diary_every=args.diary_every, progress=lambda m: print(f"  {m}", file=sys.stderr))
     for table, n in counts.items():
         print(f"  {table}: {n:,} rows", file=sys.stderr)
-    print(f"done in {time.perf_counter() - started:.1f} s; apply it with "
-          f"`clinic run --raw {out.parent}`", file=sys.stderr)
+    import shlex
+
+    raw = "" if out.parent.absolute() == Path(str(setting_value("raw_dir"))).absolute() else \
+        f" {SETTINGS['raw_dir'].flag} {shlex.quote(str(out.parent))}"
+    print(f"done in {time.perf_counter() - started:.1f} s; apply it with `{_prog()} run{raw}`", file=sys.stderr)
     contract = _config(args).contract()
     if contract.export_names.why_unfit(out.name, contract):
         print(f"  note: `clinic run` will not apply it: name the folder like {contract.export_names.example} "
@@ -520,8 +552,10 @@ def cmd_ui(args) -> int:
     ensure_dagster_home(home)
     env = {**os.environ, "DAGSTER_HOME": str(home),
            **{s.env: str(getattr(clinic, name)) for name, s in SETTINGS.items()}}
-    cmd = [sys.executable, "-m", "dagster", "dev", "-m", "pipelines.definitions",
-           "-h", args.host, "-p", str(args.port)]
+    # `dagster dev` warns that `dg dev` supersedes it; dg needs a project layout of its own
+    # (dagster-dg-cli), and the warning says nothing the person who typed `clinic ui` can act on.
+    cmd = [sys.executable, "-W", "ignore:Function `dev_command` is superseded:FutureWarning",
+           "-m", "dagster", "dev", "-m", "pipelines.definitions", "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (DAGSTER_HOME={home}); stop it with Ctrl-C "
           "or SIGTERM", file=sys.stderr)
     # Started from a script (`clinic ui &`), SIGINT arrives ignored, and dagster dev maps SIGTERM
@@ -606,6 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "to the ledger; or refuse, saying why and how many more patients it needs.",
         epilog=f"exit codes:\n  {EXIT_OK}  the release was made\n  {EXIT_CONFIG}  a setting cannot be used\n"
                f"  {EXIT_INPUTS_MISSING}  nothing is published yet (run `clinic run` first)\n"
+               f"  {EXIT_STEP_FAILED}  a release in the ledger differs from what was sent (nothing written)\n"
                f"  {EXIT_REFUSED}  refused: it cannot be made safe (nothing written, the ledger unchanged)")
     _add_settings(release, "release")
     release.set_defaults(func=cmd_release)

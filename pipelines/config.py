@@ -18,6 +18,7 @@ from pydantic import Field
 from pipelines.settings import ENGINES, SETTINGS, ConfigError, crossing_paths, setting_value, size_in_bytes
 
 RELEASE_PREVIEW = "release-preview"  # the folder a run builds for the clinic: not for release
+RELEASE_MANIFEST = "manifest.json"  # a release's (and the preview's) manifest, in its folder
 
 SPEC_MIN_CELL_SIZE = 11  # the spec's min_cell_size (outputs.md): releases show no count of 1 to 10
 

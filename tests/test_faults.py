@@ -528,6 +528,24 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
+def test_a_run_on_a_missing_raw_folder_leaves_no_warehouse_it_created_and_says_nothing_is_published(
+        tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("CLINIC_PROGRESS", "0")  # cmd_run sets it for its run: put back after
+    raw, marts, warehouse = tmp_path / "nope", tmp_path / "marts", tmp_path / "typo.duckdb"
+    run = ["run", "--raw", str(raw), "--marts", str(marts), "--warehouse", str(warehouse)]
+    assert main(run) == 4
+    said = capsys.readouterr().err
+    assert f"the raw folder {raw} does not exist" in said and f"Nothing is published in {marts} yet." in said
+    assert "last published set" not in said
+    assert not warehouse.exists() and not Path(f"{warehouse}.wal").exists()
+    duckdb.connect(str(warehouse)).close()  # a warehouse that was there before the run stays
+    assert main(run) == 4
+    assert warehouse.exists()
+
+
 def test_a_release_below_the_specs_minimum_cell_size_is_refused_with_exit_2_before_any_work(
         tmp_path, monkeypatch, capsys):
     from pipelines.cli import main

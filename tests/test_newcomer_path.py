@@ -4,6 +4,7 @@ patients apart, and a reused id whose sex or age changes is flagged, not silentl
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -129,7 +130,7 @@ def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next
                  f"clinic release {where} --warehouse {settings.warehouse} ", str(settings.release_dir)):
         assert step in tail, step
     # The suggested query for the failing checks still shows which check failed on an 80-column
-    # terminal (clinic sql leaves out middle columns to fit, never the first).
+    # terminal (clinic sql shows the leading columns that fit).
     from pipelines.sql_shell import display_value, fit_columns
 
     query = tail.split(f'sql {where} "', 1)[1].split('"', 1)[0]
@@ -142,6 +143,21 @@ def test_the_run_summary_lines_up_says_what_each_check_means_and_what_to_do_next
         con.close()
     widths = [max([len(n), *(len(display_value(r[i])) for r in rows)]) for i, n in enumerate(names)]
     assert rows and names[0] == "check_name" and 0 in fit_columns(widths, 80)
+    assert len(set(rows)) == len(rows)  # one check failing in several tables or columns: rows told apart
+    # The release line says what `clinic release` would do with this set, as its preview found.
+    preview = json.loads((settings.release_preview_dir / "manifest.json").read_text())
+    assert (f"would refuse now: {preview['refused']}" if "refused" in preview
+            else "makes the next release into") in tail
+
+
+def test_the_summary_names_a_refusal_the_preview_found(tmp_path):
+    from pipelines.cli import _preview_refusal
+
+    assert _preview_refusal(tmp_path) is None  # no preview
+    (tmp_path / "manifest.json").write_text(json.dumps({"for_release": False}))
+    assert _preview_refusal(tmp_path) is None
+    (tmp_path / "manifest.json").write_text(json.dumps({"refused": "only 3 patient(s) were added"}))
+    assert _preview_refusal(tmp_path) == "only 3 patient(s) were added"
 
 
 def test_demo_data_never_writes_over_an_export(tmp_path, capsys):

@@ -37,7 +37,11 @@ def _stage_models_asset(manifest: Manifest, stage: str, models: list[Model]) -> 
                     compute.run(con, model.stage, name)
                 compute.run(con, model.stage, model.sql_name)
                 meta = table_metadata(con, model.relation, engine=compute.engine)
-                report(context, f"{model.stage} {model.name}: {meta['dagster/row_count']:,} rows")
+                # An internal model (published nowhere) is named by its warehouse table, which
+                # `clinic sql` on the published snapshot does not hold.
+                shown = f"{model.stage} {model.name}" if model.published_in else \
+                    f"{model.relation} (internal, in the warehouse only)"
+                report(context, f"{shown}: {meta['dagster/row_count']:,} rows")
                 yield dg.MaterializeResult(asset_key=key, metadata=meta)
 
     return _models

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.config import RELEASE_MANIFEST as MANIFEST
 from pipelines.dictionary import write_comments
 from pipelines.publish.reuse import file_sha256, files_under
 from pipelines.publish.snapshot import write_parquet
@@ -29,7 +30,6 @@ if TYPE_CHECKING:  # pandas loads when the bundle is written, not with the defin
 __all__ = ["hidden_cells"]  # read here by the release check
 RELEASE_MARTS = COUNT_COLUMNS  # the released aggregate marts (their names, read when used)
 RELEASE_DB = "clinic_release.duckdb"
-MANIFEST = "manifest.json"
 PREVIEW_NOTE = ("PREVIEW - NOT FOR RELEASE: what the next release would show, built by a run for the clinic "
                 "to look at; only `clinic release` makes a release (and records it in the release ledger)")
 
