@@ -133,6 +133,9 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
         else:
             lines.append(f"  {label:<16} {_with_unit(value, unit)} on day {day}, from {source}"
                          + (f"  ({window})" if window else ""))
+            if not re.search(r":\d+$", source):  # a scored FIQR has no one line: its item rows of that day
+                lines.append(f"  {'':<16} scored from the patient's item answers of day {day} in that file "
+                             "(they replace a fiqr_total delivered for the same day)")
     if p["change_abs"] is not None:
         lines.append(f"  Change           {'+' if p['change_abs'] > 0 else ''}{_with_unit(p['change_abs'], unit)}"
                      + (f" ({_pct(p['change_pct'])} of baseline)" if p["change_pct"] is not None else "")

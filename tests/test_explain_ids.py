@@ -58,3 +58,26 @@ def test_a_closed_pipe_ends_quietly(demo_run):
     assert done.stdout.startswith("Patient P0000017: ") and done.stdout.count("\n") == 1
     assert done.stderr == "", done.stderr
     assert done.returncode == 0  # whether or not the pipe closed before the last line was written
+
+
+def test_a_scored_fiqr_source_says_it_has_no_one_line_and_what_it_replaced(demo_run):
+    """A baseline scored from fiqr_items has no line of its own (`<export>/fiqr_items.csv`):
+    the explanation says where its value comes from instead, and only there."""
+    import duckdb
+
+    settings, _ = demo_run
+    con = duckdb.connect(str(settings.snapshot), read_only=True)
+    try:
+        found = dict(con.execute("""
+            SELECT regexp_matches(baseline_source, ':[0-9]+$')
+                   AND regexp_matches(coalesce(assessment_source, ':1'), ':[0-9]+$'), any_value(patient_id)
+            FROM marts.patient_response WHERE primary_measure = 'fiqr_total' AND baseline_source IS NOT NULL
+            GROUP BY 1""").fetchall())
+    finally:
+        con.close()
+    scored, delivered = found[False], found[True]  # the demo has both kinds
+    said = clinic("explain", "--marts", settings.marts_dir, scored)
+    assert said.returncode == 0 and "fiqr_items.csv  (" in said.stdout
+    assert "scored from the patient's item answers of day" in said.stdout
+    plain = clinic("explain", "--marts", settings.marts_dir, delivered)
+    assert plain.returncode == 0 and "scored from" not in plain.stdout
