@@ -4,6 +4,8 @@ key and its line, and every violation is listed at once, before any work."""
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 
 import yaml
@@ -26,6 +28,26 @@ def yaml_problem(error: yaml.YAMLError) -> str:
     what = getattr(error, "problem", None) or str(error)
     context = getattr(error, "context", None)
     return f"{where}{what}" + (f" ({context})" if context else "")
+
+
+def field_names(schema: type[BaseModel]) -> set[str]:
+    """Every key the schema and the models inside it name (fields and aliases): what a key the
+    schema does not know was probably meant to be."""
+    names, seen, todo = set(), set(), [schema]
+    while todo:
+        model = todo.pop()
+        if model in seen:
+            continue
+        seen.add(model)
+        for name, field in model.model_fields.items():
+            names.update(n for n in (name, field.alias) if n)
+            types = [field.annotation]
+            while types:
+                t = types.pop()
+                if isinstance(t, type) and issubclass(t, BaseModel):
+                    todo.append(t)
+                types.extend(typing.get_args(t))
+    return names
 
 
 def line_of(root: yaml.Node, loc: tuple) -> int | None:
@@ -71,6 +93,9 @@ def load_checked(path: Path, schema: type[BaseModel], error: type[Exception], wh
             loc = tuple(x for x in e["loc"] if x not in ("function-after",))[1 if wrap else 0:]
             key = ".".join(str(x) for x in loc) or "(top level)"
             message = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden" and loc:
+                near = difflib.get_close_matches(str(loc[-1]), field_names(schema), n=1, cutoff=0.75)
+                message += f" (did you mean {near[0]}?)" if near else ""
             lines.append(f"  {path}, line {line_of(root, loc)}: {key}: {message}")
         raise error(f"{path} breaks {len(lines)} rule(s) of the {what}'s schema; nothing was run:\n"
                     + "\n".join(lines)) from None

@@ -66,7 +66,10 @@ BROKEN_REGISTRY = {
     "unknown direction": ("  better: lower\n", "  better: lowest\n", "fiqr_total.better", "'lower' or 'higher'"),
     "reversed range": ("  max: 60\n", "  max: -5\n", "hbi", "not below max"),
     "no unit": ("  unit: µg/g\n", "", "calprotectin_ug_g.unit", "Field required"),
-    "unknown key": ("  decimals: 1\n", "  decimal: 1\n", "fiqr_total.decimal", "Extra inputs"),
+    "unknown key": ("  decimals: 1\n", "  decimal: 1\n", "fiqr_total.decimal",
+                    "Extra inputs are not permitted (did you mean decimals?)"),
+    "unknown key far from any": ("  decimals: 1\n", "  rounding: 1\n", "fiqr_total.rounding",
+                                 "Extra inputs are not permitted"),
 }
 
 
@@ -82,6 +85,7 @@ def test_a_broken_registry_names_the_key_and_its_line(tmp_path, case):
     message = str(raised.value)
     line = int(re.search(rf", line (\d+): {re.escape(key)}:", message).group(1))
     assert words in message and "nothing was run" in message
+    assert ("did you mean" in message) == ("did you mean" in words)  # a guess only for a near miss
     assert key.split(".")[-1] in text.splitlines()[line - 1] or key.split(".")[0] in text.splitlines()[line - 1]
 
 
