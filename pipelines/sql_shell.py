@@ -151,6 +151,15 @@ def _whole(error: BaseException, where: str) -> str:
     return f"{lines[0]} {where}" + (f"\n{rest}" if rest else "")
 
 
+def _tables_hint(error: BaseException) -> str:
+    """For a table the snapshot does not hold, where the ones it holds are listed: DuckDB's own
+    guess names the closest of every table it knows, system views included."""
+    if isinstance(error, duckdb.CatalogException) and str(error).startswith("Catalog Error: Table with name"):
+        return ("\n`.tables` lists the published marts; a table the run keeps in its warehouse only "
+                "(not published) is not in the snapshot")
+    return ""
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -361,25 +370,19 @@ def terminal_width(out: IO[str]) -> int | None:
 
 
 def fit_columns(widths: list[int], limit: int | None) -> list[int | None]:
-    """The columns to show, left and right kept alternately, None where the middle ones are elided."""
+    """The columns to show, None where the ones left out stand: the leading columns as many as fit
+    (a result's first columns usually say which row it is: keys, then measures), then the last
+    one if it still fits."""
     if limit is None or sum(widths) + 3 * (len(widths) - 1) <= limit:
         return list(range(len(widths)))
-    left: list[int] = []
-    right: list[int] = []
-    used, i, j = len(ELIDED), 0, len(widths) - 1
-    while i <= j:
-        take_left = len(left) <= len(right)
-        k = i if take_left else j
+    last = len(widths) - 1
+    used, left = len(ELIDED), []
+    for k in range(last):
         if used + widths[k] + 3 > limit:
             break
+        left.append(k)
         used += widths[k] + 3
-        if take_left:
-            left.append(k)
-            i += 1
-        else:
-            right.insert(0, k)
-            j -= 1
-    return (left or [0]) + [None] + right
+    return (left or [0]) + [None] + ([last] if used + widths[last] + 3 <= limit else [])
 
 
 class _TableWriter(_Writer):
@@ -592,7 +595,7 @@ class Shell:
                 if _is_read_only_error(error):
                     self.fail(f"read-only: {_first_line(error)} {where}")
                 else:
-                    self.fail(f"SQL error: {_whole(error, where)}")
+                    self.fail(f"SQL error: {_whole(error, where)}" + _tables_hint(error))
                 return
             if isinstance(error, ValueError | OverflowError):  # a value Python cannot hold
                 self.fail(f"SQL error: {_first_line(error)} {where}")
