@@ -66,6 +66,15 @@ _REMOTE_URL = re.compile(rf"url\(\s*[\"']?{REMOTE}[\"']?\s*\)", re.I)
 _TAG = re.compile(rf"<(script|link)\b[^>]*\s(?:src|href)=[\"']({REMOTE})[\"'][^>]*>(\s*</script>)?", re.I)
 
 
+# A page's reference to the site's own static/ folder: GX writes some one level short on
+# the validation pages (their favicon), so each is written again from the site's root.
+_STATIC = re.compile(r"""(\s(?:href|src)=["'])(?:\./|\.\./)*static/([^"'?#]+)""", re.I)
+
+
+def _static_ref(match: re.Match, page: Path, site: Path) -> str:
+    return match.group(1) + Path(os.path.relpath(site / "static" / match.group(2), page.parent)).as_posix()
+
+
 def _vendored_tag(match: re.Match, page: Path, site: Path) -> str:
     """A CDN tag GX's pages need, pointing at the site's vendored copy; other tags unchanged."""
     kind, url = match.group(1).lower(), match.group(2)
@@ -90,6 +99,7 @@ def make_offline(site: Path) -> list[Path]:
         text = original = path.read_text(encoding="utf-8", errors="replace")
         if path.suffix.lower() == ".html":
             text = _TAG.sub(lambda m, page=path: _vendored_tag(m, page, site), text)
+            text = _STATIC.sub(lambda m, page=path: _static_ref(m, page, site), text)
         for pattern in _PATTERNS:
             text = pattern.sub("", text)
         text = _REMOTE_LINK.sub(r"<a\1\2>", text)

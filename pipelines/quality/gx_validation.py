@@ -169,6 +169,14 @@ def reset() -> None:
     _context.cache_clear()
 
 
+def docs_name(table_name: str) -> str:
+    """A table's name where the Data Docs make a folder of it: GX turns a dot into a folder
+    without counting it in its relative links (a page's favicon then missed by one level), and
+    a colon cannot be in a Windows folder name. `marts.quarantine` is `quarantine (marts)`."""
+    schema, _, table = table_name.rpartition(".")
+    return f"{table} ({schema})" if schema else table_name
+
+
 def _validation(suite_file: Path, table_name: str, rules_file: Path | None = None):
     """One GX ValidationDefinition per suite, rules file and table, made once per process: its
     runs are kept in the context's results store, which build_data_docs renders."""
@@ -179,7 +187,7 @@ def _validation(suite_file: Path, table_name: str, rules_file: Path | None = Non
     key = (str(path), path.stat().st_mtime, table_name, str(rules), rules.stat().st_mtime if rules else 0)
     if key not in _validations:
         context = _context()
-        name = f"{path.stem} @ {table_name}" + (f" #{len(_validations)}" if any(
+        name = f"{path.stem} @ {docs_name(table_name)}" + (f" #{len(_validations)}" if any(
             (k[0], k[3]) != (key[0], key[3]) and k[2] == table_name and Path(k[0]).stem == path.stem for k in _validations) else "")
         try:
             source = context.data_sources.get("clinic")

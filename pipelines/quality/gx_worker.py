@@ -81,8 +81,9 @@ def run_identifier(run: dict | None):
 
 def run_name(dagster_run_id: str, started: datetime) -> str:
     """A validation's run name in the Data Docs: the Dagster run's short id and start, as the
-    run summary and the dashboards name a run."""
-    return f"run {dagster_run_id[:8]} at {started:%Y-%m-%d %H:%M} UTC"
+    run summary and the dashboards name a run, the time written as export names write it (the
+    Data Docs make a folder of the name, and a colon cannot be in a Windows folder name)."""
+    return f"run {dagster_run_id[:8]} at {started:%Y-%m-%dT%H%M} UTC"
 
 
 def main() -> None:
