@@ -2,6 +2,7 @@
 #   make run   - set up, then run the pipeline on the committed demo export
 #   make test  - set up, add the test tools and pyspark (requirements-test.lock), Chromium and Java,
 #                then run every test
+#   make test-setup - only the test tools (then e.g. .venv/bin/python -m pytest -m "not slow")
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -13,14 +14,17 @@ TEST_STAMP := $(VENV)/.installed-test
 # The app: requirements.lock (no pyspark, no test tools; no Java needed).
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found)"; exit 1; }
+	@echo "Setting up $(VENV): the pinned dependencies of requirements.lock (a minute or two the first time) ..."
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps -e .
+	@# setuptools warns that folders named like the packages take precedence: they are the packages.
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 # The tests add requirements-test.lock: pytest and friends, playwright, pyspark (--engine spark).
 $(TEST_STAMP): $(STAMP) requirements-test.lock
+	@echo "Adding the test tools and pyspark (requirements-test.lock; a few minutes the first time) ..."
 	$(BIN)/pip install --quiet -r requirements-test.lock
 	touch $(TEST_STAMP)
 
