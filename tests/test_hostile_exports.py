@@ -196,6 +196,28 @@ def test_line_numbers_are_physical_through_blank_lines_and_any_line_ending(tmp_p
     every_file_reconciles(con)
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
+def test_a_quote_that_never_closes_rejects_the_file_with_every_line_counted(tmp_path, newline):
+    """One stray quote made the rest of the file the text of one record: 1 row quarantined, the
+    other lines neither loaded nor quarantined, and the counts still reconciled (they count
+    records). Such a file is rejected whole, its data lines counted; a quote inside a value (an
+    odd number of them, but nothing spanning lines) is text, as before."""
+    rows = [f"PAT0001,{day},pain_nrs,5" for day in range(10, 20)]
+    rows[3] = rows[3].replace(",5", ',"5')  # line 5 (after the header and three rows)
+    export(tmp_path / "raw", "2026-01-05_a", {
+        "patients.csv": f"{PATIENTS_HEADER}\n{GOOD_PATIENT}\n",
+        "measurements.csv": newline.join(["patient_id,study_day,instrument,value,notes", *rows]) + newline})
+    export(tmp_path / "raw", "2026-01-06_b", {
+        "measurements.csv": 'patient_id,study_day,instrument,value,notes\nPAT0001,30,pain_nrs,5,a 2" cut\n'})
+    con = ingest(tmp_path / "raw", tmp_path / "wh.duckdb")
+    [(source, rule, detail, rows_affected)] = con.execute(
+        "SELECT source_file, rule, detail, rows_affected FROM ingest.quarantine").fetchall()
+    assert (source, rule, rows_affected) == ("2026-01-05_a/measurements.csv", "unreadable_file", 10)
+    assert "is never closed" in detail and ("on line 5" in detail or newline == "\r\n")
+    assert con.execute("SELECT study_day FROM core.measurements").fetchall() == [(30,)]
+    every_file_reconciles(con)
+
+
 def test_cr_cr_lf_never_crashes_a_run(tmp_path):
     # CR CR LF (a file converted twice): an editor sees an empty line after each record,
     # DuckDB reads the LF as the start of the next record's first value.

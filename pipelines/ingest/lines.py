@@ -38,6 +38,13 @@ class FileShape:
     empty_lines: tuple[int, ...]  # physical line numbers (1-based) holding no character at all
     last_content_line: int  # the last line holding a character (0 for an empty file)
     unterminated: bool = False  # the last line holds characters but no line break (a cut file)
+    odd_quotes: bool = False  # an odd number of quote characters: a quoted field may never close
+
+    def data_lines(self, first_line: int) -> int:
+        """The lines holding something from `first_line` on: a file's rows as an editor counts
+        them, whatever a reader makes of its quotes."""
+        return max(self.last_content_line - first_line + 1
+                   - sum(1 for e in self.empty_lines if first_line <= e <= self.last_content_line), 0)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,15 @@ class LineMap:
 
     first_line: int
     breakpoints: tuple[tuple[int, int], ...] = field(default=())
+
+    def line_of(self, record: int) -> int:
+        """The first physical line of record `record` (0-based)."""
+        shift = 0
+        for from_record, s in self.breakpoints:
+            if from_record > record:
+                break
+            shift = s
+        return record + self.first_line + shift
 
 
 class LinesDisagree(ValueError):
@@ -127,11 +143,12 @@ def count_lines(path: Path) -> LineCount | None:
 
 def scan(path: Path) -> FileShape:
     """One pass over the bytes: quote characters, empty lines and the last line with content."""
-    has_quotes, empty, breaks, size, tail = False, [], 0, 0, b""
+    has_quotes, quotes, empty, breaks, size, tail = False, 0, [], 0, 0, b""
     for i, chunk in enumerate(_chunks(path)):
         if i == 0 and chunk[:1] in (b"\n", b"\r"):
             empty.append(1)
-        has_quotes = has_quotes or b'"' in chunk
+        quotes += chunk.count(b'"')
+        has_quotes = quotes > 0
         has_cr = b"\r" in chunk  # most files have none: half the passes over the chunk are for CRs
         if b"\n\n" in chunk or has_cr and (b"\n\r" in chunk or b"\r\r" in chunk):
             empty.extend(_empty_lines_in(chunk, breaks))
@@ -146,7 +163,8 @@ def scan(path: Path) -> FileShape:
     empty_set = set(empty)
     while last in empty_set:
         last -= 1
-    return FileShape(has_quotes, tuple(empty), last, unterminated=tail not in (b"\n", b"\r"))
+    return FileShape(has_quotes, tuple(empty), last, unterminated=tail not in (b"\n", b"\r"),
+                     odd_quotes=quotes % 2 == 1)
 
 
 def walk(records: int, first_line: int, shape: FileShape, inner_breaks: dict[int, int]) -> LineMap:

@@ -618,13 +618,25 @@ def lines_of(con, source: SourceFile, rows: ClassifiedRows = IN_MEMORY) -> tuple
     inner = dict(con.execute(f"SELECT rowid, __inner_breaks FROM {rows.name} WHERE __inner_breaks > 0"
                              ).fetchall()) if source.counts_breaks else {}
     try:
-        return walk(records, source.first_line, shape, inner), shape.unterminated
+        line_map, disagree = walk(records, source.first_line, shape, inner), None
     except LinesDisagree as error:
         if shape.has_quotes and not source.counts_breaks and not source.flags_breaks:
             raise RecordsSpanLines(shape) from None
+        line_map, disagree = None, error
+    # A rejected file's rows are its data lines: its records are what the reader could not split.
+    rows_in_file = shape.data_lines(source.first_line)
+    if shape.odd_quotes and records - 1 in inner:
+        # A quote that never closes makes the rest of the file one field of the last record: its
+        # rows would be neither loaded nor quarantined. The file is rejected, every line counted.
+        where = f" on line {line_map.line_of(records - 1)}" if line_map else ""
+        raise FileRejected("unreadable_file", f"a quoted field opened{where} is never closed, so the lines "
+                                              "after it would be read as its text; close or remove that quote",
+                           rows=rows_in_file)
+    if disagree is not None:
         raise FileRejected("unreadable_file", f"the file cannot be split into lines as an editor shows "
-                                              f"them ({error}); check its line endings and quotes",
-                           rows=records) from None
+                                              f"them ({disagree}); check its line endings and quotes",
+                           rows=rows_in_file)
+    return line_map, shape.unterminated
 
 
 def number_lines(con, line_map: LineMap, rows: ClassifiedRows = IN_MEMORY) -> None:
