@@ -353,7 +353,13 @@ def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | No
         if "lock" in first.lower():
             return EXIT_BUSY, (f"the warehouse {path} is being written by another run ({first}). Wait for it "
                                "to finish (the Dagster UI queues runs one at a time), then run again.")
-        return EXIT_STEP_FAILED, f"the warehouse {path} cannot be opened: {first}"
+        try:  # the machine's refusal (permissions, a folder) is said as such
+            with path.open("r+b"):
+                pass
+        except OSError as refused:
+            return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {refused.strerror or refused}; "
+                                      "check its permissions, or point --warehouse elsewhere")
+        damage = first  # the file opens, DuckDB cannot read it (cut short, say): its content is damaged
     except duckdb.Error as error:
         damage = str(error).splitlines()[0]
     if damage and rebuild:

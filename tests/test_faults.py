@@ -528,6 +528,25 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
+def test_a_warehouse_cut_short_is_named_damaged_and_rebuild_moves_it_aside(tmp_path):
+    """DuckDB cannot even open a warehouse cut to half its size (an IO error, not a lock): that
+    was 'cannot be opened' with no next step, and --rebuild stopped at the same place."""
+    from pipelines.cli import EXIT_STEP_FAILED, warehouse_unavailable
+    from pipelines.config import ClinicConfig
+
+    path = tmp_path / "warehouse.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE t AS SELECT range AS x, md5(range::VARCHAR) AS y FROM range(300000)")
+    con.close()
+    with path.open("r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    clinic = ClinicConfig.with_overrides(warehouse=str(path))
+    code, said = warehouse_unavailable(clinic)
+    assert code == EXIT_STEP_FAILED and "is damaged" in said and "clinic run --rebuild" in said
+    assert warehouse_unavailable(clinic, rebuild=True) is None
+    assert not path.exists() and [p.name for p in tmp_path.iterdir() if p.name.startswith("warehouse.duckdb.damaged")]
+
+
 def test_a_run_on_a_missing_raw_folder_leaves_no_warehouse_it_created_and_says_nothing_is_published(
         tmp_path, monkeypatch, capsys):
     from pipelines.cli import main
