@@ -259,6 +259,19 @@ def test_the_schedule_skips_a_day_with_nothing_new_and_runs_when_an_export_arriv
         assert request.tags["clinic/changed"] == "exports"
 
 
+def test_a_complete_folder_whose_name_does_not_fit_is_news(published_copy):
+    """A run reports a complete export it cannot apply (its name does not fit): one arriving
+    must not be 'nothing new', or a daily schedule would never say it is there."""
+    s, _ = published_copy
+    unfit = Path(s.raw_dir) / "2026-12-09 site y"
+    unfit.mkdir()
+    (unfit / "_READY").touch()
+    decision = decide(s.values())
+    assert not decision.nothing_new and decision.changed == ["exports"]
+    shutil.rmtree(unfit)
+    assert decide(s.values()).nothing_new
+
+
 def test_nothing_published_yet_means_work(tmp_path):
     s = settings_for(tmp_path, DEMO_EXPORT.parent)
     decision = decide(s.values())

@@ -56,6 +56,13 @@ def complete_exports(raw_dir: Path, contract=None) -> list[Path]:
     return [p for p in _ready_folders(Path(raw_dir)) if contract.export_names.why_unfit(p.name, contract) is None]
 
 
+def ready_folders(raw_dir: Path, contract=None) -> list[tuple[Path, bool]]:
+    """Every folder holding `_READY`, in the apply order, and whether its name fits (an unfit
+    one is not applied, but reported: a new one is news)."""
+    contract = _contract(contract)
+    return [(p, contract.export_names.why_unfit(p.name, contract) is None) for p in _ready_folders(Path(raw_dir))]
+
+
 def unfit_exports(raw_dir: Path, contract=None) -> list[str]:
     """One sentence per complete folder whose name does not fit: why, and where it sorts among
     the exports that fit, so the operator can find it; never the name itself."""

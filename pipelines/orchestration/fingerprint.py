@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.ingest.exports import complete_exports
+from pipelines.ingest.exports import ready_folders
 from pipelines.settings import REPO_ROOT, sql_dir
 
 FINGERPRINT_FILE = "run_fingerprint.json"
@@ -75,11 +75,14 @@ def contents_digest(paths: list[Path]) -> str:
 
 
 def exports_digest(raw_dir: Path) -> str:
-    """The complete exports' identity: every entry's name, size and modification time. Reads
-    no file: a stat per entry."""
+    """The complete exports' identity: every entry's name, size and modification time, and the
+    names of complete folders that are not applied (their name does not fit), which a run
+    reports. Reads no file: a stat per entry."""
     digest = hashlib.sha256()
-    for export in complete_exports(Path(raw_dir)):
-        digest.update(export.name.encode() + b"\0")
+    for export, fits in ready_folders(Path(raw_dir)):
+        digest.update(export.name.encode(errors="surrogateescape") + (b"\0" if fits else b"\0unfit\0"))
+        if not fits:
+            continue
         for entry in sorted(export.iterdir(), key=lambda p: p.name):
             stat = entry.stat()
             kind = "d" if entry.is_dir() else "f"
