@@ -205,11 +205,17 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
     assert (marts / "releases" / "ledger.jsonl").read_bytes() == ledger_before
     assert sorted(p.name for p in (marts / "releases").iterdir()) == folders_before
 
-    # What later releases are protected against is what was sent: a changed bundle stops them.
-    with open(bundle / "clinic_release.duckdb", "ab") as fh:
-        fh.write(b"\0")
-    assert main(["release", "--marts", str(marts)]) == 5
-    assert "differs from its SHA-256 in the ledger" in capsys.readouterr().err
+    # What later releases are protected against is what was sent: a changed bundle stops them,
+    # whichever of its files changed (the manifest included).
+    for name in ("response_by_indication.parquet", "manifest.json", "clinic_release.duckdb"):
+        sent = (bundle / name).read_bytes()
+        with open(bundle / name, "ab") as fh:
+            fh.write(b"\0")
+        assert main(["release", "--marts", str(marts)]) == 5, name
+        said = capsys.readouterr().err
+        assert "differs from its SHA-256 in the ledger" in said and name in said
+        if name != "clinic_release.duckdb":
+            (bundle / name).write_bytes(sent)
 
 
 def _attackers_relations(marts: dict) -> list:

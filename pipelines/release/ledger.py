@@ -84,11 +84,19 @@ def earlier_releases(marts_dir: Path) -> list[EarlierRelease]:
     out = []
     for entry in read_ledger(marts_dir):
         folder = ledger_dir(marts_dir) / entry["release_id"]
+        # Every file that was sent, the manifest included, as the ledger recorded it: later releases
+        # are protected against what was sent, and the manifest says what that was.
         recorded = {f["path"]: f["sha256"] for f in entry["files"]}
-        if not (folder / BUNDLE / RELEASE_DB).exists() or file_sha256(folder / BUNDLE / RELEASE_DB) != recorded.get(RELEASE_DB):
-            raise ValueError(f"release {entry['release_id']}: {folder / BUNDLE / RELEASE_DB} is missing or differs "
-                             "from its SHA-256 in the ledger; later releases are protected against what was sent, "
-                             "so restore it from a copy of that release before making another")
+        if RELEASE_DB not in recorded:
+            raise ValueError(f"release {entry['release_id']}: the ledger lists no {RELEASE_DB}")
+        if entry.get("manifest_sha256"):
+            recorded[MANIFEST] = entry["manifest_sha256"]
+        differ = [path for path, sha in recorded.items()
+                  if not (folder / BUNDLE / path).is_file() or file_sha256(folder / BUNDLE / path) != sha]
+        if differ:
+            raise ValueError(f"release {entry['release_id']}: {', '.join(str(folder / BUNDLE / p) for p in differ)} "
+                             "is missing or differs from its SHA-256 in the ledger; later releases are protected "
+                             "against what was sent, so restore it from a copy of that release before making another")
         out.append(EarlierRelease(entry["release_id"], _read_folder(folder / PROTECTION, RELEASE_MARTS),
                                   _released(folder / BUNDLE),
                                   pd.read_parquet(folder / PROTECTION / f"{PATIENTS}.parquet")))
