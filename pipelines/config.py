@@ -116,6 +116,15 @@ class ClinicConfig(dg.ConfigurableResource):
             raise ConfigError(crossing)
         if self.min_cell_size < 1:
             raise ConfigError(f"min_cell_size {self.min_cell_size} must be at least 1 (CLINIC_MIN_CELL_SIZE)")
+        if self.gx_max_rows < 1:
+            raise ConfigError(f"gx_max_rows {self.gx_max_rows} must be at least 1 (CLINIC_GX_MAX_ROWS): it is how "
+                              "many rows Great Expectations validates before it takes a sample")
+        marts = Path(self.marts_dir)
+        if marts.exists() and not marts.is_dir():
+            raise ConfigError(f"the marts folder {marts} is a file, not a folder (--marts, CLINIC_MARTS_DIR)")
+        if not Path(self.sql_dir).is_dir():
+            raise ConfigError(f"the SQL folder {self.sql_dir} does not exist (CLINIC_SQL_DIR; unset it to use "
+                              "the project's sql/)")
         try:
             duckdb.connect(config={"memory_limit": self.duckdb_memory_limit}).close()
         except duckdb.Error:
@@ -143,12 +152,15 @@ class ClinicConfig(dg.ConfigurableResource):
         if Path(self.sql_dir).resolve() != sql_dir().resolve():
             raise ConfigError(f"sql_dir {self.sql_dir} differs from the SQL folder this process reads "
                               f"({sql_dir()}): set it with $CLINIC_SQL_DIR alone")
+        from pipelines.quality.catalogue import CatalogueError, load_catalogue
+
         try:
             load_manifest()  # a .sql without its .yml, or the reverse, stops the run here, named
             check_rule_references(Path(self.expectations_dir), self.rules())
+            load_catalogue(Path(self.checks_file), self.contract(), Path(self.expectations_dir))
         except FileNotFoundError as error:
             raise ConfigError(f"cannot read {error.filename}: {error.strerror}") from None
-        except (ContractError, RulesError, SuiteError) as error:
+        except (ContractError, RulesError, SuiteError, CatalogueError) as error:
             raise ConfigError(str(error)) from None
 
     def warnings(self) -> list[str]:

@@ -78,6 +78,8 @@ def load_checked(path: Path, schema: type[BaseModel], error: type[Exception], wh
         text = path.read_text(encoding="utf-8")
     except OSError as problem:
         raise error(f"cannot read the {what} {path}: {problem.strerror or problem}") from None
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {problem.start + 1}); save it as UTF-8") from None
     try:
         doc = load_yaml(text)
     except yaml.YAMLError as problem:

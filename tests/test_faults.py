@@ -508,13 +508,28 @@ def test_a_lock_taken_after_the_pre_check_exits_3_said_once(tmp_path):
 @pytest.mark.parametrize(("env", "said"), [
     ({"DAGSTER_HOME": "{tmp}/a_file/dagster_home"}, "the Dagster home"),
     ({"CLINIC_DUCKDB_MEMORY_LIMIT": "1KB"}, "is below the 64 MB a run needs"),
+    # Found by an operator probe: each of these ran into the job (a traceback with exit 1, a step
+    # failing with exit 5, or a read of a FIFO waiting for ever).
+    ({"CLINIC_RULES": "{tmp}/not_utf8.yaml"}, "the rules file is not UTF-8 text"),
+    ({"CLINIC_CONTRACT": "{tmp}/not_utf8.yaml"}, "the contract is not UTF-8 text"),
+    ({"CLINIC_CHECKS": "{tmp}/not_utf8.yaml"}, "the check catalogue is not UTF-8 text"),
+    ({"CLINIC_GX_MAX_ROWS": "-5"}, "gx_max_rows -5 must be at least 1"),
+    ({"CLINIC_MARTS_DIR": "{tmp}/a_file"}, "is a file, not a folder"),
+    ({"CLINIC_SQL_DIR": "{tmp}/no_such_folder"}, "the SQL folder"),
+    ({"CLINIC_EXPECTATIONS_DIR": "{tmp}/suites"}, "zz.json is not a regular file"),
 ])
 def test_settings_that_cannot_work_exit_2_without_a_traceback(tmp_path, env, said, clinic_here):
+    from pipelines.settings import REPO_ROOT
+
     (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "not_utf8.yaml").write_bytes(b"\xff\xfe garbage")
+    shutil.copytree(REPO_ROOT / "expectations", tmp_path / "suites")
+    os.mkfifo(tmp_path / "suites" / "zz.json")  # nothing ever writes it
     s = settings_for(tmp_path, tmp_path / "raw")
     shutil.copytree(FIXTURES / "messy" / MESSY[0], Path(s.raw_dir) / MESSY[0])
     env = {"DAGSTER_HOME": str(tmp_path / "dagster_home"), **{k: v.format(tmp=tmp_path) for k, v in env.items()}}
-    out = clinic_here("run", "--raw", s.raw_dir, "--marts", s.marts_dir, "--warehouse", s.warehouse, env=env)
+    marts = [] if "CLINIC_MARTS_DIR" in env else ["--marts", s.marts_dir]
+    out = clinic_here("run", "--raw", s.raw_dir, *marts, "--warehouse", s.warehouse, env=env)
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.count(said) == 1 and "Traceback" not in out.stderr
     assert not Path(s.warehouse).exists() and not Path(s.marts_dir).exists()

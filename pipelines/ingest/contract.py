@@ -252,7 +252,11 @@ def _export_names(doc: dict) -> ExportNames:
 
 @cache
 def load_contract(path: Path) -> Contract:
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as problem:
+        raise ContractError(f"{path}: the contract is not UTF-8 text (byte {problem.start + 1}); "
+                            "save it as UTF-8") from None
     doc = load_yaml(text)
     instruments = _instruments(path, doc)
     tables = {}

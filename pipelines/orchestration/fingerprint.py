@@ -58,7 +58,9 @@ def _files_under(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED_DIRS)
-        found += [Path(root) / f for f in sorted(files) if not f.endswith((".pyc", ".pyo"))]
+        # Regular files only: reading a FIFO would wait for a writer for ever.
+        found += [Path(root) / f for f in sorted(files)
+                  if not f.endswith((".pyc", ".pyo")) and os.path.isfile(os.path.join(root, f))]
     return found
 
 

@@ -88,7 +88,11 @@ def _contract_columns(contract: Contract) -> dict[tuple[str, str], list[str]]:
 
 def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path) -> list[CatalogueRow]:
     """Every check as one row per table it applies to; refuses what it cannot use."""
-    doc = load_yaml(Path(checks_file).read_text(encoding="utf-8"))
+    try:
+        doc = load_yaml(Path(checks_file).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as problem:
+        raise CatalogueError(f"{checks_file}: the check catalogue is not UTF-8 text (byte {problem.start + 1}); "
+                             "save it as UTF-8") from None
     contract_columns = _contract_columns(contract)
     rows: list[CatalogueRow] = []
     for c in doc["checks"]:
@@ -113,7 +117,7 @@ def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path
                 columns = ", ".join(c.get("columns", []))
             rows.append(CatalogueRow(name, table, columns, c["level"], c["implemented_by"],
                                      float(c["threshold_pct"]), c["severity"], c["description"]))
-    for suite in sorted(Path(expectations_dir).glob("*.json")):
+    for suite in sorted(p for p in Path(expectations_dir).glob("*.json") if p.is_file()):
         rows += suite_rows(suite, contract)
     keys = [(r.check_name, r.table_name) for r in rows]
     if doubled := sorted({k for k in keys if keys.count(k) > 1}):

@@ -41,7 +41,7 @@ def named_rows(expectations_dir: str) -> dict[str, str]:
     from pipelines.quality.gx_validation import gx_check_name
 
     found = {}
-    for path in sorted(Path(expectations_dir).glob("*.json")):
+    for path in sorted(p for p in Path(expectations_dir).glob("*.json") if p.is_file()):
         suite = json.loads(path.read_text(encoding="utf-8"))
         by = (suite.get("meta") or {}).get("names_rows_by")
         for e in suite.get("expectations", []) if by else []:

@@ -105,7 +105,12 @@ def check_rule_references(expectations_dir: Path, rules: dict) -> None:
     """Every suite's rule references resolve against `rules` (SuiteError names the first that
     does not): run before any work, so an unknown reference never fails a run half-way."""
     for path in sorted(Path(expectations_dir).glob("*.json")):
-        suite_document(path, rules)
+        if not path.is_file():  # a FIFO would block the read for ever
+            raise SuiteError(f"{path} is not a regular file; remove it from the expectations folder")
+        try:
+            suite_document(path, rules)
+        except (UnicodeDecodeError, json.JSONDecodeError) as problem:
+            raise SuiteError(f"{path} is not a JSON suite in UTF-8 ({problem}); fix or remove it") from None
 
 
 def _rules_doc(rules_file: Path | None) -> dict | None:
