@@ -110,6 +110,8 @@ def _advice(cls_name: str, message: str) -> str:
                 "rebuilds it from the raw exports")
     if "out of memory" in text or "outofmemory" in text or "memoryerror" in text:
         return "raise CLINIC_DUCKDB_MEMORY_LIMIT or free memory, then run again"
+    if "interrupted" in text or "keyboardinterrupt" in text:  # Ctrl-C, SIGTERM, the UI's Terminate
+        return "the run was stopped before it finished; run again (the next run picks up what this one applied)"
     return "fix the cause above and run again"
 
 

@@ -543,6 +543,36 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
+@pytest.mark.slow  # a real `clinic run`, stopped by SIGTERM in its first step
+def test_a_run_stopped_by_sigterm_is_told_to_run_again_not_to_fix_a_cause(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from pipelines.settings import REPO_ROOT
+
+    raw = tmp_path / "raw"
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run", "--raw", str(raw), "--marts", str(tmp_path / "marts"),
+         "--warehouse", str(tmp_path / "warehouse.duckdb")], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")})
+    said = []
+    try:
+        for line in child.stderr:  # the first file's progress line: the ingest step is running
+            said.append(line)
+            if "rows read" in line:
+                child.send_signal(signal.SIGTERM)
+                break
+        said += child.stderr.readlines()
+    finally:
+        child.kill()
+        child.wait()
+    text = "".join(said)
+    assert "rows read" in text and child.returncode == 5, text[-3000:]
+    assert "stopped before it finished; run again" in text and "fix the cause" not in text, text[-3000:]
+
+
 def test_a_warehouse_cut_short_is_named_damaged_and_rebuild_moves_it_aside(tmp_path):
     """DuckDB cannot even open a warehouse cut to half its size (an IO error, not a lock): that
     was 'cannot be opened' with no next step, and --rebuild stopped at the same place."""
