@@ -233,12 +233,18 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     except SnapshotError as error:
         print(f"clinic explain: {error}", file=err)
         return EXIT_NO_SNAPSHOT
+    import duckdb
+
     try:
         wanted = args.patient_id.strip()
         lines = explain(con, wanted, load_dictionary().instruments(), args.all_instruments)
         if lines is None:
             print(f"clinic explain: {not_found(con, wanted, snapshot)}", file=err)
             return EXIT_UNKNOWN_PATIENT
+    except duckdb.Error as error:  # opened, but a block it reads is gone (a file cut short, a bad disk)
+        print(f"clinic explain: the snapshot {snapshot} cannot be read ({str(error).splitlines()[0]}): "
+              "`clinic run --force` publishes it again", file=err)
+        return EXIT_NO_SNAPSHOT
     finally:
         con.close()
     try:

@@ -81,3 +81,18 @@ def test_a_scored_fiqr_source_says_it_has_no_one_line_and_what_it_replaced(demo_
     assert "scored from the patient's item answers of day" in said.stdout
     plain = clinic("explain", "--marts", settings.marts_dir, delivered)
     assert plain.returncode == 0 and "scored from" not in plain.stdout
+
+
+def test_a_snapshot_cut_short_is_said_with_what_to_do_not_a_traceback(demo_run, tmp_path):
+    settings, _ = demo_run
+    marts = tmp_path / "marts"
+    marts.mkdir()
+    damaged = marts / "clinic.duckdb"
+    damaged.write_bytes(Path(settings.snapshot).resolve().read_bytes())
+    with damaged.open("r+b") as fh:
+        fh.truncate(damaged.stat().st_size // 2)
+    said = clinic("explain", "--marts", marts, "P0000017")
+    assert said.returncode == 2 and "Traceback" not in said.stderr, said.stderr
+    assert said.stderr.startswith(f"clinic explain: the snapshot {damaged} cannot be read (") or \
+        said.stderr.startswith(f"clinic explain: cannot open the snapshot {damaged}"), said.stderr
+    assert "clinic run" in said.stderr
