@@ -218,6 +218,21 @@ def test_a_quote_that_never_closes_rejects_the_file_with_every_line_counted(tmp_
     every_file_reconciles(con)
 
 
+def test_a_files_progress_line_counts_its_conflicting_duplicates_as_quarantined(tmp_path):
+    """Rows sharing a key with other values are quarantined after the file's own checks; the
+    file's line said '0 quarantined' for them while the run's totals counted them."""
+    export(tmp_path / "raw", "2026-01-05_a", {"patients.csv": "\n".join([
+        PATIENTS_HEADER, "PAT0001,site-a,crps,ldn,F,40,2024", "PAT0001,site-a,crps,ldn,M,40,2024",
+        "PAT0002,site-a,crps,ldn,F,41,2024", "PAT0002,site-a,crps,ldn,F,41,2024", "PAT0003,site-a,crps,ldn,F,42,2024"]) + "\n"})
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"))
+    plan = plan_ingest(con, tmp_path / "raw", CONTRACT)
+    said = []
+    ingest_table(con, CONTRACT, "patients", plan.pending, progress=said.append)
+    assert said == ["2026-01-05_a/patients.csv: 5 rows read, 2 quarantined, 1 duplicates"]
+    assert con.execute("SELECT rule, count(*) FROM ingest.quarantine GROUP BY ALL").fetchall() == [
+        ("conflicting_duplicate", 2)]
+
+
 def test_cr_cr_lf_never_crashes_a_run(tmp_path):
     # CR CR LF (a file converted twice): an editor sees an empty line after each record,
     # DuckDB reads the LF as the start of the next record's first value.

@@ -871,11 +871,12 @@ def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFil
         record_identity_conflicts(con, table, identity_columns, keys)
     run_sql(con, "ingest", "merge_export", table_name=table.name, first_file_wins=first_file_wins, **keys)
     for r, fingerprint in zip(results, fingerprints, strict=True):
-        n_conflict = conflicts.get(r.export_file.source_file, 0)
+        n_conflict = conflicts.get(r.export_file.source_file, 0)  # quarantined too, after the file's own checks
+        r.staged, r.failed = r.staged - n_conflict, r.failed + n_conflict
         con.execute(
             "INSERT INTO ingest.applied_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
             [r.export_file.export_id, table.name, r.export_file.source_file, fingerprint,
-             r.rows_read, r.staged - n_conflict, r.failed + n_conflict, r.duplicates, r.rejected],
+             r.rows_read, r.staged, r.failed, r.duplicates, r.rejected],
         )
     return results
 
