@@ -269,6 +269,9 @@ BROKEN_RULES = {
                              "indications.crohns_disease.relative_reduction_pct", "less than or equal to 100"),
     "unknown sleep event": (RULES.replace("events: [insomnia, vivid_dreams]", "events: [insomnia, nightmares]"),
                             "early_sleep_events.events", "nightmares"),
+    "belief above all patients": (RULES.replace("clinic_belief: {meaningful: 60, minimal: 20,",
+                                                "clinic_belief: {meaningful: 60, minimal: 30,"),
+                                  "clinic_belief", "add up to 110%"),
 }
 
 

@@ -190,6 +190,14 @@ class ClinicBelief(_Strict):
     minimal: Annotated[float, Field(ge=0, le=100)]
     intolerant: Annotated[float, Field(ge=0, le=100)]
 
+    @model_validator(mode="after")
+    def _shares(self):
+        """Shares of the same evaluable patients: together at most all of them (60/30/20 is a typo)."""
+        total = self.meaningful + self.minimal + self.intolerant
+        if total > 100 + 1e-9:
+            raise ValueError(f"the shares add up to {total:g}%, more than the evaluable patients (100%)")
+        return self
+
 
 class Rules(_Strict):
     """The whole rules file."""
