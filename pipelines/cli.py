@@ -361,6 +361,9 @@ def warehouse_unavailable(clinic, rebuild: bool = False) -> tuple[int, str] | No
         except OSError as refused:
             return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {refused.strerror or refused}; "
                                       "check its permissions, or point --warehouse elsewhere")
+        if "not a valid duckdb database" in first.lower():  # some other file, not a damaged warehouse
+            return EXIT_STEP_FAILED, (f"the warehouse {path} cannot be opened: {first} Point --warehouse "
+                                      "(CLINIC_WAREHOUSE) at the warehouse, or move that file away")
         damage = first  # the file opens, DuckDB cannot read it (cut short, say): its content is damaged
     except duckdb.Error as error:
         damage = str(error).splitlines()[0]
