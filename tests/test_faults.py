@@ -20,7 +20,7 @@ from pipelines.ingest.load import SCRATCH_FILE, exports_awaiting_checks, ingest_
 from pipelines.resources import build_resources
 from pipelines.settings import RULES_DIR
 from pipelines.sqlfiles import run_sql
-from tests.conftest import DEMO_EXPORT, FIXTURES, run_pipeline, settings_for
+from tests.conftest import DEMO_EXPORT, FIXTURES, query_snapshot, run_pipeline, settings_for
 
 CONTRACT = load_contract(RULES_DIR / "contract.yaml")
 MESSY = ["2026-11-01T0600_site-a", "2026-11-02T0600_site-a"]
@@ -731,3 +731,21 @@ def test_a_load_that_runs_out_of_memory_fails_the_run_and_quarantines_nothing(tm
         delivered = sum(1 for _ in csv.DictReader(f))
     [(accounted,)] = warehouse_rows(s, "SELECT sum(rows_read) FROM ingest.applied_files WHERE table_name = 'measurements'")
     assert accounted == delivered
+
+
+def test_a_rejected_file_whose_rows_cannot_be_counted_fails_its_check(tmp_path):
+    """An empty CSV and a Parquet file without its footer are rejected with 0 rows: their
+    unreadable_file check read '0 of 0' and passed, so nothing said a table of the export was
+    lost (found by an operator probe)."""
+    raw = tmp_path / "raw"
+    shutil.copytree(DEMO_EXPORT, raw / DEMO_EXPORT.name)
+    later = raw / "2026-11-02T0600_site-f"
+    generate(15, seed=5, id_prefix="F").write(later)
+    (later / "doses.csv").write_bytes(b"")
+    (later / "adverse_events.csv").unlink()
+    (later / "adverse_events.parquet").write_bytes(b"PAR1")
+    s = settings_for(tmp_path, raw)
+    assert run_pipeline(s).success
+    found = query_snapshot(s, f"""SELECT table_name, status FROM marts.data_quality
+        WHERE export_id = '{later.name}' AND check_name = 'unreadable_file' ORDER BY ALL""")
+    assert {table for table, status in found if status == "fail"} == {"adverse_events", "doses"}

@@ -2,14 +2,19 @@
 -- marts.data_quality; the catalogue is the left). rows_checked is what the check looked at:
 -- the rows read, the files, the questionnaires; detail names columns, files or tables.
 CREATE OR REPLACE TABLE quality.check_results AS
+-- A rejected file whose rows cannot be counted (empty, a Parquet file without its footer)
+-- counts as one row, checked and failed: at 0 of 0 its check would pass, and the file is lost.
 WITH rows_read AS (
-    SELECT export_id, table_name, sum(rows_read) AS rows_read, count(*) AS files
+    SELECT export_id, table_name, sum(rows_read) + count(*) FILTER (WHERE rejected_file AND rows_read = 0) AS rows_read,
+           count(*) AS files
     FROM ingest.applied_files GROUP BY export_id, table_name
 ),
 quarantined AS (  -- row and file rules, with the columns they hit
     SELECT export_id, table_name, rule, sum(rows_affected) AS rows_failed,
            string_agg(CASE WHEN column_name <> '' THEN column_name || ' ' || n END, ', ' ORDER BY column_name) AS detail
-    FROM (SELECT export_id, table_name, rule, column_name, sum(rows_affected) AS n, sum(rows_affected) AS rows_affected
+    FROM (SELECT export_id, table_name, rule, column_name, sum(rows_affected) AS n,
+                 sum(CASE WHEN line_number IS NULL THEN greatest(rows_affected, 1) ELSE rows_affected END)
+                     AS rows_affected
           FROM marts.quarantine GROUP BY ALL)
     GROUP BY export_id, table_name, rule
 ),
