@@ -216,6 +216,11 @@ def test_clinic_release_makes_a_ledgered_release_and_refuses_the_same_data_again
         assert "differs from its SHA-256 in the ledger" in said and name in said
         if name != "clinic_release.duckdb":
             (bundle / name).write_bytes(sent)
+        if name == "manifest.json":  # a file added to what was sent would leave with it too
+            (bundle / "extra.csv").write_text("patient_id\nP1\n")
+            assert main(["release", "--marts", str(marts)]) == 5
+            assert "extra.csv is missing, added or differs" in capsys.readouterr().err
+            (bundle / "extra.csv").unlink()
 
 
 def _attackers_relations(marts: dict) -> list:
@@ -363,3 +368,19 @@ def test_the_audit_reads_the_truth_as_the_preview_computed_it_not_as_the_protect
     assert seen["cohort_flow"]["n_patients"].tolist() == [40, 7]
     seen["cohort_flow"].loc[0, "n_patients"] = 0
     assert _truth(None, "run-a")["cohort_flow"]["n_patients"].tolist() == [40, 7]
+
+
+def test_a_release_from_a_snapshot_cut_short_is_said_with_what_to_do(demo_run, tmp_path, capsys):
+    from pipelines.cli import main
+
+    settings, _ = demo_run
+    marts = tmp_path / "marts"
+    marts.mkdir()
+    damaged = marts / "clinic.duckdb"
+    damaged.write_bytes(Path(settings.snapshot).resolve().read_bytes())
+    with damaged.open("r+b") as fh:
+        fh.truncate(damaged.stat().st_size // 2)
+    assert main(["release", "--marts", str(marts), "--warehouse", str(settings.warehouse)]) == 5
+    said = capsys.readouterr().err
+    assert f"the published snapshot {damaged} cannot be read" in said and "clinic run --force" in said
+    assert not (marts / "releases").exists() or not list((marts / "releases").glob("r0*"))

@@ -31,7 +31,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.publish.reuse import file_sha256
+from pipelines.publish.reuse import file_sha256, files_under
 from pipelines.release.bundle import (
     MANIFEST,
     RELEASE_DB,
@@ -93,10 +93,14 @@ def earlier_releases(marts_dir: Path) -> list[EarlierRelease]:
             recorded[MANIFEST] = entry["manifest_sha256"]
         differ = [path for path, sha in recorded.items()
                   if not (folder / BUNDLE / path).is_file() or file_sha256(folder / BUNDLE / path) != sha]
+        # A file added to the bundle would leave with it (`cp -rL`) without being in what was recorded.
+        differ += sorted(path for path in (str(p.relative_to(folder / BUNDLE)) for p in files_under(folder / BUNDLE))
+                         if path not in recorded and path != MANIFEST)
         if differ:
             raise ValueError(f"release {entry['release_id']}: {', '.join(str(folder / BUNDLE / p) for p in differ)} "
-                             "is missing or differs from its SHA-256 in the ledger; later releases are protected "
-                             "against what was sent, so restore it from a copy of that release before making another")
+                             "is missing, added or differs from its SHA-256 in the ledger; later releases are "
+                             "protected against what was sent, so restore it from a copy of that release before "
+                             "making another")
         out.append(EarlierRelease(entry["release_id"], _read_folder(folder / PROTECTION, RELEASE_MARTS),
                                   _released(folder / BUNDLE),
                                   pd.read_parquet(folder / PROTECTION / f"{PATIENTS}.parquet")))
@@ -118,15 +122,19 @@ def read_published(snapshot: Path) -> tuple[dict[str, pd.DataFrame], pd.DataFram
         raise FileNotFoundError(f"no published set at {snapshot}: run `clinic run` first")
     from pipelines.release.grain import read_at_release_grain
 
-    con = duckdb.connect(str(snapshot), read_only=True)
     try:
-        marts = read_at_release_grain(con, published=True)
-        patients = fingerprints(con, "marts.patient_trajectory")
-        run_id, rules_version = con.execute(
-            "SELECT run_id, rules_version FROM marts.run_info WHERE status = 'published' "
-            "ORDER BY run_time DESC LIMIT 1").fetchone()
-    finally:
-        con.close()
+        con = duckdb.connect(str(snapshot), read_only=True)
+        try:
+            marts = read_at_release_grain(con, published=True)
+            patients = fingerprints(con, "marts.patient_trajectory")
+            run_id, rules_version = con.execute(
+                "SELECT run_id, rules_version FROM marts.run_info WHERE status = 'published' "
+                "ORDER BY run_time DESC LIMIT 1").fetchone()
+        finally:
+            con.close()
+    except duckdb.Error as error:  # a file cut short, a bad block: nothing to release from
+        raise ValueError(f"the published snapshot {snapshot} cannot be read ({str(error).splitlines()[0]}): "
+                         "`clinic run --force` publishes it again") from None
     return marts, patients, {"run_id": run_id, "rules_version": str(rules_version)}
 
 
