@@ -99,6 +99,9 @@ def _named(cls_name: str, message: str) -> str:
     return message if message.split(":", 1)[0].endswith(cls_name) else f"{cls_name}: {message}"
 
 
+INTERRUPTED_ADVICE = "the run was stopped before it finished; run again (the next run picks up what this one applied)"
+
+
 def _advice(cls_name: str, message: str) -> str:
     text = f"{cls_name} {message}".lower()
     if "no space left" in text or "errno 28" in text:
@@ -111,7 +114,7 @@ def _advice(cls_name: str, message: str) -> str:
     if "out of memory" in text or "outofmemory" in text or "memoryerror" in text:
         return "raise CLINIC_DUCKDB_MEMORY_LIMIT or free memory, then run again"
     if "interrupted" in text or "keyboardinterrupt" in text:  # Ctrl-C, SIGTERM, the UI's Terminate
-        return "the run was stopped before it finished; run again (the next run picks up what this one applied)"
+        return INTERRUPTED_ADVICE
     return "fix the cause above and run again"
 
 
@@ -474,9 +477,10 @@ def cmd_run(args) -> int:
               else f"Nothing is published in {clinic.marts_dir} yet.", file=sys.stderr)
         pending = applied_not_published(clinic)
         if pending:
+            stopped = any(line.endswith(INTERRUPTED_ADVICE) for _, line in failures)  # nothing to fix
             print(f"Applied to the warehouse, not published: {', '.join(pending)}; the next run checks them "
-                  "again and publishes them once every check passes (fix what failed above first).",
-                  file=sys.stderr)
+                  "again and publishes them once every check passes"
+                  + ("." if stopped and not checks else " (fix what failed above first)."), file=sys.stderr)
         codes = [code for code, _ in failures]
         return EXIT_CHECK_FAILED if checks and not codes else min(codes or [EXIT_STEP_FAILED])
     print_summary(clinic, result.run_id)

@@ -543,7 +543,7 @@ def test_a_minimum_cell_size_below_the_specs_is_warned_about():
     assert "CLINIC_MIN_CELL_SIZE=1 is below the spec's 11" in warning
 
 
-@pytest.mark.slow  # a real `clinic run`, stopped by SIGTERM in its first step
+@pytest.mark.slow  # a real `clinic run`, stopped by SIGTERM once its export is applied
 def test_a_run_stopped_by_sigterm_is_told_to_run_again_not_to_fix_a_cause(tmp_path):
     import signal
     import subprocess
@@ -559,9 +559,9 @@ def test_a_run_stopped_by_sigterm_is_told_to_run_again_not_to_fix_a_cause(tmp_pa
         stderr=subprocess.PIPE, text=True, env={**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")})
     said = []
     try:
-        for line in child.stderr:  # the first file's progress line: the ingest step is running
+        for line in child.stderr:  # the staging step has begun: the export is applied, not published
             said.append(line)
-            if "rows read" in line:
+            if "staged patients" in line:
                 child.send_signal(signal.SIGTERM)
                 break
         said += child.stderr.readlines()
@@ -569,8 +569,10 @@ def test_a_run_stopped_by_sigterm_is_told_to_run_again_not_to_fix_a_cause(tmp_pa
         child.kill()
         child.wait()
     text = "".join(said)
-    assert "rows read" in text and child.returncode == 5, text[-3000:]
+    assert "staged patients" in text and child.returncode == 5, text[-3000:]
     assert "stopped before it finished; run again" in text and "fix the cause" not in text, text[-3000:]
+    assert f"Applied to the warehouse, not published: {DEMO_EXPORT.name}" in text, text[-3000:]
+    assert "fix what failed" not in text, text[-3000:]
 
 
 def test_a_warehouse_cut_short_is_named_damaged_and_rebuild_moves_it_aside(tmp_path):
@@ -749,3 +751,18 @@ def test_a_rejected_file_whose_rows_cannot_be_counted_fails_its_check(tmp_path):
     found = query_snapshot(s, f"""SELECT table_name, status FROM marts.data_quality
         WHERE export_id = '{later.name}' AND check_name = 'unreadable_file' ORDER BY ALL""")
     assert {table for table, status in found if status == "fail"} == {"adverse_events", "doses"}
+
+
+def test_an_applied_export_that_lost_its_ready_marker_is_named_for_what_it_lacks(tmp_path):
+    """Its folder is still there: 'is gone' alone sent the operator looking for a folder."""
+    from pipelines.ingest.load import InputsMissing
+
+    raw = tmp_path / "raw"
+    for export in MESSY:
+        shutil.copytree(FIXTURES / "messy" / export, raw / export)
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    ingest_all(con, raw)
+    (raw / MESSY[0] / "_READY").unlink()
+    with pytest.raises(InputsMissing, match=rf"export {MESSY[0]} is gone \(its folder, or the _READY"):
+        plan_ingest(con, raw, CONTRACT)
+    con.close()

@@ -34,7 +34,14 @@ from pipelines.ingest.contract import (
     row_checks,
     typed_ref,
 )
-from pipelines.ingest.exports import ExportFile, column_label, complete_exports, export_files, unfit_exports
+from pipelines.ingest.exports import (
+    READY_MARKER,
+    ExportFile,
+    column_label,
+    complete_exports,
+    export_files,
+    unfit_exports,
+)
 from pipelines.ingest.lines import FileShape, LineCount, LineMap, LinesDisagree, count_lines, scan, walk
 from pipelines.migrations import migrate
 from pipelines.settings import size_in_bytes
@@ -201,7 +208,7 @@ def _gone_or_changed(ledger: dict[str, Applied], exports: list[Path], contract: 
     problems = []
     for export_id in sorted(ledger, key=lambda e: e.encode()):
         if export_id not in present:
-            problems.append(f"export {export_id} is gone")
+            problems.append(f"export {export_id} is gone (its folder, or the {READY_MARKER} that makes it complete)")
             continue
         applied = ledger[export_id]
         now = {f.source_file: f.path for f in export_files(present[export_id], list(contract.tables))
