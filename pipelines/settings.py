@@ -13,6 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SQL_DIR = REPO_ROOT / "sql"
 RULES_DIR = REPO_ROOT / "rules"
 EXPECTATIONS_DIR = REPO_ROOT / "expectations"
+# Under the marts folder: one line per release sent (what every later release, and each run's
+# release preview, is protected together with).
+RELEASE_LEDGER = Path("releases") / "ledger.jsonl"
 
 
 ENGINES = ("duckdb", "spark")

@@ -47,7 +47,7 @@ def test_the_published_set_carries_the_fingerprint_of_what_it_was_built_from(dem
     assert (Path(settings.marts_dir) / "current" / FINGERPRINT_FILE).is_file()
     assert stored["run_id"] == result.run_id
     assert set(stored["parts"]) == {"exports", "rules", "contract", "checks", "expectations", "sql", "code",
-                                    "settings"}
+                                    "settings", "ledger"}
     assert decide(settings.values()).nothing_new
 
 
@@ -270,6 +270,19 @@ def test_a_complete_folder_whose_name_does_not_fit_is_news(published_copy):
     assert not decision.nothing_new and decision.changed == ["exports"]
     shutil.rmtree(unfit)
     assert decide(s.values()).nothing_new
+
+
+def test_a_release_made_since_the_published_set_is_news(published_copy):
+    """The run's release preview is protected together with every release sent: after `clinic
+    release` the published preview shows a release that was already made."""
+    from pipelines.settings import RELEASE_LEDGER
+
+    s, _ = published_copy
+    ledger = Path(s.marts_dir) / RELEASE_LEDGER
+    ledger.parent.mkdir(exist_ok=True)
+    ledger.write_text('{"release_id": "r0001"}\n')
+    decision = decide(s.values())
+    assert not decision.nothing_new and decision.changed == ["ledger"]
 
 
 def test_nothing_published_yet_means_work(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.ingest.exports import ready_folders
-from pipelines.settings import REPO_ROOT, sql_dir
+from pipelines.settings import RELEASE_LEDGER, REPO_ROOT, sql_dir
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 CODE_DIRS = (REPO_ROOT / "pipelines", REPO_ROOT / "dashboards")
@@ -105,6 +105,8 @@ def input_fingerprint(values: dict[str, object]) -> Fingerprint:
         "sql": contents_digest([Path(str(values.get("sql_dir") or sql_dir()))]),
         "code": contents_digest([*CODE_DIRS, *CODE_FILES]),
         "settings": _hash_text(json.dumps(settings, sort_keys=True)),
+        # The releases sent: the run's release preview is protected together with every one of them.
+        "ledger": contents_digest([Path(str(values["marts_dir"])) / RELEASE_LEDGER]),
     })
 
 

@@ -41,9 +41,11 @@ from pipelines.release.bundle import (
     write_release_database,
 )
 from pipelines.release.protection import Refused, protect_release
+from pipelines.settings import RELEASE_LEDGER
 from pipelines.sqlfiles import sql
 
-RELEASES, LEDGER, BUNDLE, PROTECTION, PATIENTS = "releases", "ledger.jsonl", "bundle", "protection", "patients"
+RELEASES, LEDGER = RELEASE_LEDGER.parent.name, RELEASE_LEDGER.name
+BUNDLE, PROTECTION, PATIENTS = "bundle", "protection", "patients"
 CADENCES = ("off", "weekly", "monthly")
 
 
