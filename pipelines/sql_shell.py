@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -137,6 +138,9 @@ def _install_sigint(handler):
         return signal.signal(signal.SIGINT, handler)
     except ValueError:
         return None
+
+
+CHECK_EVERY = 10_000  # rows a writer formats between two looks at whether it was stopped
 
 
 class _Cancelled(Exception):
@@ -323,8 +327,15 @@ NUMERIC_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYIN
 class _Writer:
     """One result set in one format; rows arrive in batches so CSV and JSON stream."""
 
-    def __init__(self, out: IO[str], columns: list[str], numeric: list[bool]):
-        self.out, self.columns, self.numeric = out, columns, numeric
+    def __init__(self, out: IO[str], columns: list[str], numeric: list[bool],
+                 cancelled: Callable[[], bool] = lambda: False):
+        self.out, self.columns, self.numeric, self.cancelled = out, columns, numeric, cancelled
+
+    def check_cancelled(self, done: int) -> None:
+        """Stop a long formatting loop every CHECK_EVERY rows once the statement is stopped
+        (Ctrl-C, --timeout): a table is formatted after its last row arrives."""
+        if done % CHECK_EVERY == 0 and self.cancelled():
+            raise _Cancelled
 
     def begin(self) -> None: ...
 
@@ -393,7 +404,10 @@ class _TableWriter(_Writer):
         self.kept.extend(batch)
 
     def end(self, shown: int, total: int) -> None:
-        cells = [[display_value(v) for v in row] for row in self.kept]
+        cells = []
+        for i, row in enumerate(self.kept):
+            self.check_cancelled(i)
+            cells.append([display_value(v) for v in row])
         columns = [display_value(c) for c in self.columns]
         widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
         limit = terminal_width(self.out)
@@ -417,7 +431,8 @@ class _TableWriter(_Writer):
 
         print(line(columns), file=self.out)
         print("-+-".join("-" * w for w in shown_widths), file=self.out)
-        for row in cells:
+        for i, row in enumerate(cells):
+            self.check_cancelled(i)
             print(line(row), file=self.out)
         if None in keep:
             print(f"({len(self.columns) - len(keep) + 1} of {len(self.columns)} columns left out to fit "
@@ -653,7 +668,7 @@ class Shell:
         if columns == ["Success"] and kind != ST.SELECT:  # CHECKPOINT and the like answer nothing
             return
         cls = _ExplainWriter if kind == ST.EXPLAIN and self.fmt == "table" else WRITERS[self.fmt]
-        writer = cls(self.out, columns, numeric)
+        writer = cls(self.out, columns, numeric, self.cancel.is_set)
         writer.begin()
         shown = total = 0
         limit = self.max_rows

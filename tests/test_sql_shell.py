@@ -473,6 +473,14 @@ def test_a_statement_timeout_cancels_the_statement(site, monkeypatch, how):
     assert "42" in out.stdout  # the script goes on after the cancelled statement
 
 
+def test_a_timeout_stops_a_table_being_formatted_too(site):
+    """A table is formatted after its last row arrives: 5 x 10^6 rows took 28 s to print whole,
+    then were reported as cancelled after 3 s (found by an operator probe)."""
+    out = clinic_sql(site["marts"], "--timeout", "1", "SELECT range AS n FROM range(2000000)")
+    assert out.returncode == 1 and "cancelled after 1 s" in out.stderr and "Traceback" not in out.stderr
+    assert "1999999" not in out.stdout and "2000000 rows" not in out.stdout
+
+
 def _started(args: list[str], **kwargs) -> subprocess.Popen:
     """`clinic` in a subprocess with SIGINT at its default (a shell's background job ignores it)."""
     return subprocess.Popen([sys.executable, "-m", "pipelines.cli", *args], cwd=WORKTREE, text=True,
