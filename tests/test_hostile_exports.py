@@ -233,6 +233,21 @@ def test_a_files_progress_line_counts_its_conflicting_duplicates_as_quarantined(
         ("conflicting_duplicate", 2)]
 
 
+def test_the_same_rows_in_two_files_of_one_table_count_once_then_as_exact_duplicates(tmp_path):
+    """patients.csv and a Parquet copy of it in one export: the copy's rows were counted as
+    accepted though the merge kept the first file's (found by an operator probe)."""
+    rows = [PATIENTS_HEADER, GOOD_PATIENT, "PAT0002,site-a,crps,ldn,F,41,2024"]
+    folder = export(tmp_path / "raw", "2026-01-05_a", {"patients.csv": "\n".join(rows) + "\n"})
+    duckdb.execute(f"COPY (FROM read_csv('{folder / 'patients.csv'}', all_varchar = true)) "
+                   f"TO '{folder / 'patients.parquet'}' (FORMAT parquet)")
+    con = ingest(tmp_path / "raw", tmp_path / "wh.duckdb")
+    files = con.execute("SELECT source_file, rows_read, accepted, quarantined, duplicates FROM ingest.applied_files "
+                        "WHERE table_name = 'patients' ORDER BY source_file").fetchall()
+    assert files == [("2026-01-05_a/patients.csv", 2, 2, 0, 0), ("2026-01-05_a/patients.parquet", 2, 0, 0, 2)]
+    assert con.execute("SELECT count(*) FROM core.patients").fetchall() == [(2,)]
+    every_file_reconciles(con)
+
+
 def test_cr_cr_lf_never_crashes_a_run(tmp_path):
     # CR CR LF (a file converted twice): an editor sees an empty line after each record,
     # DuckDB reads the LF as the start of the next record's first value.

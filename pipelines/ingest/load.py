@@ -874,12 +874,19 @@ def _load_and_merge(con, contract: Contract, table: Table, files: list[ExportFil
         "SELECT source_file, count(*) FROM conflicting GROUP BY source_file").fetchall())
     first_file_wins = "" if len(files) == 1 else (
         f"QUALIFY row_number() OVER (PARTITION BY {keys['key']} ORDER BY file_order, line_number) = 1")
+    # With several files of a table, a row equal to one of an earlier file (conflicting ones are
+    # quarantined above) is an exact duplicate of it, counted so, not accepted.
+    repeated = {} if len(files) == 1 else dict(con.execute(
+        f"SELECT source_file, count(*) FROM (SELECT source_file, row_number() OVER (PARTITION BY {keys['key']} "
+        "ORDER BY file_order, line_number) AS nth FROM export_batch) WHERE nth > 1 GROUP BY source_file").fetchall())
     if identity_columns and not straight_to_core:
         record_identity_conflicts(con, table, identity_columns, keys)
     run_sql(con, "ingest", "merge_export", table_name=table.name, first_file_wins=first_file_wins, **keys)
     for r, fingerprint in zip(results, fingerprints, strict=True):
         n_conflict = conflicts.get(r.export_file.source_file, 0)  # quarantined too, after the file's own checks
-        r.staged, r.failed = r.staged - n_conflict, r.failed + n_conflict
+        n_repeated = repeated.get(r.export_file.source_file, 0)
+        r.staged, r.failed = r.staged - n_conflict - n_repeated, r.failed + n_conflict
+        r.duplicates += n_repeated
         con.execute(
             "INSERT INTO ingest.applied_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
             [r.export_file.export_id, table.name, r.export_file.source_file, fingerprint,
