@@ -60,6 +60,17 @@ def run_pipeline(settings: ClinicConfig, **kwargs):
     return run_job(settings, **kwargs)
 
 
+def snapshot_cut_short(settings: ClinicConfig, marts: Path) -> Path:
+    """A copy of the published snapshot cut to half its size, as the only file of a marts
+    folder `marts` (a disk that filled, a copy that stopped)."""
+    marts.mkdir()
+    damaged = marts / "clinic.duckdb"
+    damaged.write_bytes(Path(settings.snapshot).resolve().read_bytes())
+    with damaged.open("r+b") as fh:
+        fh.truncate(damaged.stat().st_size // 2)
+    return damaged
+
+
 def query_snapshot(settings: ClinicConfig, sql: str) -> list[tuple]:
     """Rows of a query on the published snapshot, opened read-only as analysts do."""
     con = duckdb.connect(str(settings.snapshot), read_only=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.explain import dash_ids_as_positional
-from tests.conftest import clinic
+from tests.conftest import clinic, snapshot_cut_short
 
 WORKTREE = Path(__file__).resolve().parent.parent
 
@@ -86,11 +86,7 @@ def test_a_scored_fiqr_source_says_it_has_no_one_line_and_what_it_replaced(demo_
 def test_a_snapshot_cut_short_is_said_with_what_to_do_not_a_traceback(demo_run, tmp_path):
     settings, _ = demo_run
     marts = tmp_path / "marts"
-    marts.mkdir()
-    damaged = marts / "clinic.duckdb"
-    damaged.write_bytes(Path(settings.snapshot).resolve().read_bytes())
-    with damaged.open("r+b") as fh:
-        fh.truncate(damaged.stat().st_size // 2)
+    damaged = snapshot_cut_short(settings, marts)
     said = clinic("explain", "--marts", marts, "P0000017")
     assert said.returncode == 2 and "Traceback" not in said.stderr, said.stderr
     assert said.stderr.startswith(f"clinic explain: the snapshot {damaged} cannot be read (") or \

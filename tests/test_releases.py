@@ -20,6 +20,7 @@ from pipelines.release.bundle import KEY_COLUMNS, MANIFEST
 from pipelines.release.frames import hidden_cells
 from pipelines.release.protection import Refused, protect_release
 from pipelines.release.relations import COUNT_COLUMNS
+from tests.conftest import snapshot_cut_short
 from tests.test_disclosure_audit import BANDS, EVENTS, INDICATIONS, INSTRUMENTS, WEEKS, Patient, marts_from
 
 MIN = 11
@@ -375,11 +376,7 @@ def test_a_release_from_a_snapshot_cut_short_is_said_with_what_to_do(demo_run, t
 
     settings, _ = demo_run
     marts = tmp_path / "marts"
-    marts.mkdir()
-    damaged = marts / "clinic.duckdb"
-    damaged.write_bytes(Path(settings.snapshot).resolve().read_bytes())
-    with damaged.open("r+b") as fh:
-        fh.truncate(damaged.stat().st_size // 2)
+    damaged = snapshot_cut_short(settings, marts)
     assert main(["release", "--marts", str(marts), "--warehouse", str(settings.warehouse)]) == 5
     said = capsys.readouterr().err
     assert f"the published snapshot {damaged} cannot be read" in said and "clinic run --force" in said
