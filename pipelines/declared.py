@@ -50,6 +50,14 @@ def field_names(schema: type[BaseModel]) -> set[str]:
     return names
 
 
+def declared_text(path: Path, what: str, error: type[Exception]) -> str:
+    """A declaration file's text; `error` when it is not UTF-8, naming the file and the byte."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as problem:
+        raise error(f"{path}: the {what} is not UTF-8 text (byte {problem.start + 1}); save it as UTF-8") from None
+
+
 def line_of(root: yaml.Node, loc: tuple) -> int | None:
     """The line (1-based) of the YAML node at a pydantic error location."""
     node, line = root, root.start_mark.line + 1
@@ -75,11 +83,9 @@ def load_checked(path: Path, schema: type[BaseModel], error: type[Exception], wh
     names, such as the instrument registry)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = declared_text(path, what, error)
     except OSError as problem:
         raise error(f"cannot read the {what} {path}: {problem.strerror or problem}") from None
-    except UnicodeDecodeError as problem:
-        raise error(f"{path}: the {what} is not UTF-8 text (byte {problem.start + 1}); save it as UTF-8") from None
     try:
         doc = load_yaml(text)
     except yaml.YAMLError as problem:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache, cached_property
 from pathlib import Path
 
-from pipelines.declared import load_yaml
+from pipelines.declared import declared_text, load_yaml
 from pipelines.instruments import Instrument, InstrumentsError, load_instruments
 from pipelines.sqlfiles import quote_ident, quote_literal
 
@@ -252,11 +252,7 @@ def _export_names(doc: dict) -> ExportNames:
 
 @cache
 def load_contract(path: Path) -> Contract:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as problem:
-        raise ContractError(f"{path}: the contract is not UTF-8 text (byte {problem.start + 1}); "
-                            "save it as UTF-8") from None
+    text = declared_text(path, "contract", ContractError)
     doc = load_yaml(text)
     instruments = _instruments(path, doc)
     tables = {}

@@ -15,10 +15,10 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pipelines.declared import load_yaml
+from pipelines.declared import declared_text, load_yaml
 from pipelines.ingest.contract import Contract, row_checks
 from pipelines.manifest import Manifest, load_manifest
-from pipelines.quality.gx_validation import expectation_columns, gx_check_name
+from pipelines.quality.gx_validation import expectation_columns, gx_check_name, suite_files
 
 LEVELS = ("file", "row", "table", "dataset", "mart")
 SEVERITIES = ("fatal", "warning", "info")
@@ -88,11 +88,7 @@ def _contract_columns(contract: Contract) -> dict[tuple[str, str], list[str]]:
 
 def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path) -> list[CatalogueRow]:
     """Every check as one row per table it applies to; refuses what it cannot use."""
-    try:
-        doc = load_yaml(Path(checks_file).read_text(encoding="utf-8"))
-    except UnicodeDecodeError as problem:
-        raise CatalogueError(f"{checks_file}: the check catalogue is not UTF-8 text (byte {problem.start + 1}); "
-                             "save it as UTF-8") from None
+    doc = load_yaml(declared_text(checks_file, "check catalogue", CatalogueError))
     contract_columns = _contract_columns(contract)
     rows: list[CatalogueRow] = []
     for c in doc["checks"]:
@@ -117,7 +113,7 @@ def load_catalogue(checks_file: Path, contract: Contract, expectations_dir: Path
                 columns = ", ".join(c.get("columns", []))
             rows.append(CatalogueRow(name, table, columns, c["level"], c["implemented_by"],
                                      float(c["threshold_pct"]), c["severity"], c["description"]))
-    for suite in sorted(p for p in Path(expectations_dir).glob("*.json") if p.is_file()):
+    for suite in suite_files(expectations_dir):
         rows += suite_rows(suite, contract)
     keys = [(r.check_name, r.table_name) for r in rows]
     if doubled := sorted({k for k in keys if keys.count(k) > 1}):

@@ -9,7 +9,6 @@ import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 SEVERITY_ORDER = "CASE severity WHEN 'fatal' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END"
 # Checks whose count is of findings about an export (a missing table, an unknown file) or of
@@ -38,10 +37,10 @@ _COLUMN_COUNTS = re.compile(r"^(\w+) (\d+)$")
 def named_rows(expectations_dir: str) -> dict[str, str]:
     """The Great Expectations checks whose failures name rows, and what a row is (a suite's
     `names_rows_by`, e.g. dataset_distribution's `instrument`), by check name."""
-    from pipelines.quality.gx_validation import gx_check_name
+    from pipelines.quality.gx_validation import gx_check_name, suite_files
 
     found = {}
-    for path in sorted(p for p in Path(expectations_dir).glob("*.json") if p.is_file()):
+    for path in suite_files(expectations_dir):
         suite = json.loads(path.read_text(encoding="utf-8"))
         by = (suite.get("meta") or {}).get("names_rows_by")
         for e in suite.get("expectations", []) if by else []:

@@ -101,12 +101,18 @@ def suite_document(path: Path, rules: dict | None = None) -> dict:
     return resolve_rule_references(doc, rules, f"suite {Path(path).name}")
 
 
+def suite_files(expectations_dir: Path) -> list[Path]:
+    """The suites of an expectations folder: its regular `*.json` files, in name order (a FIFO
+    would block the read for ever; check_rule_references refuses one before any work)."""
+    return sorted(p for p in Path(expectations_dir).glob("*.json") if p.is_file())
+
+
 def check_rule_references(expectations_dir: Path, rules: dict) -> None:
     """Every suite's rule references resolve against `rules` (SuiteError names the first that
     does not): run before any work, so an unknown reference never fails a run half-way."""
-    for path in sorted(Path(expectations_dir).glob("*.json")):
-        if not path.is_file():  # a FIFO would block the read for ever
-            raise SuiteError(f"{path} is not a regular file; remove it from the expectations folder")
+    if other := sorted(set(Path(expectations_dir).glob("*.json")) - set(suite_files(expectations_dir))):
+        raise SuiteError(f"{other[0]} is not a regular file; remove it from the expectations folder")
+    for path in suite_files(expectations_dir):
         try:
             suite_document(path, rules)
         except (UnicodeDecodeError, json.JSONDecodeError) as problem:
