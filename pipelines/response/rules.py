@@ -195,7 +195,7 @@ class ClinicBelief(_Strict):
         """Shares of the same evaluable patients: together at most all of them (60/30/20 is a typo)."""
         total = self.meaningful + self.minimal + self.intolerant
         if total > 100 + 1e-9:
-            raise ValueError(f"the shares add up to {total:g}%, more than the evaluable patients (100%)")
+            raise ValueError(f"the shares add up to {total:.10g}%, more than the evaluable patients (100%)")
         return self
 
 
