@@ -20,6 +20,7 @@ ROWS = [("floor", "floor (DuckDB reads every row, computes the categories)"),
         ("scheduled_cold", "the scheduled path (`dagster job execute`), cold"),
         ("ui_cold", "the UI's Materialize all (`dagster asset materialize --select '*'`), cold"),
         ("peer", "pandas + GX peer"),
+        ("dagster_alone", "the same job with no work (Dagster's start, definitions, event log)"),
         ("spark_cold", "`clinic run --engine spark`, cold (local mode)")]
 SCALES = ("S", "M", "L")
 
@@ -74,6 +75,26 @@ def targets(res: dict, loading: dict | None = None) -> list[tuple[str, str, bool
     return found
 
 
+def budgets(res: dict) -> list[str]:
+    """What the ratio targets at M leave for a run's own work, once the job with no work in it
+    (Dagster alone, `dagster_alone`) is paid: each target as a bound in seconds, minus that."""
+    m = res.get("M", {})
+    seconds = {k: m[k]["seconds"] for k in ("floor", "peer", "dagster_alone", "clinic_cold", "clinic_warm") if k in m}
+    if not {"floor", "dagster_alone"} <= seconds.keys():
+        return []
+    alone, cold_bound = seconds["dagster_alone"], 8 * seconds["floor"]
+    lines = [f"At M a run with no work in it takes {alone:.1f} s. Within 8 x the floor a cold run has "
+             f"{cold_bound:.1f} s, {cold_bound - alone:.1f} s of it for its work"]
+    if "peer" in seconds:
+        lines.append(f"half the peer's time is {seconds['peer'] / 2:.1f} s, {seconds['peer'] / 2 - alone:.1f} s for the work")
+    lines.append(f"a warm run within half of a cold run at that bound has {cold_bound / 2:.1f} s, "
+                 f"{cold_bound / 2 - alone:.1f} s for its work")
+    if {"clinic_cold", "clinic_warm"} <= seconds.keys():
+        lines.append(f"measured: the cold run's work {seconds['clinic_cold'] - alone:.1f} s, "
+                     f"the warm run's {seconds['clinic_warm'] - alone:.1f} s")
+    return ["; ".join(lines) + "."]
+
+
 def report(folder: Path) -> str:
     res = {s: json.loads((folder / f"{s}.json").read_text()) for s in ("demo", *SCALES)
            if (folder / f"{s}.json").exists()}
@@ -84,6 +105,7 @@ def report(folder: Path) -> str:
             lines.append(f"| {label} | " + " | ".join(_cell(r.get(key)) for r in res.values()) + " |")
     lines += ["", "| target (performance.md) | measured | holds |", "| --- | --- | --- |"]
     lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(res, loading)]
+    lines += ["", *budgets(res)] if budgets(res) else []
     for scale, r in res.items():
         if differs := r.get("spark_differs_from_duckdb"):
             lines.append(f"\nSpark vs DuckDB at {scale}: {differs['patients']:,} patients, "

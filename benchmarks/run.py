@@ -1,5 +1,6 @@
 """Benchmark (shared spec performance.md): floor, clinic cold, clinic with nothing new, clinic warm,
-the scheduled path, the UI's path (Materialize all), pandas+GX peer.
+the scheduled path, the UI's path (Materialize all), pandas+GX peer, and the job with no work
+in it (benchmarks/dagster_alone.py: what every run pays before its work).
 
     python -m benchmarks.run --scale S [--repeats 3] [--out benchmarks/results/S.json] [--no-spark]
 
@@ -245,6 +246,12 @@ def main(argv=None) -> int:
             for _ in range(max(args.repeats, FLOOR_RUNS_AT_LEAST))]
     results["floor"] = median_of(runs)
     print(f"floor: {results['floor']}", file=sys.stderr)
+
+    hollow_home = work / "dagster_home_hollow"  # its own run history: the hollow runs are not the clinic's
+    hollow_home.mkdir(parents=True, exist_ok=True)
+    results["dagster_alone"] = median_of([measure([py, "-m", "benchmarks.dagster_alone", str(hollow_home)])
+                                          for _ in range(args.repeats)])
+    print(f"the job with no work (Dagster alone): {results['dagster_alone']}", file=sys.stderr)
 
     home = {"DAGSTER_HOME": str(dagster_home_of(work))}
 

@@ -35,7 +35,7 @@ def test_the_benchmark_times_every_contender_at_demo_scale(benchmark_at_demo):
                                      "scheduled/clinic_cold", "ui/clinic_cold", "nothing_new/clinic_cold"}
     assert all(result[k]["seconds"] > 0 and result[k]["peak_mib"] > 0
                for k in ("floor", "clinic_cold", "clinic_nothing_new", "scheduled_cold", "ui_cold", "clinic_warm",
-                         "peer"))
+                         "peer", "dagster_alone"))
     assert len(result["floor"]["runs"]) == FLOOR_RUNS_AT_LEAST > 1  # the noisy denominator: a median, not one reading
     steps = result["clinic_cold_steps"]["steps"]
     assert INGEST_STEP in steps and "publish" in steps  # the fused steps (pipelines/definitions.py)
@@ -85,6 +85,47 @@ def test_the_report_answers_the_loading_target_from_the_ingest_profile(tmp_path)
     table = report(tmp_path)
     assert "| loading measurements at L / the floor's read of them <= 4 | 4.20 (CPU 3.90) | **no** |" in table
     assert table.splitlines()[0] == "| contender | L |"  # the profile is no contender column
+
+
+def test_the_job_with_no_work_has_the_real_steps_assets_and_checks(tmp_path):
+    """benchmarks.dagster_alone times the project's own graph, not a stand-in: the same steps,
+    asset keys, deps and checks as the real Definitions, every asset materialised and every
+    check passed in one process, on a persistent instance; and nothing is built."""
+    from benchmarks.dagster_alone import hollow_definitions, main
+    from pipelines.definitions import build_definitions
+
+    def shape(definitions):
+        graph = definitions.resolve_asset_graph()
+        return ({key: set(graph.get(key).parent_keys) for key in graph.get_all_asset_keys()},
+                set(graph.asset_check_keys),
+                {step.op.name: set(step.keys) for step in definitions.assets})
+
+    assert shape(hollow_definitions()) == shape(build_definitions())
+    home = tmp_path / "home"
+    home.mkdir()
+    assert main([str(home)]) == 0
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        materialised = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        checked = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+    graph = build_definitions().resolve_asset_graph()
+    assert {r.event_log_entry.dagster_event.asset_key for r in materialised.records} == graph.get_all_asset_keys()
+    assert len(checked.records) == len(graph.asset_check_keys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_the_report_says_what_the_targets_at_m_leave_for_the_work(tmp_path):
+    """The ratio targets at M as seconds, minus the job with no work in it."""
+    from benchmarks.report import report
+
+    run = {k: {"seconds": v, "peak_mib": 100.0} for k, v in
+           {"floor": 1.0, "clinic_cold": 15.0, "clinic_warm": 8.0, "peer": 21.0, "dagster_alone": 3.5}.items()}
+    (tmp_path / "M.json").write_text(json.dumps(run))
+    text = report(tmp_path)
+    assert "| the same job with no work (Dagster's start, definitions, event log) | 3.5 s, 100 MiB |" in text
+    assert ("At M a run with no work in it takes 3.5 s. Within 8 x the floor a cold run has 8.0 s, 4.5 s of it for "
+            "its work; half the peer's time is 10.5 s, 7.0 s for the work; a warm run within half of a cold run at "
+            "that bound has 4.0 s, 0.5 s for its work; measured: the cold run's work 11.5 s, the warm run's 4.5 s.") in text
 
 
 def test_peak_memory_counts_the_whole_process_tree():
