@@ -54,12 +54,14 @@ def decision_sentence(p: dict, rule: dict | None, unit: str, better: str = "lowe
     """What decided the category, from the patient's row and its rule, in words."""
     reason, criterion = p["reason"], p["criterion"]
     measure, base, assess = p["primary_measure"], p["baseline_value"], p["assessment_value"]
+    # the stop's row (a snapshot published before the column existed has none)
+    stop = criterion + (f" ({p['decided_by_source']})" if p.get("decided_by_source") else "")
     if reason == "stopped_for_adverse_event":
         until = f" on or before day {rule['stop_counts_until_day']}" if rule else ""
-        return f"{criterion}. A stop for an adverse event{until} makes a patient intolerant, whatever the measure did."
+        return f"{stop}. A stop for an adverse event{until} makes a patient intolerant, whatever the measure did."
     if reason == "stopped_for_lack_of_effect":
         met = "the assessment does not meet the rule" if assess is not None else "there is no assessment value"
-        return f"{criterion}, and {met}: minimal."
+        return f"{stop}, and {met}: minimal."
     if reason in ("no_baseline", "no_assessment") and rule:
         window = "baseline" if reason == "no_baseline" else "assessment"
         return (f"no {measure} value in the {window} window (days {rule[f'{window}_from']}..{rule[f'{window}_to']}): "
@@ -134,7 +136,8 @@ def explain(con, patient_id: str, instruments: dict[str, dict], all_instruments:
             lines.append(f"  {label:<16} {_with_unit(value, unit)} on day {day}, from {source}"
                          + (f"  ({window})" if window else ""))
             if not re.search(r":\d+$", source):  # a scored FIQR has no one line: its item rows of that day
-                lines.append(f"  {'':<16} scored from the patient's item answers of day {day} in that file "
+                files = "that file" if " + " not in source else f"those {source.count(' + ') + 1} files"
+                lines.append(f"  {'':<16} scored from the patient's item answers of day {day} in {files} "
                              "(they replace a fiqr_total delivered for the same day)")
     if p["change_abs"] is not None:
         lines.append(f"  Change           {'+' if p['change_abs'] > 0 else ''}{_with_unit(p['change_abs'], unit)}"

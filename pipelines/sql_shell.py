@@ -257,6 +257,8 @@ def _refusal(con: duckdb.DuckDBPyConnection, statement) -> str | None:
     except duckdb.Error:
         return None  # DuckDB reports the syntax error itself when it runs
     for kind in [statement.type, *kinds]:
+        if kind == ST.LOAD:  # INSTALL parses as a LOAD statement too
+            return "INSTALL and LOAD statements are not allowed: clinic sql loads no extension"
         if kind not in READ_TYPES:
             return f"{kind.name} statements are not allowed: the snapshot is read-only"
     if len(kinds) != 1:
@@ -280,6 +282,18 @@ def _refusal(con: duckdb.DuckDBPyConnection, statement) -> str | None:
 def _is_read_only_error(error: duckdb.Error) -> bool:
     text = str(error)
     return isinstance(error, duckdb.PermissionException) or any(h in text for h in READ_ONLY_HINTS)
+
+
+def _read_only_advice(error: duckdb.Error) -> str:
+    """What to do instead, for the lockdown's two refusals an analyst meets: a setting, a file."""
+    text = str(error)
+    if "configuration has been locked" in text:
+        return ("; clinic sql's settings are fixed when it starts: CLINIC_DUCKDB_MEMORY_LIMIT (memory), "
+                "CLINIC_SQL_TEMP_DIR (spill folder), --timeout or CLINIC_SQL_TIMEOUT (time)")
+    if "Cannot access file" in text or "file system operations are disabled" in text:
+        return ("; clinic sql reads no file: the published marts are its tables (`.tables` lists them; "
+                "each Parquet file of the marts folder holds the same rows as its table)")
+    return ""
 
 
 # ---- rendering -----------------------------------------------------------------------------------
@@ -384,8 +398,8 @@ def fit_columns(widths: list[int], limit: int | None) -> list[int | None]:
     """The columns to show, None where the ones left out stand: the leading columns as many as fit
     (a result's first columns usually say which row it is: keys, then measures), then the last
     one if it still fits."""
-    if limit is None or sum(widths) + 3 * (len(widths) - 1) <= limit:
-        return list(range(len(widths)))
+    if limit is None or sum(widths) + 3 * (len(widths) - 1) <= limit or len(widths) == 1:
+        return list(range(len(widths)))  # (a lone column wider than the terminal is cut, not left out)
     last = len(widths) - 1
     used, left = len(ELIDED), []
     for k in range(last):
@@ -608,7 +622,9 @@ class Shell:
                 return
             if isinstance(error, duckdb.Error):
                 if _is_read_only_error(error):
-                    self.fail(f"read-only: {_first_line(error)} {where}")
+                    # DuckDB doubles the quotes of a quoted name in this message
+                    self.fail(f"read-only: {_first_line(error).replace(chr(34) * 2, chr(34))} {where}"
+                              + _read_only_advice(error))
                 else:
                     self.fail(f"SQL error: {_whole(error, where)}" + _tables_hint(error))
                 return

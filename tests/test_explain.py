@@ -28,7 +28,11 @@ PATIENTS = {
     "X_NOBASE": (FIB, "fiqr_total", [(10, 60), (168, 30)], None, [], []),
     "X_NOASSESS": (FIB, "fiqr_total", [(-5, 60), (30, 40)], None, [], []),
     "X_ZEROBASE": (FIB, "fiqr_total", [(-2, 0), (168, 0)], None, [], []),
+    "X_FIQR": (FIB, "fiqr_total", [], None, [], []),  # scored from its items (below)
 }
+# FIQR item answers (items 1..21) by (patient, day); a later export re-sends item 1 of day -3.
+FIQR_ITEMS = {("X_FIQR", -3): [5] * 21, ("X_FIQR", 168): [2] * 21}
+CORRECTION = "2026-02-02_explain-fix"
 
 
 def _write(path, header, rows):
@@ -62,7 +66,14 @@ def published(tmp_path_factory):
     _write(export / "discontinuations.csv", ["patient_id", "study_day", "reason"], stops)
     _write(export / "adverse_events.csv", ["patient_id", "study_day", "event", "severity", "action"], events)
     _write(export / "doses.csv", ["patient_id", "study_day", "dose_mg"], doses)
+    _write(export / "fiqr_items.csv", ["patient_id", "study_day", "item", "value"],
+           [(pid, day, item, value) for (pid, day), values in FIQR_ITEMS.items()
+            for item, value in enumerate(values, start=1)])
     (export / "_READY").touch()
+    correction = tmp / "raw" / CORRECTION
+    correction.mkdir()
+    _write(correction / "fiqr_items.csv", ["patient_id", "study_day", "item", "value"], [("X_FIQR", -3, 1, 8)])
+    (correction / "_READY").touch()
     settings = settings_for(tmp, tmp / "raw")
     assert run_pipeline(settings).success
     return settings.marts_dir, lines
@@ -88,12 +99,13 @@ EXPECTED = {
               "threshold 30%). Minimal."],
     "X_LACK": ["Patient X_LACK: minimal (reason stopped_for_lack_of_effect)", "60 points on day -3, from {X_LACK,-3}",
                "Assessment       none",
-               "discontinuation lack_of_effect on day 120, and there is no assessment value: minimal."],
+               f"discontinuation lack_of_effect on day 120 ({EXPORT}/discontinuations.csv:2), and there is no "
+               "assessment value: minimal."],
     "X_STOP": ["Patient X_STOP: intolerant (reason stopped_for_adverse_event)",
-               "Decided by       discontinuation adverse_event on day 30. A stop for an adverse event on or "
-               "before day 252 makes a patient intolerant"],
+               f"Decided by       discontinuation adverse_event on day 30 ({EXPORT}/discontinuations.csv:3). A stop "
+               "for an adverse event on or before day 252 makes a patient intolerant"],
     "X_AE": ["Patient X_AE: intolerant (reason stopped_for_adverse_event)",
-             "Decided by       adverse event vivid_dreams discontinued on day 9."],
+             f"Decided by       adverse event vivid_dreams discontinued on day 9 ({EXPORT}/adverse_events.csv:2)."],
     "X_NOBASE": ["Patient X_NOBASE: not_assessable (reason no_baseline)", "Baseline         none",
                  "30 points on day 168, from {X_NOBASE,168}",
                  "no fiqr_total value in the baseline window (days -30..0): not assessable."],
@@ -102,6 +114,12 @@ EXPECTED = {
     "X_ZEROBASE": ["Patient X_ZEROBASE: not_assessable (reason baseline_zero)",
                    "0 points on day -2, from {X_ZEROBASE,-2}",
                    "baseline 0: relative_reduction_pct >= 30 cannot be met"],
+    # 5 x 9 / 3 + 10 + 25 = 50, and 51 once item 1 is 8: the score and its source span both exports
+    "X_FIQR": ["Patient X_FIQR: meaningful (reason threshold_met)",
+               f"51 points on day -3, from {EXPORT}/fiqr_items.csv + {CORRECTION}/fiqr_items.csv",
+               "scored from the patient's item answers of day -3 in those 2 files",
+               f"20 points on day 168, from {EXPORT}/fiqr_items.csv  (",
+               "scored from the patient's item answers of day 168 in that file"],
 }
 
 
@@ -130,7 +148,7 @@ def test_unknown_patient_is_a_clear_message_and_exit_1(published):
     marts, _ = published
     done = clinic("explain", "jane.doe@example.org", "--marts", str(marts))
     assert done.returncode == 1 and done.stdout == ""
-    assert "no patient with the id given" in done.stderr and "11 patients" in done.stderr
+    assert "no patient with the id given" in done.stderr and "12 patients" in done.stderr
     assert "jane.doe" not in done.stderr  # what was typed may be an identifier: not echoed
 
 

@@ -15,7 +15,7 @@ import yaml
 
 from pipelines.response.rules import CRITERIA, DECISION_ORDER
 from pipelines.settings import RULES_DIR, SQL_DIR
-from tests.response_sql import categorise
+from tests.response_sql import categorise, cohort_flow
 
 FIB, CROHN, MS, AUD = "fibromyalgia", "crohns_disease", "multiple_sclerosis", "alcohol_use_disorder"
 # id: (indication, primary instrument, [(day, value)], discontinuation, adverse events, expected)
@@ -69,6 +69,40 @@ def _then_literals(sql: str, alias: str) -> list[str]:
     """The THEN and ELSE values, in order, of the CASE that ends `END AS <alias>`."""
     case = sql[:sql.index(f"END AS {alias}")].rsplit("CASE", 1)[1]
     return re.findall(r"(?:THEN|ELSE) '?([a-z_]+)'?", case)
+
+
+def test_a_stop_that_decides_names_its_row():
+    """decided_by_source: the row of the stop the criterion names (lines numbered in the order
+    the cases list their rows, from 2), and none where the values decided."""
+    rows = categorise({
+        "both": (FIB, "fiqr_total", [(-3, 60)], (30, "adverse_event"), [(9, "vivid_dreams", "discontinued")]),
+        "two_on_a_day": (FIB, "fiqr_total", [(-3, 60)], None, [(9, "vivid_dreams", "discontinued"),
+                                                              (9, "nausea", "discontinued")]),
+        "lack": (FIB, "fiqr_total", [(-3, 60)], (120, "lack_of_effect"), []),
+        "met": (FIB, "fiqr_total", [(-7, 60), (180, 36)], (200, "lack_of_effect"), []),
+    })
+    assert {pid: (row["criterion"], row["decided_by_source"]) for pid, row in rows.items()} == {
+        "both": ("discontinuation adverse_event on day 30", "cases/discontinuations.csv:3"),
+        "two_on_a_day": ("adverse event nausea discontinued on day 9", "cases/adverse_events.csv:7"),
+        "lack": ("discontinuation lack_of_effect on day 120", "cases/discontinuations.csv:9"),
+        "met": ("relative_reduction_pct >= 30", None)}
+
+
+def test_cohort_flow_counts_off_treatment_by_either_stop_before_the_assessment_window():
+    """reached_assessment_window: patients still on treatment on the window's first day (day 56).
+    An adverse event with action `discontinued` stops treatment as a discontinuation does (the
+    response rules call both patients intolerant); a patient with both stops counts once."""
+    flow = cohort_flow({
+        "on_treatment": (FIB, "fiqr_total", [(-5, 60), (168, 30)], None, [(20, "nausea", "dose_reduced")]),
+        "ae_stop": (FIB, "fiqr_total", [(-5, 60)], None, [(20, "nausea", "discontinued")]),
+        "discontinued": (FIB, "fiqr_total", [(-5, 60)], (30, "patient_choice"), []),
+        "both_stops": (FIB, "fiqr_total", [(-5, 60)], (40, "adverse_event"), [(40, "nausea", "discontinued")]),
+        "stop_on_day_56": (FIB, "fiqr_total", [(-5, 60), (168, 40)], None, [(56, "nausea", "discontinued")]),
+    })
+    assert {k: flow[FIB][k] for k in ("enrolled", "with_baseline", "reached_assessment_window", "assessed",
+                                       "n_intolerant")} == {
+        "enrolled": 5, "with_baseline": 5, "reached_assessment_window": 2, "assessed": 2, "n_intolerant": 3}
+    assert flow["all"]["reached_assessment_window"] == 2
 
 
 def test_the_sql_decides_in_the_declared_order():

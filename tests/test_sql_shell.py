@@ -121,6 +121,20 @@ ATTACKS = [
 ]
 
 
+@pytest.mark.parametrize(("query", "says"), [
+    ("INSTALL httpfs", "INSTALL and LOAD statements are not allowed: clinic sql loads no extension"),
+    ("SET memory_limit = '1GB'", 'option "memory_limit"'),
+    ("SET memory_limit = '1GB'", "CLINIC_DUCKDB_MEMORY_LIMIT (memory)"),
+    ("SELECT * FROM '{parquet}'", "each Parquet file of the marts folder holds the same rows as its table"),
+])
+def test_a_refusal_says_what_to_do_instead(site, query, says):
+    """An analyst's everyday refusals name the way that works: a table for a file, an environment
+    setting for SET (DuckDB's own text names INSTALL a LOAD and doubles a name's quotes)."""
+    out = run_in_process(site["marts"], query.format(**site))
+    assert out.returncode == 1 and out.stderr.startswith("clinic sql: read-only: ")
+    assert says in out.stderr and '""' not in out.stderr, out.stderr
+
+
 def run_in_process(marts: Path, query: str) -> subprocess.CompletedProcess:
     """`clinic sql QUERY` through the module's entry point, in this process: the same code path as
     the command line after argparse, without a Python start-up per attack."""
@@ -448,6 +462,11 @@ def test_a_wide_table_fits_the_terminal_by_eliding_middle_columns(site, monkeypa
     assert "columns left out to fit 70 characters" in out.getvalue()
     piped = clinic_sql(site["marts"], query)  # piped: every column
     assert all(f"col_{c}" in piped.stdout for c in "abcdefghij")
+    out = FakeTerminal()  # one column wider than the terminal: cut, and nothing left out
+    args.query = "SELECT repeat('x', 200) AS wide"
+    assert sql_shell.run(args, stdin=io.StringIO(), out=out, err=io.StringIO()) == 0
+    assert out.getvalue().splitlines()[0].strip() == "wide" and "left out" not in out.getvalue()
+    assert out.getvalue().splitlines()[2] == "x" * 65 + sql_shell.ELIDED
 
 
 SLOW = "SELECT count(*) FROM range(100000000000) a WHERE hash(a.range) % 7 = 3"

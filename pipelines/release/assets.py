@@ -35,7 +35,7 @@ from pipelines.publish.snapshot import building_dir
 
 # Columns that would tie a release row to a patient or to the clinic's source files.
 LINEAGE_COLUMNS = {"patient_id", "site_id", "export_id", "source_file", "line_number", "baseline_source",
-                   "assessment_source", "detail"}
+                   "assessment_source", "decided_by_source", "detail"}
 # What a released aggregate may hold besides its keys, counts and what derives from the counts
 # (a column declared nowhere could carry a suppressed count through, e.g. an interval).
 DESCRIPTIVE_COLUMNS = {"rules_version", "band_order", "suppressed", "suppressed_counts"}

@@ -1,8 +1,13 @@
 -- From enrolment to a category, per indication (and all patients).
 CREATE OR REPLACE TABLE marts.cohort_flow AS
+-- Off treatment before the assessment window opens: the same two stops as the response rules
+-- (a discontinuation, or an adverse event with action `discontinued`), each patient once.
 WITH r AS (SELECT DISTINCT assessment_from FROM response.rules),
 early_stop AS (
     SELECT d.patient_id FROM staging.discontinuations d, r WHERE d.study_day < r.assessment_from
+    UNION
+    SELECT a.patient_id FROM staging.adverse_events a, r
+    WHERE a.action = 'discontinued' AND a.study_day < r.assessment_from
 ),
 flow AS (
     SELECT coalesce(p.indication, 'all') AS indication,

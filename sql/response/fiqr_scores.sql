@@ -13,7 +13,9 @@ WITH by_domain AS (
            sum(CASE WHEN item BETWEEN 10 AND 11 THEN value END) AS sum_overall,
            count(CASE WHEN item BETWEEN 12 AND 21 THEN 1 END) AS n_symptom,
            sum(CASE WHEN item BETWEEN 12 AND 21 THEN value END) AS sum_symptom,
-           max(source_file) AS source_file, max(export_id) AS export_id
+           -- every file that holds one of the day's items (a later export may re-send a few)
+           array_to_string(array_sort(array_distinct(array_agg(source_file))), ' + ') AS source_file,
+           max(export_id) AS export_id
     FROM staging.fiqr_items
     GROUP BY patient_id, study_day
 )

@@ -42,16 +42,18 @@ stops AS (
     SELECT d.patient_id,
            max(CASE WHEN d.reason = 'adverse_event' THEN 1 ELSE 0 END) AS stopped_for_ae,
            max(CASE WHEN d.reason = 'lack_of_effect' THEN 1 ELSE 0 END) AS stopped_for_lack,
-           min(d.study_day) AS stop_day
+           min(d.study_day) AS stop_day,
+           max(d.source_file) AS stop_file, max(d.line_number) AS stop_line
     FROM staging.discontinuations d JOIN patients p USING (patient_id)
     WHERE d.study_day <= p.stop_counts_until_day
     GROUP BY d.patient_id
 ),
 -- The first adverse event that ended treatment (the earliest day; on a tie the first event
--- by name), for the criterion.
+-- by name), for the criterion, with its row (one per patient, day and event: the contract's key).
 ae_stops AS (
-    SELECT patient_id, ae_stop_day, min(event) AS ae_stop_event
-    FROM (SELECT a.patient_id, a.event, a.study_day,
+    SELECT patient_id, ae_stop_day, min(event) AS ae_stop_event,
+           arg_min(source_file, event) AS ae_stop_file, arg_min(line_number, event) AS ae_stop_line
+    FROM (SELECT a.patient_id, a.event, a.study_day, a.source_file, a.line_number,
                  min(a.study_day) OVER (PARTITION BY a.patient_id) AS ae_stop_day
           FROM staging.adverse_events a JOIN patients p USING (patient_id)
           WHERE a.action = 'discontinued' AND a.study_day <= p.stop_counts_until_day) t
@@ -68,7 +70,9 @@ joined AS (
            p.improvement_sign * (a.assessment_value - b.baseline_value) AS improvement_abs,
            coalesce(s.stopped_for_ae, 0) = 1 OR e.patient_id IS NOT NULL AS stopped_for_ae,
            coalesce(s.stopped_for_lack, 0) = 1 AS stopped_for_lack,
-           s.stopped_for_ae AS discontinued_for_ae, s.stop_day, e.ae_stop_day, e.ae_stop_event
+           s.stopped_for_ae AS discontinued_for_ae, s.stop_day, e.ae_stop_day, e.ae_stop_event,
+           s.stop_file || ':' || CAST(s.stop_line AS VARCHAR) AS stop_source,
+           e.ae_stop_file || ':' || CAST(e.ae_stop_line AS VARCHAR) AS ae_stop_source
     FROM patients p
     LEFT JOIN baseline b USING (patient_id)
     LEFT JOIN assessment a USING (patient_id)
@@ -140,7 +144,14 @@ categorised AS (
             WHEN remission_met THEN remission_criterion
             WHEN zero_met THEN zero_criterion
             ELSE 'not met: ' || rule_text
-        END AS criterion
+        END AS criterion,
+        -- The row of the stop that decided (the criterion's discontinuation or adverse event);
+        -- any other category is decided by the baseline and assessment values' rows.
+        CASE
+            WHEN stopped_for_ae AND coalesce(discontinued_for_ae, 0) = 1 THEN stop_source
+            WHEN stopped_for_ae THEN ae_stop_source
+            WHEN stopped_for_lack AND NOT threshold_met THEN stop_source
+        END AS decided_by_source
     FROM judged
 )
 SELECT patient_id, site_id, indication, indication_group, regimen, sex,
@@ -148,5 +159,6 @@ SELECT patient_id, site_id, indication, indication_group, regimen, sex,
             ELSE CAST(CAST(floor(age_years / 10) * 10 AS INTEGER) AS VARCHAR) || '-'
                  || CAST(CAST(floor(age_years / 10) * 10 + 9 AS INTEGER) AS VARCHAR) END AS age_band,
        start_year, primary_measure, baseline_day, baseline_value, assessment_day, assessment_value,
-       change_abs, change_pct, improvement_pct, category, reason, criterion, rules_version, baseline_source, assessment_source
+       change_abs, change_pct, improvement_pct, category, reason, criterion, rules_version, baseline_source, assessment_source,
+       decided_by_source
 FROM categorised;  -- unordered: the snapshot publishes it by patient_id (its .yml's publish_order)
