@@ -447,7 +447,7 @@ def cmd_run(args) -> int:
             return _nothing_new(decision)
         if decision is not None and decision.previous_run:
             print(f"clinic run: changed since run {decision.previous_run[:8]}: "
-                  f"{', '.join(decision.changed) or 'the warehouse is gone'}", file=sys.stderr)
+                  f"{', '.join(decision.changed)}", file=sys.stderr)
 
     from pipelines.quality.gx_worker import start_early
 
@@ -475,7 +475,8 @@ def cmd_run(args) -> int:
                 path.unlink(missing_ok=True)
         print("The last published set is still what analysts and dashboards read." if clinic.snapshot.exists()
               else f"Nothing is published in {clinic.marts_dir} yet.", file=sys.stderr)
-        pending = applied_not_published(clinic)
+        # (an applied export gone from the raw folder is not checked again: the failure above says so)
+        pending = [e for e in applied_not_published(clinic) if (Path(clinic.raw_dir) / e).is_dir()]
         if pending:
             stopped = any(line.endswith(INTERRUPTED_ADVICE) for _, line in failures)  # nothing to fix
             print(f"Applied to the warehouse, not published: {', '.join(pending)}; the next run checks them "
@@ -493,6 +494,8 @@ EXIT_REFUSED = 6  # `clinic release`: the release cannot be made safe (nothing w
 
 def cmd_release(args) -> int:
     """Make the next release, protected together with every release in the ledger, or refuse."""
+    import duckdb
+
     from pipelines.release.ledger import make_release
     from pipelines.release.protection import Refused
 
@@ -513,6 +516,12 @@ def cmd_release(args) -> int:
     except Refused as refused:
         print(f"clinic release REFUSED, nothing written, the ledger unchanged: {refused.reason}", file=sys.stderr)
         return EXIT_REFUSED
+    except (OSError, duckdb.Error) as error:  # a full disk, a read-only marts folder
+        name = type(error).__name__
+        print(f"clinic release: {_named(name, str(error).splitlines()[0] if str(error) else name)}; "
+              f"nothing was released, the ledger is unchanged; "
+              f"{_advice(name, str(error)).replace('run again', 'run `clinic release` again')}", file=sys.stderr)
+        return EXIT_STEP_FAILED
     use = release.entry["utility"]
     print(f"release {release.release_id} made from run {release.entry['run_id'][:8]}: "
           f"{use['published_exact']} of {use['count_cells']} count cells published "

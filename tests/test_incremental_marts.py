@@ -102,4 +102,4 @@ def test_a_rules_change_recomputes_every_patient(demo_copy, tmp_path):
     result = run_pipeline(changed)
     assert refresh_of(result, "trajectory_points") == ("full", 230)
     meta = materialization(result, "patient_response").metadata
-    assert meta["refresh_reason"].value == "the rules or the staging/response SQL changed"
+    assert meta["refresh_reason"].value == "the rules, the instrument registry or the staging/response SQL changed"

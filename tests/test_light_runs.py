@@ -18,6 +18,8 @@ import duckdb
 import pytest
 
 from pipelines.demo.generator import generate
+from pipelines.ingest.contract import load_contract
+from pipelines.ingest.load import contract_hash
 from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, published_fingerprint
 from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
 from pipelines.orchestration.schedules import daily_schedule
@@ -90,6 +92,30 @@ def test_a_change_or_force_makes_the_run_work(published_copy, tmp_path, clinic_h
                                                           "CLINIC_DUCKDB_MEMORY_LIMIT": "bogus"})
     assert forced.returncode == 2 and "not a size DuckDB understands" in forced.stderr
     assert "nothing new" not in forced.stdout
+
+
+@pytest.mark.slow
+def test_a_run_after_one_that_applied_an_export_but_did_not_publish_works(published_copy, tmp_path, clinic_here):
+    """The published set's inputs again, but a later run applied an export and failed, and the
+    export has gone since: not "nothing new" (the warehouse is not what was published), and the
+    run says the export is gone (exit 4), without promising to check it again."""
+    s, published_run = published_copy
+    home = {"DAGSTER_HOME": str(tmp_path / "h")}
+    export = generate(200, seed=12, id_prefix="E")
+    values = export.tables["measurements"]
+    calprotectin = values["instrument"] == "calprotectin_ug_g"
+    values.loc[calprotectin, "value"] = values.loc[calprotectin, "value"].astype(float) / 1000  # sent in mg/g
+    folder = Path(s.raw_dir) / "2026-12-09_mg"
+    export.write(folder)
+    failed = clinic_here("run", *run_args(s), env=home)
+    assert failed.returncode == 1 and "Applied to the warehouse, not published: 2026-12-09_mg" in failed.stderr
+    shutil.move(folder, tmp_path / "moved_away")
+    decision = decide(s.values())
+    assert decision.previous_run == published_run and not decision.nothing_new
+    assert decision.changed == [decision.warehouse] and "is not the one that published" in decision.warehouse
+    gone = clinic_here("run", *run_args(s), env=home)
+    assert gone.returncode == 4, gone.stderr[-3000:]
+    assert "2026-12-09_mg" in gone.stderr and "checks them again" not in gone.stderr
 
 
 @pytest.mark.slow
@@ -225,11 +251,22 @@ def test_a_warehouse_whose_free_blocks_duckdb_cut_off_is_not_damaged_and_one_cut
     assert duckdb_file_damage(path)
 
 
-@pytest.mark.parametrize("change", ["new_export", "touched_file", "setting", "expectations"])
+@pytest.mark.parametrize("change", ["new_export", "touched_file", "setting", "expectations", "instrument_range"])
 def test_the_fingerprint_sees_each_kind_of_change(published_copy, tmp_path, change):
     s, _ = published_copy
     values = s.values()
-    if change == "new_export":
+    if change == "instrument_range":  # the registry the contract names: its codes and ranges are the contract's
+        rules = tmp_path / "rules"
+        shutil.copytree(Path(s.contract_file).parent, rules)
+        values["contract_file"] = str(rules / Path(s.contract_file).name)
+        assert decide(values).nothing_new  # a copy is the same contract
+        registry = rules / "instruments.yaml"
+        text = registry.read_text()
+        assert "  max: 10\n" in text
+        registry.write_text(text.replace("  max: 10\n", "  max: 7\n", 1))
+        before, after = (load_contract(Path(f) / "contract.yaml") for f in (Path(s.contract_file).parent, rules))
+        assert contract_hash(before) != contract_hash(after)  # the warehouse reloads its exports under it
+    elif change == "new_export":
         generate(10, seed=3, id_prefix="N").write(Path(s.raw_dir) / "2026-12-09_new")
     elif change == "touched_file":
         os.utime(Path(s.raw_dir) / DEMO_EXPORT.name / "patients.csv")
@@ -244,7 +281,7 @@ def test_the_fingerprint_sees_each_kind_of_change(published_copy, tmp_path, chan
     decision = decide(values)
     assert not decision.nothing_new
     assert decision.changed == {"new_export": ["exports"], "touched_file": ["exports"], "setting": ["settings"],
-                                "expectations": ["expectations"]}[change]
+                                "expectations": ["expectations"], "instrument_range": ["contract"]}[change]
 
 
 def test_the_schedule_skips_a_day_with_nothing_new_and_runs_when_an_export_arrives(published_copy):

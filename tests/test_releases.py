@@ -381,3 +381,42 @@ def test_a_release_from_a_snapshot_cut_short_is_said_with_what_to_do(demo_run, t
     said = capsys.readouterr().err
     assert f"the published snapshot {damaged} cannot be read" in said and "clinic run --force" in said
     assert not (marts / "releases").exists() or not list((marts / "releases").glob("r0*"))
+
+
+def test_a_release_the_disk_cannot_hold_leaves_nothing_and_says_what_to_do(demo_run, tmp_path, capsys,
+                                                                           monkeypatch):
+    """A disk that fills while the bundle is written (the failure injected where the release's pages
+    are drawn): exit 5 with what to do, no folder left behind, the ledger as it was; and a ledger
+    whose last line was cut short is named with its line, not parsed past."""
+    import errno
+
+    import dashboards.build
+    from pipelines.cli import main
+    from pipelines.release.ledger import LEDGER, ledger_dir, read_ledger
+
+    settings, _ = demo_run
+    marts = tmp_path / "marts"
+    shutil.copytree(settings.marts_dir, marts, symlinks=True)
+    ledger = ledger_dir(marts) / LEDGER
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(dashboards.build, "build_dashboards", full_disk)
+    assert main(["release", "--marts", str(marts)]) == 5
+    said = capsys.readouterr().err
+    assert "No space left on device" in said and "free disk space" in said and "run `clinic release` again" in said
+    assert "Traceback" not in said and "the ledger is unchanged" in said
+    assert not ledger.exists() and [p.name for p in ledger_dir(marts).iterdir()] == [".lock"]
+    assert not (marts / "release").exists()
+    monkeypatch.undo()
+    assert main(["release", "--marts", str(marts)]) == 0  # the disk freed: the release is made
+    before = ledger.read_bytes()
+    capsys.readouterr()
+
+    ledger.write_bytes(before + b'{"release_id": "r0002-2026')  # an append cut short
+    assert main(["release", "--marts", str(marts)]) == 5
+    said = capsys.readouterr().err
+    assert f"the release ledger {ledger} is damaged at line 2" in said and "restore it from a backup" in said
+    ledger.write_bytes(before)
+    assert len(read_ledger(marts)) == 1

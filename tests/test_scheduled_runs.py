@@ -139,8 +139,10 @@ def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidie
     current = os.readlink(marts / "current")
     before = published_files(marts)
     generate(30, seed=8, id_prefix="K").write(Path(published.raw_dir) / "2026-12-03_more")
+    home = {"DAGSTER_HOME": str(marts.parent / "dagster_home")}  # the run history the UI's queue reads
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "run", *run_args(published)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                            env={**os.environ, **home})
     deadline = time.monotonic() + 300
     while not any((marts / "versions").glob(".building-*/*.parquet")) and time.monotonic() < deadline:
         assert proc.poll() is None, "the run finished before it could be killed"
@@ -156,8 +158,14 @@ def test_a_run_killed_while_publishing_leaves_a_whole_set_and_the_next_run_tidie
                                   [str(marts / "run_info.parquet")]).fetchall()
     assert runs_in_snapshot == runs_in_parquet
     assert list((marts / "versions").glob(".building-*"))  # the killed run's leftovers...
-    out = clinic_here("run", *run_args(published))  # the next run: in this process (the killed one was not)
+    with dg.DagsterInstance.from_config(home["DAGSTER_HOME"]) as instance:
+        [killed] = instance.get_runs()
+        assert killed.status == dg.DagsterRunStatus.STARTED  # as a kill leaves it: the queue counts it running
+    out = clinic_here("run", *run_args(published), env=home)  # the next run: in this process (the killed one was not)
     assert out.returncode == 0, out.stderr
+    with dg.DagsterInstance.from_config(home["DAGSTER_HOME"]) as instance:
+        assert instance.get_run_by_id(killed.run_id).status == dg.DagsterRunStatus.FAILURE
+        assert [r.status for r in instance.get_runs()] == [dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE]
     assert not list((marts / "versions").glob(".building-*"))  # ...are gone after the next run
     assert not list(marts.glob(".*.tmp*"))
     statuses = [s for (s,) in query_snapshot(published, "SELECT status FROM marts.run_info ORDER BY run_time")]

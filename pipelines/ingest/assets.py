@@ -15,6 +15,7 @@ from pipelines.ingest.exports import export_files, export_findings, unfit_export
 from pipelines.ingest.load import InputsMissing, ingest_table, pending_for_table, plan_ingest
 from pipelines.metadata import code_version, report, table_metadata
 from pipelines.orchestration.fingerprint import input_fingerprint
+from pipelines.orchestration.hooks import close_interrupted_runs
 from pipelines.quality.catalogue import declared_columns
 from pipelines.quality.gx_worker import step_back
 from pipelines.sqlfiles import quote_literal, run_sql
@@ -59,9 +60,13 @@ def export_plan(context: dg.AssetExecutionContext, config: ExportPlanConfig, cli
                     "? AS rebuild_reason, ? AS exports_found, ? AS exports_new, ? AS input_fingerprint",
                     [mode, plan.rebuild_reason or "", ",".join(p.name for p in plan.exports),
                      ",".join(plan.pending_ids), json.dumps({"digest": inputs.digest, "parts": inputs.parts})])
+        unfinished = [r for (r,) in con.execute("SELECT run_id FROM quality.run_log WHERE status = 'running' "
+                                                 "AND run_id <> ?", [context.run_id]).fetchall()]
         run_sql(con, "quality", "run_started", run_id=quote_literal(context.run_id),
                 rules_version=quote_literal(clinic.rules()["version"]), code_version=quote_literal(code_version()),
                 engine=quote_literal(compute.engine))
+    for run_id in close_interrupted_runs(context.instance, unfinished, context.run_id):
+        report(context, f"run {run_id[:8]} was interrupted: marked failed in the run history")
     report(context, f"{len(plan.exports)} complete export(s) in {clinic.raw_dir}; applying "
                     f"{len(plan.pending)} ({mode}{': ' + plan.rebuild_reason if plan.rebuild_reason else ''})")
     for line in findings:

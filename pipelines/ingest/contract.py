@@ -138,7 +138,7 @@ class Contract:
     tables: dict[str, Table]
     identifier_columns: frozenset[str]
     identifier_values: tuple[IdentifierPattern, ...]
-    text: str
+    text: str  # the contract file's, and what it takes from the registry (see load_contract)
     # The instrument registry the contract names (rules/instruments.yaml): measurements.instrument's
     # codes and each value's range.
     export_names: ExportNames
@@ -209,12 +209,28 @@ def check_identifier_pattern(p: IdentifierPattern, con=None) -> None:
                                     f"DuckDB says {in_sql}, Python says {in_python}")
 
 
+def _registry_path(path: Path, doc: dict) -> Path | None:
+    """The instrument registry the contract names (`instruments:`, relative to the contract file)."""
+    return Path(path).parent / doc["instruments"] if isinstance(doc, dict) and doc.get("instruments") else None
+
+
+def contract_files(path: Path) -> list[Path]:
+    """The files whose content is the contract: its own and the instrument registry it names
+    (the measurements' codes and ranges). A contract that cannot be read is its file alone (the
+    settings check says why)."""
+    try:
+        registry = _registry_path(path, load_yaml(declared_text(path, "contract", ContractError)))
+    except (ContractError, ValueError, OSError):
+        registry = None
+    return [Path(path), *([registry] if registry is not None else [])]
+
+
 def _instruments(path: Path, doc: dict) -> dict[str, Instrument]:
-    """The registry the contract names (`instruments:`, relative to the contract file)."""
-    if not doc.get("instruments"):
+    registry = _registry_path(path, doc)
+    if registry is None:
         return {}
     try:
-        return load_instruments(Path(path).parent / doc["instruments"])
+        return load_instruments(registry)
     except InstrumentsError as error:
         raise ContractError(str(error)) from None
 
@@ -288,7 +304,9 @@ def load_contract(path: Path) -> Contract:
         tables=tables,
         identifier_columns=frozenset(privacy["identifier_columns"]),
         identifier_values=patterns,
-        text=text,
+        # What the contract takes from the registry (codes and ranges) is part of its text: a
+        # warehouse loaded under other ranges is reloaded from the exports (contract_hash).
+        text=text + "".join(f"\n# instrument {i.name}: {i.minimum!r}..{i.maximum!r}" for i in instruments.values()),
         instruments=instruments,
         export_names=_export_names(doc),
     )

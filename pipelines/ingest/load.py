@@ -154,6 +154,22 @@ def applied_exports(warehouse: Path) -> set[str] | None:
         con.close()
 
 
+def last_logged_run(warehouse: Path) -> tuple[str, str] | None:
+    """The warehouse's latest run in its run log (run id, status), read-only; None while a run
+    holds the warehouse, or when it has none or cannot be read (then a run finds out why)."""
+    try:
+        con = duckdb.connect(str(warehouse), read_only=True)
+    except (duckdb.Error, OSError):  # held by another process, or not a database
+        return None
+    try:
+        rows = con.execute("SELECT run_id, status FROM quality.run_log ORDER BY run_time DESC LIMIT 1").fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    return rows[0] if rows else None
+
+
 CONTENT_HASH = "sha256:"
 
 

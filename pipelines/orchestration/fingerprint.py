@@ -95,11 +95,12 @@ def exports_digest(raw_dir: Path) -> str:
 def input_fingerprint(values: dict[str, object]) -> Fingerprint:
     """The fingerprint of a deployment's inputs now; `values` maps setting names
     (pipelines/settings.py) to their values, as ClinicConfig or the command line has them."""
+    from pipelines.ingest.contract import contract_files  # loaded by the settings check already
     settings = {name: str(values[name]) for name in OUTPUT_SETTINGS}
     return Fingerprint(parts={
         "exports": exports_digest(Path(str(values["raw_dir"]))),
         "rules": contents_digest([Path(str(values["rules_file"]))]),
-        "contract": contents_digest([Path(str(values["contract_file"]))]),
+        "contract": contents_digest(contract_files(Path(str(values["contract_file"])))),
         "checks": contents_digest([Path(str(values["checks_file"]))]),
         "expectations": contents_digest([Path(str(values["expectations_dir"]))]),
         "sql": contents_digest([Path(str(values.get("sql_dir") or sql_dir()))]),
@@ -134,10 +135,12 @@ class Decision:
 
     fingerprint: Fingerprint
     previous: dict | None  # the published set's fingerprint record
+    warehouse: str | None = None  # why the warehouse means work whatever the inputs, if it does
 
     @property
     def nothing_new(self) -> bool:
-        return self.previous is not None and self.previous.get("digest") == self.fingerprint.digest
+        return (self.previous is not None and self.previous.get("digest") == self.fingerprint.digest
+                and self.warehouse is None)
 
     @property
     def previous_run(self) -> str:
@@ -145,14 +148,30 @@ class Decision:
 
     @property
     def changed(self) -> list[str]:
-        return self.fingerprint.changed_since(self.previous or {})
+        return self.fingerprint.changed_since(self.previous or {}) + ([self.warehouse] if self.warehouse else [])
+
+
+def warehouse_since(warehouse: Path, published_run: str) -> str | None:
+    """Why the warehouse means work although the inputs are those of the published set: it is
+    gone (the next run rebuilds it), or its last run is not the one that published (a run that
+    failed or was killed may have applied an export that has gone from the raw folder since,
+    which only a run finds and says). None when the published run is its last."""
+    from pipelines.ingest.load import last_logged_run  # duckdb: loaded by the settings check already
+
+    if not warehouse.exists():
+        return "the warehouse is gone"
+    last = last_logged_run(warehouse)
+    if last is None or last[0] != published_run:
+        return ("the warehouse's last run " + (f"{last[0][:8]} ({last[1]})" if last else "cannot be read")
+                + " is not the one that published")
+    return None
 
 
 def decide(values: dict[str, object]) -> Decision:
-    """Compare the inputs now with what the published set was built from. A warehouse that
-    is gone means work (the next run rebuilds it), whatever the fingerprint says."""
+    """Compare the inputs now with what the published set was built from, and the warehouse with
+    the run that published it."""
     fingerprint = input_fingerprint(values)
     previous = published_fingerprint(Path(str(values["marts_dir"])))
-    if previous is not None and not Path(str(values["warehouse"])).exists():
-        previous = {**previous, "digest": None}
-    return Decision(fingerprint, previous)
+    if previous is None or previous.get("digest") != fingerprint.digest:
+        return Decision(fingerprint, previous)  # work whatever the warehouse holds
+    return Decision(fingerprint, previous, warehouse_since(Path(str(values["warehouse"])), str(previous.get("run_id"))))

@@ -71,10 +71,35 @@ def ledger_dir(marts_dir: Path) -> Path:
 
 
 def read_ledger(marts_dir: Path) -> list[dict]:
+    """The ledger's entries, oldest first; a line that is not an entry is a ValueError naming the
+    file and the line (the ledger is the record of what left the clinic: never guessed at)."""
     path = ledger_dir(marts_dir) / LEDGER
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as error:
+            raise ValueError(f"the release ledger {path} is damaged at line {number} ({error}): restore it from a "
+                             "backup, or compare it with the releases' manifests under that folder; no release is "
+                             "made from a ledger that cannot be read") from None
+        entries.append(entry)
+    return entries
+
+
+def _append_to_ledger(path: Path, entry: dict) -> None:
+    """The ledger with `entry` added, written whole beside it and moved into place: a full disk or
+    a kill leaves the old ledger or the new one, never a line cut short."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    old = path.read_bytes() if path.exists() else b""
+    with open(tmp, "wb") as fh:
+        fh.write(old + (b"" if not old or old.endswith(b"\n") else b"\n") + json.dumps(entry).encode() + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _read_folder(folder: Path, names: Iterable[str]) -> dict[str, pd.DataFrame]:
@@ -187,6 +212,13 @@ def _clean(marts_dir: Path, ledger: list[dict]) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _in_ledger(marts_dir: Path, release_id: str) -> bool:
+    try:
+        return any(e.get("release_id") == release_id for e in read_ledger(marts_dir))
+    except (OSError, ValueError):
+        return False
+
+
 def make_release(clinic, now: dt.datetime | None = None) -> Release:
     """The next release from the published internal set, protected together with every release
     in the ledger, written and appended to the ledger; raises Refused (nothing written, ledger
@@ -202,6 +234,7 @@ def make_release(clinic, now: dt.datetime | None = None) -> Release:
     marts_dir = Path(clinic.marts_dir)
     marts, patients, run = read_published(clinic.snapshot)
     lock = _lock(marts_dir)
+    building = final = None
     try:
         ledger = read_ledger(marts_dir)
         _clean(marts_dir, ledger)
@@ -228,11 +261,13 @@ def make_release(clinic, now: dt.datetime | None = None) -> Release:
                  "earlier": [e["release_id"] for e in ledger],
                  "bundle": f"{RELEASES}/{release_id}/{BUNDLE}",
                  "manifest_sha256": file_sha256(final / BUNDLE / MANIFEST), "files": manifest["files"]}
-        with open(ledger_dir(marts_dir) / LEDGER, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(entry) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        _append_to_ledger(ledger_dir(marts_dir) / LEDGER, entry)
         _link(marts_dir / "release", f"{RELEASES}/{release_id}/{BUNDLE}")
         return Release(release_id, final / BUNDLE, entry)
+    except BaseException:  # a full disk, a read-only folder, Ctrl-C: nothing half-written stays
+        for folder in (building, final):
+            if folder is not None and folder.exists() and not _in_ledger(marts_dir, folder.name):
+                shutil.rmtree(folder, ignore_errors=True)
+        raise
     finally:
         lock.close()

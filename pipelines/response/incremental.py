@@ -51,7 +51,7 @@ def _full_rebuild_reason(con, table_name: str, fp: str, state: list[tuple[str, s
     if not has_table(con, schema, name) or not state:
         return "first build"
     if any(f != fp for f, _, _ in state):
-        return "the rules or the staging/response SQL changed"
+        return "the rules, the instrument registry or the staging/response SQL changed"
     if not {(e, a) for _, e, a in state} <= applied:
         return "the warehouse was rebuilt from the exports"
     return None
