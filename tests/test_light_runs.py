@@ -23,6 +23,8 @@ from pipelines.ingest.load import contract_hash
 from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, published_fingerprint
 from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
 from pipelines.orchestration.schedules import daily_schedule
+from pipelines.response.assets import version_reused
+from pipelines.response.rules import rules_content
 from pipelines.publish.reuse import PARTS_FILE, digest_of, previous_set, record_part, reusable, static_inputs
 from tests.conftest import DEMO_EXPORT, clinic, materialization, query_snapshot, run_pipeline, settings_for
 from tests.test_scheduled_runs import published_files, run_args
@@ -51,6 +53,13 @@ def test_the_published_set_carries_the_fingerprint_of_what_it_was_built_from(dem
     assert set(stored["parts"]) == {"exports", "rules", "contract", "checks", "expectations", "sql", "code",
                                     "settings", "ledger"}
     assert decide(settings.values()).nothing_new
+    rules = settings.rules()
+    assert (stored["rules_version"], stored["rules_content"]) == (rules["version"], rules_content(rules))
+    assert version_reused(rules, stored) is None  # the same rules
+    assert version_reused({**rules, "version": "2", "tolerance": 0.5}, stored) is None  # changed, with a new version
+    assert version_reused({**rules, "windows": {}}, {**stored, "rules_content": None}) is None  # a set from before
+    changed = version_reused({**rules, "tolerance": 0.5}, stored)
+    assert f"keep its version {rules['version']}" in changed and "give the changed rules a new `version`" in changed
 
 
 def test_a_run_with_nothing_new_does_no_work_says_so_and_is_in_the_run_history(published_copy, tmp_path):

@@ -67,6 +67,7 @@ def test_the_sensor_asks_the_ledger_not_its_cursor(demo_run, tmp_path):
         third = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s},
                                                           cursor=second.cursor))
         assert not third.run_requests  # requested, not applied yet: not requested twice
+        assert "not applied yet, each requested once already (2026-12-01_new)" in third.skip_reason.skip_message
         busy = duckdb.connect(str(settings.warehouse))  # a run holds the warehouse
         try:
             held = new_export_sensor(dg.build_sensor_context(instance=instance, resources={"clinic": s}))

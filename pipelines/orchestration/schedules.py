@@ -62,8 +62,12 @@ def new_export_sensor(context: dg.SensorEvaluationContext, clinic: ClinicConfig)
     new = [e for e in waiting if e not in requested]
     cursor = json.dumps(sorted(set(waiting) & (requested | set(new))))
     if not new:
-        return dg.SensorResult(skip_reason=f"no complete export in {raw_dir} that the warehouse has not "
-                                           "applied", cursor=cursor)
+        pending = sorted(set(waiting) & requested)  # requested once: a run that failed is not retried here
+        return dg.SensorResult(skip_reason=(
+            f"no complete export in {raw_dir} that the warehouse has not applied" if not pending else
+            f"{len(pending)} complete export(s) not applied yet, each requested once already ({', '.join(pending)}): "
+            "a queued run applies it, or, if its run failed, the daily run or `clinic run` after the cause is "
+            "fixed"), cursor=cursor)
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=f"export:{e}", tags={"clinic/export": e}) for e in new],
         cursor=cursor,

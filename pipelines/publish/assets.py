@@ -12,6 +12,7 @@ from pipelines.diagnosis import duckdb_file_damage
 from pipelines.manifest import Manifest, load_manifest
 from pipelines.metadata import report, table_metadata
 from pipelines.orchestration.fingerprint import write_fingerprint
+from pipelines.response.rules import rules_content
 from pipelines.publish.reuse import (
     digest_of,
     files_under,
@@ -166,7 +167,9 @@ def published_set(context: dg.AssetExecutionContext, clinic: ClinicConfig,
     folder = building_dir(marts_dir, context.run_id)
     with warehouse.get_connection() as con:
         [inputs] = con.execute("SELECT input_fingerprint FROM ingest.run_plan").fetchone()
-        write_fingerprint(folder, context.run_id, json.loads(inputs))  # what a later run compares with
+        rules = clinic.rules()  # its version and content: a later run warns of one changed without the other
+        write_fingerprint(folder, context.run_id, {**json.loads(inputs), "rules_version": str(rules["version"]),
+                                                   "rules_content": rules_content(rules)})  # what a later run compares with
         final = switch_to(marts_dir, folder, context.run_id)
         con.execute("UPDATE quality.run_log SET status = 'published' WHERE run_id = ?", [context.run_id])
     report(context, f"published {final.name}: {clinic.snapshot}, dashboards {clinic.dashboards_dir / 'index.html'}")

@@ -11,7 +11,8 @@ from pipelines.engines import Compute
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
 from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
-from pipelines.response.rules import write_rules_table
+from pipelines.orchestration.fingerprint import published_fingerprint
+from pipelines.response.rules import rules_content, write_rules_table
 from pipelines.sqlfiles import write_frame
 
 
@@ -45,7 +46,23 @@ def response_rules(context: dg.AssetExecutionContext, clinic: ClinicConfig,
         meta = table_metadata(con, "response.rules", rules_version=str(rules["version"]),
                               rules_file=dg.MetadataValue.path(clinic.rules_file))
     report(context, f"response rules version {rules['version']} from {clinic.rules_file}")
-    return dg.MaterializeResult(metadata=meta)
+    reused = version_reused(rules, published_fingerprint(Path(clinic.marts_dir)))
+    if reused:
+        context.log.warning(reused)
+        report(context, f"WARNING: {reused}")
+    return dg.MaterializeResult(metadata={**meta, "rules_changed_under_the_same_version": bool(reused)})
+
+
+def version_reused(rules: dict, published: dict | None) -> str | None:
+    """What to say when the rules differ from those the published set was built with but keep
+    its version (every mart row and each release names only the version); None otherwise."""
+    if not published or str(published.get("rules_version")) != str(rules["version"]):
+        return None
+    if published.get("rules_content") in (None, rules_content(rules)):
+        return None
+    return (f"the response rules differ from those of the published set but keep its version {rules['version']}: "
+            f"marts and releases would name both version {rules['version']}; give the changed rules a new "
+            "`version` in the rules file")
 
 
 @dg.asset(group_name="response", deps=["staged_fiqr_items", "staged_measurements"],

@@ -239,6 +239,16 @@ class Rules(_Strict):
         return bands
 
 
+def rules_content(rules: dict) -> str:
+    """A digest of what the rules say, their version and the file's comments and layout aside:
+    two files equal under it categorise alike."""
+    import hashlib
+    import json
+
+    said = {k: v for k, v in rules.items() if k != "version"}
+    return hashlib.sha256(json.dumps(said, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def load_rules(path: Path, contract: Contract) -> dict:
     """The rules file as a dict, after checking it; RulesError names every violation."""
     doc = load_checked(path, Rules, RulesError, "rules file", context={"contract": contract})
