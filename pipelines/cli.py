@@ -652,9 +652,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "patient; the benchmark uses 5); default 0: clinic visits only, shaped like the "
                            "committed demo, so the export passes the rows-per-patient check beside it")
     demo.add_argument("--id-prefix", default=None,
-                      help="pseudonym prefix; give an earlier export's prefix (the committed demo's is P) to "
-                           "write later data of the same patients (default: one of its own, from the folder "
-                           "name and the seed, so exports of different patients never share an id)")
+                      help="pseudonym prefix; an earlier export's prefix (the committed demo's is P) reuses its "
+                           "ids for other generated people, whose sex or age mostly differ (identity_conflict "
+                           "shows them) (default: one of its own, from the folder name and the seed, so exports "
+                           "of different patients never share an id)")
     demo.set_defaults(func=cmd_demo_data)
 
     release = sub.add_parser(
