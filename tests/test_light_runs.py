@@ -23,9 +23,9 @@ from pipelines.ingest.load import contract_hash
 from pipelines.orchestration.fingerprint import FINGERPRINT_FILE, decide, published_fingerprint
 from pipelines.orchestration.nothing_new import NOTHING_NEW_SINCE
 from pipelines.orchestration.schedules import daily_schedule
+from pipelines.publish.reuse import PARTS_FILE, digest_of, previous_set, record_part, reusable, static_inputs
 from pipelines.response.assets import version_reused
 from pipelines.response.rules import rules_content
-from pipelines.publish.reuse import PARTS_FILE, digest_of, previous_set, record_part, reusable, static_inputs
 from tests.conftest import DEMO_EXPORT, clinic, materialization, query_snapshot, run_pipeline, settings_for
 from tests.test_scheduled_runs import published_files, run_args
 

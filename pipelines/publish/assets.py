@@ -12,7 +12,6 @@ from pipelines.diagnosis import duckdb_file_damage
 from pipelines.manifest import Manifest, load_manifest
 from pipelines.metadata import report, table_metadata
 from pipelines.orchestration.fingerprint import write_fingerprint
-from pipelines.response.rules import rules_content
 from pipelines.publish.reuse import (
     digest_of,
     files_under,
@@ -32,6 +31,7 @@ from pipelines.publish.snapshot import (
 )
 from pipelines.quality.data_docs import make_offline
 from pipelines.resources import GreatExpectations
+from pipelines.response.rules import rules_content
 from pipelines.sqlfiles import quote_literal, run_sql
 
 # What the front page's "what changed" reads from the previous snapshot (dashboards/front_page.py).

@@ -10,8 +10,8 @@ from pipelines.config import ClinicConfig
 from pipelines.engines import Compute
 from pipelines.ingest.load import ensure_warehouse
 from pipelines.metadata import report, table_metadata
-from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.orchestration.fingerprint import published_fingerprint
+from pipelines.response.incremental import Refresh, fingerprint, refresh_per_patient
 from pipelines.response.rules import rules_content, write_rules_table
 from pipelines.sqlfiles import write_frame
 
