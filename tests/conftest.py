@@ -34,18 +34,22 @@ def clinic(*args, env: dict | None = None, stdin: str | None = None, timeout: in
                           env={**os.environ, **(env or {})})
 
 
-@pytest.fixture(autouse=True)
-def _no_defs_state_storage_left_over():
-    """Every test starts and ends without Dagster's current defs-state storage. Dagster 1.13 keeps
-    the storage of a DagsterInstance entered with `with` in a context variable; one left there by
-    an earlier test of this worker (a run in process) whose instance has been collected since makes
-    the next Definitions built here fail ("Attempted to resolve undefined DagsterInstance weakref"),
-    depending on when Python collects it. Seen in 2 of 4 full runs of the suite on 2026-12-07."""
+def _without_defs_state_storage():
+    """Dagster 1.13 keeps the storage of a DagsterInstance entered with `with` in a context
+    variable; one left there by an earlier test or fixture of this worker (a run in process) whose
+    instance has been collected since makes the next Definitions built here fail ("Attempted to
+    resolve undefined DagsterInstance weakref"), depending on when Python collects it: seen in 2
+    of 4 full runs of the suite on 2026-12-07, in one worker, never in a test run alone."""
     from dagster._core.storage.defs_state.base import _current_storage
 
     _current_storage.set(None)
     yield
     _current_storage.set(None)
+
+
+# Before a module's own fixtures (autouse fixtures come first in their scope) and around each test.
+_fresh_module = pytest.fixture(scope="module", autouse=True, name="_fresh_module")(_without_defs_state_storage)
+_fresh_test = pytest.fixture(autouse=True, name="_fresh_test")(_without_defs_state_storage)
 
 
 @pytest.fixture
