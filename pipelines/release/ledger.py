@@ -95,11 +95,14 @@ def _append_to_ledger(path: Path, entry: dict) -> None:
     a kill leaves the old ledger or the new one, never a line cut short."""
     tmp = path.with_name(f".{path.name}.tmp")
     old = path.read_bytes() if path.exists() else b""
-    with open(tmp, "wb") as fh:
-        fh.write(old + (b"" if not old or old.endswith(b"\n") else b"\n") + json.dumps(entry).encode() + b"\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(old + (b"" if not old or old.endswith(b"\n") else b"\n") + json.dumps(entry).encode() + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # gone once moved; what a failed write left
 
 
 def _read_folder(folder: Path, names: Iterable[str]) -> dict[str, pd.DataFrame]:
