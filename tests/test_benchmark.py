@@ -106,8 +106,7 @@ def test_the_job_with_no_work_has_the_real_steps_assets_and_checks(tmp_path):
     assert shape(hollow_definitions()) == shape(build_definitions())
     home = tmp_path / "home"
     home.mkdir()
-    # in its own process, as the benchmark runs it (a run here would leave Dagster's definitions
-    # context tied to an instance closed after it, for the next test of this process)
+    # in its own process, as the benchmark runs and times it
     done = subprocess.run([sys.executable, "-m", "benchmarks.dagster_alone", str(home)], capture_output=True,
                           text=True, cwd=Path(__file__).resolve().parent.parent)
     assert done.returncode == 0 and ": ok, " in done.stdout, done.stderr[-2000:]
