@@ -560,11 +560,13 @@ def cmd_demo_data(args) -> int:
 
     raw = "" if out.parent.absolute() == Path(str(setting_value("raw_dir"))).absolute() else \
         f" {SETTINGS['raw_dir'].flag} {shlex.quote(str(out.parent))}"
-    print(f"done in {time.perf_counter() - started:.1f} s; apply it with `{_prog()} run{raw}`", file=sys.stderr)
     contract = _config(args).contract()
-    if contract.export_names.why_unfit(out.name, contract):
-        print(f"  note: `clinic run` will not apply it: name the folder like {contract.export_names.example} "
-              "(rules/contract.yaml exports)", file=sys.stderr)
+    if contract.export_names.why_unfit(out.name, contract):  # then there is nothing to apply yet
+        print(f"done in {time.perf_counter() - started:.1f} s; note: `clinic run` will not apply it: name the "
+              f"folder like {contract.export_names.example} (rules/contract.yaml exports), then "
+              f"`{_prog()} run{raw}`", file=sys.stderr)
+    else:
+        print(f"done in {time.perf_counter() - started:.1f} s; apply it with `{_prog()} run{raw}`", file=sys.stderr)
     return 0
 
 

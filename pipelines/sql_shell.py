@@ -258,7 +258,8 @@ def _refusal(con: duckdb.DuckDBPyConnection, statement) -> str | None:
         return None  # DuckDB reports the syntax error itself when it runs
     for kind in [statement.type, *kinds]:
         if kind == ST.LOAD:  # INSTALL parses as a LOAD statement too
-            return "INSTALL and LOAD statements are not allowed: clinic sql loads no extension"
+            return ("INSTALL and LOAD statements are not allowed: clinic sql loads no extension; to use one, "
+                    "open the marts' Parquet files in a DuckDB of your own")
         if kind not in READ_TYPES:
             return f"{kind.name} statements are not allowed: the snapshot is read-only"
     if len(kinds) != 1:
@@ -288,8 +289,9 @@ def _read_only_advice(error: duckdb.Error) -> str:
     """What to do instead, for the lockdown's two refusals an analyst meets: a setting, a file."""
     text = str(error)
     if "configuration has been locked" in text:
-        return ("; clinic sql's settings are fixed when it starts: CLINIC_DUCKDB_MEMORY_LIMIT (memory), "
-                "CLINIC_SQL_TEMP_DIR (spill folder), --timeout or CLINIC_SQL_TIMEOUT (time)")
+        return ("; clinic sql's settings are fixed when it starts, and only these can be chosen: "
+                "CLINIC_DUCKDB_MEMORY_LIMIT (memory), CLINIC_SQL_TEMP_DIR (spill folder), --timeout or "
+                "CLINIC_SQL_TIMEOUT (time)")
     if "Cannot access file" in text or "file system operations are disabled" in text:
         return ("; clinic sql reads no file: the published marts are its tables (`.tables` lists them; "
                 "each Parquet file of the marts folder holds the same rows as its table)")

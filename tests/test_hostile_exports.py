@@ -523,3 +523,4 @@ def test_demo_data_warns_when_its_folder_would_not_be_applied(tmp_path):
         done = subprocess.run([sys.executable, "-m", "pipelines.cli", "demo-data", "--patients", "3", "--out",
                                str(tmp_path / name)], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0 and ("will not apply it" in done.stderr) == warned, done.stderr
+        assert ("apply it with" in done.stderr) != warned  # not both: one says what to do next

@@ -122,7 +122,8 @@ ATTACKS = [
 
 
 @pytest.mark.parametrize(("query", "says"), [
-    ("INSTALL httpfs", "INSTALL and LOAD statements are not allowed: clinic sql loads no extension"),
+    ("INSTALL httpfs", "clinic sql loads no extension; to use one, open the marts' Parquet files in a DuckDB"),
+    ("SET threads = 1", "only these can be chosen: CLINIC_DUCKDB_MEMORY_LIMIT"),
     ("SET memory_limit = '1GB'", 'option "memory_limit"'),
     ("SET memory_limit = '1GB'", "CLINIC_DUCKDB_MEMORY_LIMIT (memory)"),
     ("SELECT * FROM '{parquet}'", "each Parquet file of the marts folder holds the same rows as its table"),
