@@ -624,9 +624,8 @@ class Shell:
                 return
             if isinstance(error, duckdb.Error):
                 if _is_read_only_error(error):
-                    # DuckDB doubles the quotes of a quoted name in this message
-                    self.fail(f"read-only: {_first_line(error).replace(chr(34) * 2, chr(34))} {where}"
-                              + _read_only_advice(error))
+                    said = _first_line(error).replace('""', '"')  # DuckDB doubles a quoted name's quotes here
+                    self.fail(f"read-only: {said} {where}" + _read_only_advice(error))
                 else:
                     self.fail(f"SQL error: {_whole(error, where)}" + _tables_hint(error))
                 return

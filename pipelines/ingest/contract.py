@@ -138,7 +138,7 @@ class Contract:
     tables: dict[str, Table]
     identifier_columns: frozenset[str]
     identifier_values: tuple[IdentifierPattern, ...]
-    text: str  # the contract file's, and what it takes from the registry (see load_contract)
+    text: str
     # The instrument registry the contract names (rules/instruments.yaml): measurements.instrument's
     # codes and each value's range.
     export_names: ExportNames
@@ -304,9 +304,7 @@ def load_contract(path: Path) -> Contract:
         tables=tables,
         identifier_columns=frozenset(privacy["identifier_columns"]),
         identifier_values=patterns,
-        # What the contract takes from the registry (codes and ranges) is part of its text: a
-        # warehouse loaded under other ranges is reloaded from the exports (contract_hash).
-        text=text + "".join(f"\n# instrument {i.name}: {i.minimum!r}..{i.maximum!r}" for i in instruments.values()),
+        text=text,
         instruments=instruments,
         export_names=_export_names(doc),
     )

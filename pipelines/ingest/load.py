@@ -72,7 +72,10 @@ class FileResult:
 
 
 def contract_hash(contract: Contract) -> str:
-    return hashlib.sha256(contract.text.encode()).hexdigest()[:16]
+    """The contract a warehouse is loaded under: its file, and what it takes from the instrument
+    registry (each code and range), so a changed range reloads the warehouse from the exports."""
+    ranges = "".join(f"\n# instrument {i.name}: {i.minimum!r}..{i.maximum!r}" for i in contract.instruments.values())
+    return hashlib.sha256((contract.text + ranges).encode()).hexdigest()[:16]
 
 
 def ensure_warehouse(con, contract: Contract) -> None:
