@@ -290,8 +290,8 @@ def _read_only_advice(error: duckdb.Error) -> str:
     text = str(error)
     if "configuration has been locked" in text:
         return ("; clinic sql's settings are fixed when it starts, and only these can be chosen: "
-                "CLINIC_DUCKDB_MEMORY_LIMIT (memory), CLINIC_SQL_TEMP_DIR (spill folder), --timeout or "
-                "CLINIC_SQL_TIMEOUT (time)")
+                f"{SETTINGS['duckdb_memory_limit'].env} (memory), {SETTINGS['sql_temp_dir'].env} (spill folder), "
+                f"--timeout or {SETTINGS['sql_timeout'].env} (time)")
     if "Cannot access file" in text or "file system operations are disabled" in text:
         return ("; clinic sql reads no file: the published marts are its tables (`.tables` lists them; "
                 "each Parquet file of the marts folder holds the same rows as its table)")
